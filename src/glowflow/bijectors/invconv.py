@@ -1,0 +1,152 @@
+"""Invertible 1x1 convolutions (Kingma & Dhariwal 2018, section 3.2): plain and LU."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import Bijector, Shape, check_channels, logdet_dtype
+
+
+def random_rotation(num_channels: int, generator: Optional[torch.Generator] = None) -> Tensor:
+    """A random orthogonal ``(C, C)`` float64 matrix: the Q of a QR of a Gaussian matrix."""
+    gaussian = torch.randn(num_channels, num_channels, generator=generator, dtype=torch.float64)
+    q, r = torch.linalg.qr(gaussian)
+    return q * torch.sign(torch.diagonal(r)).unsqueeze(0)  # Haar-distributed
+
+
+def apply_channel_matrix(x: Tensor, matrix: Tensor) -> Tensor:
+    """``y[:, i, ...] = sum_j matrix[i, j] x[:, j, ...]`` for ``x`` of shape ``(B, C, ...)``."""
+    matrix = matrix.to(x.dtype)
+    if x.dim() == 4:
+        return F.conv2d(x, matrix[:, :, None, None])
+    return torch.movedim(F.linear(torch.movedim(x, 1, -1), matrix), -1, 1)
+
+
+class _InvertibleChannelMap(Bijector):
+    """Shared machinery of the 1x1 convolutions: ``y = W x`` at every position.
+
+    * forward:  ``y = W x``,        ``log|det| = P * log|det W|``  (P positions per channel)
+    * inverse:  ``x = W^{-1} y``,   ``log|det| = -P * log|det W|``
+
+    Subclasses give ``W``, ``W^{-1}`` and ``log|det W|`` in float64 through
+    :meth:`_matrices`. When no gradient can reach the parameters (``torch.no_grad()`` or frozen
+    weights) the three are cached, keyed on the parameters' version counters, so repeated
+    encoding and sampling compute no determinant or inverse; any in-place update of the
+    weights (an optimizer step, ``load_state_dict``) invalidates the cache, and ``train()``
+    drops it.
+    """
+
+    def __init__(self, num_channels: int) -> None:
+        super().__init__()
+        if num_channels < 1:
+            raise ValueError(f"{type(self).__name__} needs num_channels >= 1, got {num_channels}")
+        self.num_channels = num_channels
+        self._cache: Optional[tuple[tuple[int, ...], Tensor, Tensor, Tensor]] = None
+
+    def _matrices(self, need_inverse: bool) -> tuple[Tensor, Optional[Tensor], Tensor]:
+        """``(W, W^{-1} or None, log|det W|)`` computed from the parameters, in float64."""
+        raise NotImplementedError
+
+    def _weights(self, need_inverse: bool) -> tuple[Tensor, Optional[Tensor], Tensor]:
+        params = list(self.parameters())
+        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+            return self._matrices(need_inverse)
+        key = tuple(p._version for p in params) + tuple(p.data_ptr() for p in params)
+        if self._cache is None or self._cache[0] != key:
+            with torch.no_grad():
+                weight, inverse, logabsdet = self._matrices(need_inverse=True)
+            self._cache = (key, weight, inverse, logabsdet)
+        return self._cache[1], self._cache[2], self._cache[3]
+
+    def _logdet(self, x: Tensor, logabsdet: Tensor) -> Tensor:
+        positions = x[0, 0].numel()
+        return (logabsdet.to(logdet_dtype(x)) * positions).expand(x.shape[0])
+
+    def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        weight, _, logabsdet = self._weights(need_inverse=False)
+        return apply_channel_matrix(x, weight), self._logdet(x, logabsdet)
+
+    def inverse(self, y: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        _, inverse, logabsdet = self._weights(need_inverse=True)
+        assert inverse is not None
+        return apply_channel_matrix(y, inverse), -self._logdet(y, logabsdet)
+
+    def forward_shape(self, shape: Shape) -> Shape:
+        return check_channels(self, shape, self.num_channels)
+
+    inverse_shape = forward_shape
+
+    def train(self, mode: bool = True) -> "_InvertibleChannelMap":
+        self._cache = None
+        return super().train(mode)
+
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]
+        self._cache = None  # device or dtype moves make cached tensors stale
+        return super()._apply(fn, recurse)
+
+    def extra_repr(self) -> str:
+        return f"num_channels={self.num_channels}"
+
+
+class InvertibleConv1x1(_InvertibleChannelMap):
+    """Invertible 1x1 convolution with a free ``(C, C)`` weight ``W``.
+
+    ``W`` starts as a random rotation (``log|det W| = 0``). ``log|det W|`` comes from
+    ``torch.linalg.slogdet`` in float64 (O(C^3), stable for ill-conditioned ``W``).
+    """
+
+    def __init__(self, num_channels: int, generator: Optional[torch.Generator] = None) -> None:
+        super().__init__(num_channels)
+        self.weight = nn.Parameter(random_rotation(num_channels, generator).float())
+
+    def _matrices(self, need_inverse: bool) -> tuple[Tensor, Optional[Tensor], Tensor]:
+        weight64 = self.weight.double()
+        logabsdet = torch.linalg.slogdet(weight64).logabsdet
+        inverse = torch.linalg.inv(weight64) if need_inverse else None
+        return self.weight, inverse, logabsdet
+
+
+class InvertibleConv1x1LU(_InvertibleChannelMap):
+    """Invertible 1x1 convolution parameterized by an LU decomposition.
+
+    ``W = P L (U + diag(sign * exp(log_s)))`` with ``P`` a fixed permutation, ``L`` unit lower
+    triangular, ``U`` strictly upper triangular, so ``log|det W| = sum(log_s)`` in O(C).
+    ``P`` and ``sign`` are persistent buffers; the triangular masks are derived buffers.
+    The starting ``W`` is a random rotation, as for :class:`InvertibleConv1x1`.
+    """
+
+    def __init__(self, num_channels: int, generator: Optional[torch.Generator] = None) -> None:
+        super().__init__(num_channels)
+        permutation, lower, upper = torch.linalg.lu(random_rotation(num_channels, generator))
+        diagonal = torch.diagonal(upper)
+        self.register_buffer("permutation", permutation.float())
+        self.register_buffer("sign_s", torch.sign(diagonal).float())
+        ones = torch.ones(num_channels, num_channels)
+        self.register_buffer("lower_mask", torch.tril(ones, -1), persistent=False)
+        self.register_buffer("eye", torch.eye(num_channels), persistent=False)
+        self.lower = nn.Parameter(torch.tril(lower, -1).float())
+        self.upper = nn.Parameter(torch.triu(upper, 1).float())
+        self.log_s = nn.Parameter(torch.log(torch.abs(diagonal)).float())
+
+    def _factors(self) -> tuple[Tensor, Tensor]:
+        lower = (self.lower * self.lower_mask + self.eye).double()
+        upper = (self.upper * self.lower_mask.T).double() + torch.diag(
+            (self.sign_s * self.log_s.exp()).double()
+        )
+        return lower, upper
+
+    def _matrices(self, need_inverse: bool) -> tuple[Tensor, Optional[Tensor], Tensor]:
+        lower, upper = self._factors()
+        permutation = self.permutation.double()
+        weight = permutation @ lower @ upper
+        inverse = None
+        if need_inverse:
+            eye = self.eye.double()
+            lower_inv = torch.linalg.solve_triangular(lower, eye, upper=False, unitriangular=True)
+            upper_inv = torch.linalg.solve_triangular(upper, eye, upper=True)
+            inverse = upper_inv @ lower_inv @ permutation.T
+        return weight, inverse, self.log_s.double().sum()
