@@ -49,13 +49,16 @@ def check_bijector(
     atol: float = 1e-10,
     jacobian: bool = True,
     randomize: bool = True,
+    unused: tuple[str, ...] = (),
 ) -> None:
     """Assert the bijector contract on input ``x`` (float64, small) and optional context.
 
     Checks: round trips both ways to ``atol``; ``forward`` log-det equals minus ``inverse``
     log-det; log-det equals ``slogdet`` of the autograd Jacobian; batch independence; every
     parameter gets a finite gradient; ``state_dict`` round trip reproduces outputs; event
-    shapes match ``forward_shape``; ``.inv.inv is`` the bijector.
+    shapes match ``forward_shape``; ``.inv.inv is`` the bijector. Parameters whose names start
+    with an entry of ``unused`` are exempt from the gradient check (e.g. a classifier head
+    that ``forward`` does not use).
     """
     bijector = bijector.to(torch.float64)
     x = x.to(torch.float64)
@@ -101,6 +104,8 @@ def check_bijector(
         out, ld = bijector(x, context)
         (out.pow(2).sum() + ld.sum()).backward()
         for name, parameter in bijector.named_parameters():
+            if name.startswith(unused) and unused:
+                continue
             assert parameter.grad is not None, f"parameter {name} got no gradient"
             assert torch.isfinite(parameter.grad).all(), f"parameter {name}: non-finite gradient"
 
