@@ -27,7 +27,7 @@ from .bijectors.squeeze import Squeeze
 from .validation import check_batch
 
 PERMUTATIONS = ("invconv", "invconv_lu", "shuffle", "reverse")
-MASKS = ("channel", "checkerboard")
+MASKS = ("channel", "checkerboard", "checkerboard_channel")
 
 
 class GlowEncoding(NamedTuple):
@@ -102,7 +102,9 @@ class Glow(Bijector):
         coupling: ``"affine"`` or ``"additive"``.
         permutation: ``"invconv"``, ``"invconv_lu"``, ``"shuffle"`` or ``"reverse"``.
         scale_fn: affine scale, ``"exp"`` or ``"sigmoid"`` (``sigmoid(h + 2)``, official code).
-        mask: ``"channel"`` (Glow) or ``"checkerboard"`` (RealNVP, parity alternating).
+        mask: ``"channel"`` (Glow), ``"checkerboard"`` (parity alternating step to step), or
+            ``"checkerboard_channel"`` (RealNVP: the first ``ceil(K/2)`` steps of each level
+            checkerboard, the rest channel-wise).
         learn_top_prior: a learned Gaussian prior on the top latent.
         num_classes: a class-conditional prior on the top latent (context = labels).
     """
@@ -230,7 +232,10 @@ class Glow(Bijector):
             coupling_fn = lambda input_shape, out: glow_network(  # noqa: E731
                 input_shape[0], network_channels(kind, out), hidden
             )
-        if self.config["mask"] == "checkerboard":
+        mask = self.config["mask"]
+        if mask == "checkerboard_channel":
+            mask = "checkerboard" if index < (self.num_steps_per_block + 1) // 2 else "channel"
+        if mask == "checkerboard":
             condition_shape, transformed = shape, channels
         else:
             transformed = channels // 2
@@ -242,7 +247,7 @@ class Glow(Bijector):
         coupling: Bijector
         if isinstance(network, Bijector):
             coupling = network
-        elif self.config["mask"] == "checkerboard":
+        elif mask == "checkerboard":
             coupling = CheckerboardCoupling(shape, network, kind, self.config["scale_fn"], index % 2)
         else:
             coupling = ChannelCoupling(channels, network, kind, self.config["scale_fn"], transformed)
