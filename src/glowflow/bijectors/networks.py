@@ -59,6 +59,25 @@ def _positional_arity(fn: Callable[..., object]) -> int:
     return sum(1 for p in parameters if p.kind in kinds)
 
 
+def _shape_probe(network: nn.Module, shape: tuple[int, ...]) -> object:
+    """Run ``network`` on zeros of ``shape`` to learn its output shape.
+
+    The run happens on the ``meta`` device (shapes only, no arithmetic), so checking even the
+    paper's 512-wide networks costs nothing; a network with an operation that has no meta
+    kernel is run for real instead.
+    """
+    probe = next(network.parameters(), None)
+    dtype = probe.dtype if probe is not None else torch.float32
+    state = {name: t.to("meta") for name, t in network.state_dict(keep_vars=True).items()}
+    with torch.no_grad():
+        try:
+            return torch.func.functional_call(
+                network, state, (torch.zeros(shape, dtype=dtype, device="meta"),)
+            )
+        except (NotImplementedError, RuntimeError):
+            return network(torch.zeros(shape, dtype=dtype))
+
+
 def build_network(
     fn: NetworkFn, input_shape: Shape, output_channels: int, expected_channels: int, what: str
 ) -> Union[nn.Module, Bijector]:
@@ -82,10 +101,7 @@ def build_network(
         )
     expected = (1, expected_channels, *input_shape[1:])
     try:
-        with torch.no_grad():
-            probe = next(result.parameters(), None)
-            dtype = probe.dtype if probe is not None else torch.float32
-            output = result(torch.zeros(1, *input_shape, dtype=dtype))
+        output = _shape_probe(result, (1, *input_shape))
     except Exception as error:  # noqa: BLE001 - re-raised with the layer named
         raise ValueError(f"{what}: the network failed on input shape {(1, *input_shape)}: {error}")
     if not isinstance(output, Tensor) or tuple(output.shape) != expected:
