@@ -1,0 +1,25 @@
+"""Finding datasets on disk, and fetching them through torchvision when asked to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+DOWNLOAD_HINT = "pass download=True to fetch it with torchvision, or place the original files there"
+
+
+def require(path: Path, dataset: str, hint: str = DOWNLOAD_HINT) -> Path:
+    """Return ``path``, or raise ``FileNotFoundError`` naming it and how to get the data."""
+    if not path.exists():
+        raise FileNotFoundError(f"{dataset} not found: {path} does not exist; {hint}")
+    return path
+
+
+def torchvision_download(class_name: str, root: Path, **kwargs: Any) -> None:
+    """Download a dataset into ``root`` with ``torchvision.datasets.<class_name>``.
+
+    torchvision checks the MD5 sums of what it downloads; glowflow then reads the files itself.
+    """
+    from torchvision import datasets
+
+    getattr(datasets, class_name)(str(root), download=True, **kwargs)
