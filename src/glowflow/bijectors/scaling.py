@@ -40,7 +40,9 @@ class NICEScaling(Bijector):
 
     def forward_shape(self, shape: Shape) -> Shape:
         if tuple(shape) != self.event_shape:
-            raise ValueError(f"NICEScaling was built for event shape {self.event_shape}, got {shape}")
+            raise ValueError(
+                f"NICEScaling was built for event shape {self.event_shape}, got {shape}"
+            )
         return tuple(shape)
 
     inverse_shape = forward_shape
