@@ -1,0 +1,9 @@
+"""Ready-made flows beside Glow: NICE, RealNVP, MAF and IAF, each a :class:`~glowflow.Flow`
+with a standard normal base."""
+
+from .iaf import iaf
+from .maf import maf
+from .nice import nice
+from .realnvp import realnvp, realnvp_tabular
+
+__all__ = ["iaf", "maf", "nice", "realnvp", "realnvp_tabular"]
