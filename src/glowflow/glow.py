@@ -24,6 +24,7 @@ from .bijectors.networks import NetworkFn, build_network, glow_network
 from .bijectors.permutation import ChannelPermutation
 from .bijectors.prior import ClassConditionalPrior, LearnedPrior
 from .bijectors.squeeze import Squeeze
+from .memory import check_memory_mode, run_steps
 from .validation import check_batch
 
 PERMUTATIONS = ("invconv", "invconv_lu", "shuffle", "reverse")
@@ -107,6 +108,9 @@ class Glow(Bijector):
             checkerboard, the rest channel-wise).
         learn_top_prior: a learned Gaussian prior on the top latent.
         num_classes: a class-conditional prior on the top latent (context = labels).
+        memory_mode: how training runs each level's flow steps, ``"none"`` (plain autograd),
+            ``"checkpoint"`` or ``"invertible"`` (inputs rebuilt from outputs in the backward
+            pass, activation memory flat in depth); see :mod:`glowflow.memory`.
     """
 
     def __init__(
@@ -128,8 +132,10 @@ class Glow(Bijector):
         mask: str = "channel",
         learn_top_prior: bool = False,
         num_classes: Optional[int] = None,
+        memory_mode: str = "none",
     ) -> None:
         super().__init__()
+        self.memory_mode = check_memory_mode(memory_mode)
         self.output_shape = self._check_output_shape(output_shape, num_glow_blocks)
         if num_steps_per_block < 1:
             raise ValueError(f"num_steps_per_block must be >= 1, got {num_steps_per_block}")
@@ -257,12 +263,8 @@ class Glow(Bijector):
 
     # ----------------------------------------------------------------------------- running
     def run_steps(self, steps: nn.ModuleList, h: Tensor, context: Optional[Tensor]) -> tuple[Tensor, Tensor]:
-        """Apply a level's flow steps in order; returns ``(h, summed log-det)``."""
-        total = zero_logdet(h)
-        for step in steps:
-            h, logdet = step(h, context)
-            total = total + logdet
-        return h, total
+        """Apply a level's flow steps in :attr:`memory_mode`; returns ``(h, summed log-det)``."""
+        return run_steps(steps, h, context, self.memory_mode)
 
     def forward_levels(self, x: Tensor, context: Optional[Tensor] = None) -> GlowEncoding:
         """Images ``(B, C, H, W)`` -> per-level latents (finest first), log-det, raw top."""
