@@ -312,8 +312,20 @@ def test_image_folder_classes_and_round_trip(tmp_path: Path) -> None:
     for i, picture in enumerate(pictures.values()):
         levels, label = data[i]
         assert torch.equal(levels, torch.from_numpy(picture).permute(2, 0, 1)) and label == (i == 2)
-    with pytest.raises(ValueError, match="test split"):
+    with pytest.raises(ValueError, match="no test split"):
         load_dataset(f"folder:{tmp_path}", split="test")
+
+
+def test_image_folder_with_train_and_test_parts(tmp_path: Path) -> None:
+    image_module = pytest.importorskip("PIL.Image")
+    for part, count in (("train", 3), ("test", 2)):
+        for label in ("x", "y"):
+            (tmp_path / part / label).mkdir(parents=True)
+            for i in range(count):
+                image_module.fromarray(random_levels((4, 4), i)).save(tmp_path / part / label / f"{i}.png")
+    train, test = load_dataset(f"folder:{tmp_path}"), load_dataset(f"folder:{tmp_path}", split="test")
+    assert (len(train), len(test)) == (6, 4) and train.class_names == test.class_names == ("x", "y")
+    assert [test[i][1] for i in range(4)] == [0, 0, 1, 1]
 
 
 def test_flat_greyscale_folder(tmp_path: Path) -> None:

@@ -1,10 +1,12 @@
 """Any folder of images, laid out like ``torchvision.datasets.ImageFolder``.
 
-Each subfolder of ``path`` that contains images is a class (sorted by name, searched
-recursively); a folder without such subfolders is read as one unlabelled set of its own images
-(label 0, ``num_classes`` ``None``). Files with extensions in :data:`IMAGE_EXTENSIONS` count.
-Channels follow the first image: 1 for greyscale, else 3 (RGB). Without ``image_size`` all images
-must share one size; with it they are centre-cropped to squares and resized.
+When ``path`` holds both a ``train/`` and a ``test/`` subfolder, those are the two parts (give
+them the same class subfolders); otherwise ``path`` is the training part alone and there is no
+test split. Within a part, each subfolder that contains images is a class (sorted by name,
+searched recursively); a part without such subfolders is read as one unlabelled set of its own
+images (label 0, ``num_classes`` ``None``). Files with extensions in :data:`IMAGE_EXTENSIONS`
+count. Channels follow the first image: 1 for greyscale, else 3 (RGB). Without ``image_size``
+all images must share one size; with it they are centre-cropped to squares and resized.
 """
 
 from __future__ import annotations
@@ -35,9 +37,13 @@ def check_same_size(paths: list[Path]) -> None:
             )
 
 
-def read_folder(path: Path, image_size: int | None) -> ImageSource:
-    """All images under ``path`` with their class labels (see the module docstring)."""
+def read_folder(path: Path, part: str, image_size: int | None) -> ImageSource:
+    """The ``part`` (``"train"`` or ``"test"``) of the folder ``path``, with class labels."""
     require(path, "image folder", "check the path after 'folder:'")
+    if (path / "train").is_dir() and (path / "test").is_dir():
+        path = path / part
+    elif part == "test":
+        raise ValueError(f"image folder {path} has no test split: it needs train/ and test/ subfolders")
     subfolders = [(d, _images_in(d, recursive=True)) for d in sorted(path.iterdir()) if d.is_dir()]
     classes = [(d, files) for d, files in subfolders if files]
     if classes:

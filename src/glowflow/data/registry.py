@@ -49,8 +49,10 @@ def load_dataset(
         root: folder holding the downloadable datasets, in torchvision's layout.
         split: ``"train"``, ``"val"`` or ``"test"``. ``"val"`` is the last ``val_size`` images
             of the training part, which ``"train"`` then leaves out; CelebA instead has an
-            official validation partition (and takes no ``val_size``). Image folders have no
-            test split. Digits: the first 1,500 images are the training part, the last 297 test.
+            official validation partition (and takes no ``val_size``). Image folders have a
+            test split only when they hold ``train/`` and ``test/`` subfolders; their files are
+            in class order, so a hold-out comes from the last classes. Digits: the first 1,500
+            images are the training part, the last 297 the test set.
         image_size: centre-crop every image to a square and resize it to this side.
         n_bits: keep the top ``n_bits`` bits of 8-bit images (``n_bins = 2**n_bits``).
         val_size: number of training images held out as the validation split.
@@ -70,9 +72,8 @@ def load_dataset(
         raise ValueError(f"hflip is a training augmentation; it cannot be used on split {split!r}")
     root = Path(root)
     if name.startswith(FOLDER_PREFIX):
-        if split == "test":
-            raise ValueError("image folders have no test split; load the test images as their own folder")
-        source = carve(read_folder(Path(name[len(FOLDER_PREFIX) :]), image_size), split, val_size)
+        folder = Path(name[len(FOLDER_PREFIX) :])
+        source = carve(read_folder(folder, stored_part(split), image_size), split, val_size)
     elif name == "celeba":
         if val_size:
             raise ValueError("celeba has an official validation split (split='val'); val_size must be 0")
