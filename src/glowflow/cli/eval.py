@@ -1,0 +1,56 @@
+"""``glowflow eval``: bits/dim of a trained model on a dataset split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "Test-set bits/dim of a trained run or checkpoint (mean and standard error)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT",
+                        help="a run folder (its newest checkpoint) or a checkpoint")
+    parser.add_argument("--split", default="test", choices=("test", "train"), help="dataset split")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--draws", type=int, default=8,
+                        help="uniform dequantization draws averaged per image")
+    parser.add_argument("--batch-size", type=int, default=256, help="images per batch")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the dequantization noise")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
+    parser.add_argument("--data-root", default=None,
+                        help="dataset folder (default: the one the run was trained from)")
+    parser.add_argument("--raw-weights", action="store_true",
+                        help="evaluate the trained weights even when the run keeps an EMA")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data import load_dataset
+    from ..training.checkpoint import load_run
+    from ..training.distributed import pick_device
+    from ..training.evaluate import evaluate_bpd
+
+    if args.draws < 1 or args.batch_size < 1:
+        raise ValueError("--draws and --batch-size must be >= 1")
+    device = pick_device(args.device)
+    loaded = load_run(args.path, device, ema=False if args.raw_weights else None)
+    config, info = loaded.config, loaded.info
+    dataset = load_dataset(config.dataset, args.data_root or config.data_root, args.split,
+                           image_size=config.image_size, n_bits=config.n_bits)
+    if tuple(dataset.shape) != info.shape or dataset.n_bins != info.n_bins:
+        raise ValueError(f"{config.dataset} {args.split} gives shape {tuple(dataset.shape)} with "
+                         f"{dataset.n_bins} bins; the model was trained on {info.shape} with "
+                         f"{info.n_bins}")
+    result = evaluate_bpd(loaded.flow, dataset, info.n_bins, draws=args.draws,
+                          batch_size=args.batch_size, device=device, seed=args.seed,
+                          conditional=config.conditional)
+    report = {"checkpoint": str(loaded.checkpoint), "step": loaded.step, "ema": loaded.ema,
+              "dataset": config.dataset, "split": args.split, "n_bins": info.n_bins,
+              **result.to_dict()}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{args.split} bits/dim {result.bpd:.4f} +- {result.stderr:.4f} "
+              f"({result.num_images} images x {result.draws} draws; {loaded.checkpoint}, "
+              f"step {loaded.step})")
+    return 0

@@ -1,0 +1,63 @@
+"""``glowflow sample``: PNG grids of samples at one or more temperatures."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "Sample a trained model: one PNG grid per temperature, from the same seeded latents."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT",
+                        help="a run folder (its newest checkpoint) or a checkpoint")
+    parser.add_argument("--temperature", "-t", type=float, nargs="+", default=[0.7],
+                        help="temperatures T (the base is N(0, T^2 I))")
+    parser.add_argument("-n", type=int, default=64, help="samples per grid")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the latents")
+    parser.add_argument("--out", default=None,
+                        help="PNG file; with several temperatures _tT is added to its name "
+                             "(default: RUN_DIR/samples/sample_tT.png)")
+    parser.add_argument("--class", dest="label", type=int, default=None,
+                        help="class label, for class-conditional models")
+    parser.add_argument("--nrow", type=int, default=None, help="images per row (default: square)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
+
+
+def output_path(out: str | None, run_dir: Path, temperature: float, several: bool) -> Path:
+    """Where the grid at ``temperature`` goes."""
+    if out is None:
+        return run_dir / "samples" / f"sample_t{temperature:g}.png"
+    path = Path(out)
+    return path.with_name(f"{path.stem}_t{temperature:g}{path.suffix or '.png'}") if several else path
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..training.checkpoint import load_run
+    from ..training.distributed import pick_device
+    from ..training.images import save_sample_grids
+
+    if args.n < 1 or any(t < 0 for t in args.temperature):
+        raise ValueError("-n must be >= 1 and temperatures >= 0")
+    device = pick_device(args.device)
+    loaded = load_run(args.path, device)
+    y = None
+    if loaded.conditional:
+        classes = int(loaded.info.num_classes or 0)
+        if args.label is None:
+            raise ValueError(f"this model is class-conditional: pass --class K, K in [0, {classes})")
+        if not 0 <= args.label < classes:
+            raise ValueError(f"--class {args.label} is not in [0, {classes})")
+        y = torch.full((args.n,), args.label, device=device, dtype=torch.long)
+    elif args.label is not None:
+        raise ValueError("--class needs a class-conditional model (trained with --conditional)")
+    several = len(args.temperature) > 1
+    paths = save_sample_grids(
+        loaded.flow, args.n, args.temperature, loaded.info.n_bins, args.seed,
+        lambda t: output_path(args.out, loaded.run_dir, t, several), y, args.nrow,
+    )
+    for path in paths:
+        print(path)
+    return 0

@@ -1,0 +1,72 @@
+"""One process or many under ``torchrun``: rank, device, and the few collectives training needs.
+
+``torchrun`` sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; with ``WORLD_SIZE > 1`` the
+process group is created (NCCL on CUDA, gloo on CPU) and each process uses
+``cuda:LOCAL_RANK`` or the CPU. Without them everything here is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Process:
+    """This process's place in the run."""
+
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the only process that writes files."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def pick_device(choice: str, local_rank: int = 0) -> torch.device:
+    """``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"`` as a device."""
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("device cuda requested but CUDA is not available")
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def setup(device_choice: str) -> Process:
+    """Read torchrun's environment, pick the device, start the process group if needed."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(device_choice, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Process(rank, local_rank, world_size, device)
+
+
+def teardown(process: Process) -> None:
+    if process.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(tensor: torch.Tensor, process: Process) -> torch.Tensor:
+    """Sum ``tensor`` over processes, in place; returns it."""
+    if process.distributed:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def barrier(process: Process) -> None:
+    if process.distributed:
+        dist.barrier()

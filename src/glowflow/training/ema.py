@@ -1,0 +1,30 @@
+"""Exponential moving average of a model's weights (Polyak averaging)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+class EMA:
+    """A frozen copy of ``model`` whose parameters track ``theta_ema <- d theta_ema + (1-d) theta``.
+
+    Buffers (ActNorm's ``initialized`` flag, permutations, ...) are copied as they are. The
+    copy is kept in eval mode; use :attr:`module` for evaluation and sampling.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """One averaging step towards ``model``'s current weights."""
+        for average, current in zip(self.module.parameters(), model.parameters()):
+            average.lerp_(current.detach(), 1.0 - self.decay)
+        for average, current in zip(self.module.buffers(), model.buffers()):
+            average.copy_(current)

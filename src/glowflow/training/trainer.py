@@ -1,0 +1,388 @@
+"""The training loop: one process or many under ``torchrun`` (DDP), unchanged.
+
+Per step ``s`` (0-based): ``lr(s)`` from :class:`LRSchedule`; a batch of integer levels
+(:class:`StepBatches`), uniformly dequantized to ``x`` with a generator seeded by
+``(seed, s, rank)``; loss ``mean_i bpd(x_i) + class_loss_weight * CE(logits, y)``; backward;
+gradient-norm clipping; an optimizer step; the EMA update. A non-finite loss or gradient norm
+skips the step (counted); ``nan_patience`` of them in a row restore the last checkpoint and
+multiply the learning rate by ``nan_lr_factor``. Only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..data import dequantize, load_dataset
+from ..flow import Flow
+from ..metrics import bits_per_dim
+from . import distributed
+from .batches import StepBatches, noise_generator, take_images
+from .checkpoint import (EMA_FILE, MODEL_FILE, checkpoint_path, list_checkpoints, load_weights,
+                         prune_checkpoints, read_state, read_weights, resolve_checkpoint,
+                         save_checkpoint)
+from .config import TrainConfig
+from .ema import EMA
+from .evaluate import BpdResult, bpd_sums, summarize
+from .images import save_sample_grids
+from .model import DatasetInfo, build_flow
+from .plots import plot_bpd_curves
+from .run_log import RunLog, read_metrics
+from .schedule import LRSchedule
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        run_dir: the run folder.
+        steps: optimizer steps taken in total (skipped ones included).
+        test_bpd: final test bits/dim, averaged over ``config.final_eval_draws`` draws.
+        test_bpd_stderr: its standard error over test images.
+        wall_time_s: wall time of the run, resumed sessions added up.
+        checkpoint: the final checkpoint folder.
+        metrics: the rows of ``metrics.csv`` (rank 0; empty on other ranks).
+    """
+
+    run_dir: Path
+    steps: int
+    test_bpd: float
+    test_bpd_stderr: float
+    wall_time_s: float
+    checkpoint: Path
+    metrics: list[dict[str, Optional[float]]]
+
+
+def run_dir_of(config: TrainConfig) -> Path:
+    """``config.run_dir``, or ``runs/<name>`` when empty."""
+    return Path(config.run_dir or f"runs/{config.name}")
+
+
+def train(config: TrainConfig, resume: Optional[str] = None) -> TrainResult:
+    """Train a Glow as ``config`` says, writing the run folder; see the module docstring.
+
+    Args:
+        config: the resolved configuration.
+        resume: ``None`` (a fresh run; an existing checkpoint in the run folder is an error),
+            ``"auto"`` (continue from the run folder's newest checkpoint, or start fresh if it
+            has none) or a checkpoint path.
+    """
+    trainer = Trainer(config, resume)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
+
+
+class _Window:
+    """Sums over the steps since the last metrics row: ``[bpd, grad norm, good steps, images]``."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.sums = torch.zeros(4, dtype=torch.float64, device=device)
+        self.seconds = 0.0
+
+    def add(self, bpd: float, grad_norm: float, ok: bool, images: int, seconds: float) -> None:
+        if ok:
+            self.sums += self.sums.new_tensor([bpd, grad_norm, 1.0, 0.0])
+        self.sums[3] += images
+        self.seconds += seconds
+
+    def row(self, process: distributed.Process) -> dict[str, Optional[float]]:
+        bpd, grad, good, images = distributed.all_reduce_sum(self.sums, process).tolist()
+        row = {"train_bpd": bpd / good if good else None,
+               "grad_norm": grad / good if good else None,
+               "images_per_s": images / self.seconds if self.seconds else None}
+        self.sums.zero_()
+        self.seconds = 0.0
+        return row
+
+
+class Trainer:
+    """State of one training run; :func:`train` is the entry point."""
+
+    def __init__(self, config: TrainConfig, resume: Optional[str] = None) -> None:
+        self.config = config
+        self.process = distributed.setup(config.device)
+        self.device = self.process.device
+        self._deterministic_before = torch.are_deterministic_algorithms_enabled()
+        if config.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        torch.manual_seed(config.seed)
+        self.started = time.perf_counter()
+        self.run_dir = run_dir_of(config)
+        start = self._find_start(resume)
+        self.train_set, self.test_set = self._load_data()
+        self.info = DatasetInfo.of(config.dataset, self.train_set)
+        self.flow: Flow = build_flow(config, self.info).to(self.device)
+        optimizer_class = torch.optim.Adam if config.optimizer == "adam" else torch.optim.Adamax
+        self.optimizer = optimizer_class(self.flow.parameters(), lr=config.lr)
+        self.schedule = LRSchedule(config.lr, config.warmup_steps, config.max_steps,
+                                   config.lr_schedule)
+        self.step, self.skipped, self.bad_run, self.elapsed_before = 0, 0, 0, 0.0
+        if start is None:
+            self._initialize()
+        self.ema = EMA(self.flow, config.ema_decay) if config.ema_decay > 0 else None
+        if start is not None:
+            self._restore(start, resume=True)
+            self._say(f"resumed from {start} at step {self.step}")
+        self.model: torch.nn.Module = self.flow
+        if self.process.distributed:
+            self.model = DistributedDataParallel(
+                self.flow, device_ids=[self.device] if self.device.type == "cuda" else None,
+                find_unused_parameters=config.conditional and config.class_loss_weight == 0,
+            )
+        self.log: Optional[RunLog] = None
+        if self.process.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+            self.log = RunLog(self.run_dir, self.step if start else None, config.tensorboard)
+        self.last_checkpoint = start if start is not None else self._save()
+
+    # ------------------------------------------------------------------------------ set-up
+    def _say(self, message: str) -> None:
+        if self.process.is_main:
+            tqdm.write(f"glowflow train: {message}", file=sys.stderr)
+
+    def _find_start(self, resume: Optional[str]) -> Optional[Path]:
+        existing = list_checkpoints(self.run_dir)
+        if resume is None:
+            if existing:
+                raise RuntimeError(
+                    f"run folder {self.run_dir} already holds checkpoints (newest: "
+                    f"{existing[-1].name}); continue it with --resume auto or pick another --run-dir"
+                )
+            return None
+        if resume == "auto":
+            if not existing:
+                self._say(f"no checkpoint in {self.run_dir}; starting a fresh run")
+                return None
+            return existing[-1]
+        return resolve_checkpoint(resume)
+
+    def _load_data(self) -> tuple[Any, Any]:
+        """Train and test sets; rank 0 loads (and downloads) first, the others after it."""
+        config, main = self.config, self.process.is_main
+        if not main:
+            distributed.barrier(self.process)
+        options = dict(image_size=config.image_size, n_bits=config.n_bits,
+                       val_size=config.val_size, download=config.download and main)
+        train_set = load_dataset(config.dataset, config.data_root, "train", hflip=config.hflip,
+                                 **options)
+        test_set = load_dataset(config.dataset, config.data_root, config.test_split, **options)
+        if main:
+            distributed.barrier(self.process)
+        return train_set, test_set
+
+    def _initialize(self) -> None:
+        """Data-dependent ActNorm initialization on ``init_images`` seeded training images."""
+        levels, labels = take_images(self.train_set, self.config.init_images, self.config.seed)
+        generator = noise_generator(self.device, self.config.seed, -1, 0, 1)
+        x = dequantize(levels.to(self.device), self.info.n_bins, generator=generator)
+        self.flow.initialize(x, labels.to(self.device) if self.config.conditional else None)
+
+    def _restore(self, folder: Path, resume: bool) -> None:
+        """Load weights, EMA and optimizer from a checkpoint; on ``resume`` also the step,
+        counters, schedule and RNG states (the NaN guard keeps its own step and lr)."""
+        state = read_state(folder)
+        load_weights(self.flow, folder / MODEL_FILE, read_weights(folder / MODEL_FILE)[0])
+        if self.ema is not None:
+            load_weights(self.ema.module, folder / EMA_FILE, read_weights(folder / EMA_FILE)[0])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            if resume:
+                self.schedule.load_state_dict(state["schedule"])
+                self.step, self.skipped = int(state["step"]), int(state["skipped"])
+                self.elapsed_before = float(state["elapsed_s"])
+                torch.set_rng_state(state["rng"]["torch"])
+                if self.device.type == "cuda" and state["rng"]["cuda"]:
+                    torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        except (KeyError, ValueError, TypeError) as error:
+            raise RuntimeError(f"{folder / 'state.pt'} does not fit this run: {error!r}") from None
+
+    def _save(self) -> Path:
+        """Checkpoint the current step (rank 0 writes, everyone waits); returns its folder."""
+        if self.process.is_main:
+            state = {
+                "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(),
+                "skipped": self.skipped,
+                "elapsed_s": self.elapsed(),
+                "rng": {"torch": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
+            }
+            save_checkpoint(self.run_dir, self.step, self.flow, self.config, self.info, state,
+                            self.ema.module if self.ema is not None else None)
+            prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
+        distributed.barrier(self.process)
+        return checkpoint_path(self.run_dir, self.step)
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    @property
+    def eval_flow(self) -> Flow:
+        """The weights evaluated and sampled: the EMA when kept, else the trained ones."""
+        return self.ema.module if self.ema is not None else self.flow
+
+    # ---------------------------------------------------------------------------- stepping
+    def train_step(self, levels: torch.Tensor, labels: torch.Tensor) -> tuple[float, float, bool]:
+        """One optimizer step on a batch; returns ``(mean bpd, grad norm, taken)``."""
+        config, process = self.config, self.process
+        self.schedule.apply(self.optimizer, self.step)
+        levels = levels.to(self.device, non_blocking=True)
+        y = labels.to(self.device, non_blocking=True) if config.conditional else None
+        generator = noise_generator(self.device, config.seed, self.step, process.rank,
+                                    process.world_size)
+        x = dequantize(levels, self.info.n_bins, generator=generator)
+        output = self.model(x, y)
+        bpd = bits_per_dim(output.log_prob, self.flow.num_dims, self.info.n_bins).mean()
+        loss = bpd
+        if config.class_loss_weight:
+            loss = loss + config.class_loss_weight * F.cross_entropy(output.class_logits, y)
+        bad = distributed.all_reduce_sum((~torch.isfinite(loss)).float(), process)
+        self.optimizer.zero_grad(set_to_none=True)
+        if bad.item():
+            return float("nan"), float("nan"), False
+        loss.backward()
+        max_norm = config.max_grad_norm if config.max_grad_norm > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.flow.parameters(), max_norm)
+        if not torch.isfinite(grad_norm).item():
+            self.optimizer.zero_grad(set_to_none=True)
+            return bpd.item(), float("nan"), False
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.flow)
+        return bpd.item(), grad_norm.item(), True
+
+    def _guard(self, taken: bool) -> None:
+        """Count a skipped step; after ``nan_patience`` in a row restore and lower the lr."""
+        if taken:
+            self.bad_run = 0
+            return
+        self.skipped += 1
+        self.bad_run += 1
+        self._say(f"step {self.step}: non-finite loss or gradient, step skipped")
+        if self.bad_run >= self.config.nan_patience:
+            self._restore(self.last_checkpoint, resume=False)
+            self.schedule.scale *= self.config.nan_lr_factor
+            self.bad_run = 0
+            self._say(f"{self.config.nan_patience} non-finite steps in a row: restored "
+                      f"{self.last_checkpoint} and lowered the learning rate to "
+                      f"{self.schedule(self.step):.3g}")
+
+    def evaluate(self, draws: int) -> BpdResult:
+        """Test bits/dim of :attr:`eval_flow`, each process taking every ``world``-th image."""
+        indices = range(self.process.rank, len(self.test_set), self.process.world_size)
+        sums = bpd_sums(self.eval_flow, self.test_set, self.info.n_bins, draws=draws,
+                        batch_size=self.config.eval_batch_size, device=self.device,
+                        seed=self.config.seed, conditional=self.config.conditional,
+                        indices=indices)
+        return summarize(distributed.all_reduce_sum(sums, self.process), draws)
+
+    def _samples(self) -> None:
+        config, flow = self.config, self.eval_flow
+        y, nrow = None, None
+        if config.conditional:
+            classes = int(self.info.num_classes or 0)
+            y = torch.arange(config.sample_count, device=self.device) % classes
+            nrow = classes
+        was_training = flow.training
+        flow.eval()
+        save_sample_grids(
+            flow, config.sample_count, config.sample_temperatures, self.info.n_bins, config.seed,
+            lambda t: self.run_dir / "samples" / f"step-{self.step:08d}_t{t:g}.png", y, nrow,
+        )
+        flow.train(was_training)
+
+    def _periodic(self, window: _Window, bar: tqdm) -> None:
+        """Metrics row, test evaluation, sample grids and checkpoint when due."""
+        config, step = self.config, self.step
+        due = lambda every: step % every == 0 or step == config.max_steps  # noqa: E731
+        if due(config.log_every) or due(config.eval_every):
+            row: dict[str, Any] = window.row(self.process)
+            if due(config.eval_every):
+                result = self.evaluate(config.eval_draws)
+                row.update(test_bpd=result.bpd, test_bpd_stderr=result.stderr)
+            row.update(step=step, lr=self.schedule(step - 1), skipped_steps=self.skipped,
+                       elapsed_s=self.elapsed())
+            if self.log is not None:
+                self.log.write(**row)
+            bar.set_postfix({k: f"{row[k]:.3f}" for k in ("train_bpd", "test_bpd")
+                             if row.get(k) is not None}
+                            | ({"img/s": f"{row['images_per_s']:.0f}"}
+                               if row.get("images_per_s") else {}))
+        if self.process.is_main and due(config.sample_every):
+            self._samples()
+        if due(config.checkpoint_every):
+            self.last_checkpoint = self._save()
+
+    def run(self) -> TrainResult:
+        """Train up to ``max_steps``, then evaluate with ``final_eval_draws`` and finish the
+        run folder (``result.json``, ``bpd.png``)."""
+        config, process = self.config, self.process
+        sampler = StepBatches(self.train_set, config.batch_size, config.seed, process.rank,
+                              process.world_size, start_step=self.step)
+        batches = iter(DataLoader(self.train_set, batch_sampler=sampler,
+                                  num_workers=config.num_workers,
+                                  pin_memory=self.device.type == "cuda"))
+        bar = tqdm(total=config.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                   disable=not (process.is_main and config.progress), file=sys.stderr)
+        window = _Window(self.device)
+        self.flow.train()
+        while self.step < config.max_steps:
+            levels, labels = next(batches)
+            tick = time.perf_counter()
+            bpd, grad_norm, taken = self.train_step(levels, labels)
+            self.step += 1
+            window.add(bpd, grad_norm, taken, levels.shape[0], time.perf_counter() - tick)
+            self._guard(taken)
+            bar.update(1)
+            self._periodic(window, bar)
+        bar.close()
+        return self._finish()
+
+    def _finish(self) -> TrainResult:
+        result = self.evaluate(self.config.final_eval_draws)
+        wall = self.elapsed()
+        metrics: list[dict[str, Optional[float]]] = []
+        if self.process.is_main:
+            summary = {
+                "test_bpd": result.bpd, "test_bpd_stderr": result.stderr,
+                "num_images": result.num_images, "draws": result.draws, "steps": self.step,
+                "skipped_steps": self.skipped, "wall_time_s": wall, "dataset": self.info.name,
+                "n_bins": self.info.n_bins, "world_size": self.process.world_size,
+                "device": str(self.device), "torch": torch.__version__,
+                "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+                "threads": torch.get_num_threads(),
+                "checkpoint": str(self.last_checkpoint),
+            }
+            (self.run_dir / "result.json").write_text(json.dumps(summary, indent=2))
+            metrics_csv = self.run_dir / "metrics.csv"
+            plot_bpd_curves(metrics_csv, self.run_dir / "bpd.png", title=self.config.name)
+            metrics = read_metrics(metrics_csv)
+            self._say(f"step {self.step}: test bits/dim {result.bpd:.4f} +- {result.stderr:.4f} "
+                      f"({result.draws} draws, {result.num_images} images), {wall:.0f} s; "
+                      f"run folder {self.run_dir}")
+        return TrainResult(self.run_dir, self.step, result.bpd, result.stderr, wall,
+                           self.last_checkpoint, metrics)
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+        torch.use_deterministic_algorithms(self._deterministic_before)
+        distributed.teardown(self.process)
