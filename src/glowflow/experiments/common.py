@@ -52,6 +52,6 @@ def batches(
 
 @torch.no_grad()
 def encode_all(flow: Flow, x: Tensor, y: Optional[Tensor] = None, batch_size: int = 256) -> Latents:
-    """``flow.encode`` of a large batch, chunk by chunk; per-level latents ``(B, C_i, H_i, W_i)``."""
+    """``flow.encode`` of a large batch, chunk by chunk: per-level ``(B, C_i, H_i, W_i)``."""
     chunks = [flow.encode(xb, condition(flow, yb)) for xb, yb in batches(x, y, batch_size)]
     return [torch.cat(level, dim=0) for level in zip(*chunks)]

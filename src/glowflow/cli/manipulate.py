@@ -1,0 +1,127 @@
+"""``glowflow manipulate``: move images along an attribute direction z_pos - z_neg."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+from ..experiments.manipulate import DEFAULT_STRENGTHS
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from ..data import ImageDataset
+    from ..training.checkpoint import LoadedRun
+
+HELP = ("Compute (or load) the latent direction of an attribute, mean latent with it minus "
+        "without it, and write a grid moving test images along it at several strengths.")
+ROWS = 4
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT",
+                        help="a run folder (its newest checkpoint) or a checkpoint")
+    parser.add_argument("--attribute", default=None, metavar="NAME_OR_CLASS",
+                        help="an attribute name (CelebA: Smiling, Male, ...) or, for labelled "
+                             "sets such as digits, the positive class")
+    parser.add_argument("--negative", default=None, metavar="CLASS",
+                        help="the negative class for labelled sets (default: every other class)")
+    parser.add_argument("--direction", default=None, metavar="FILE",
+                        help="reuse a saved direction instead of computing one")
+    parser.add_argument("--save-direction", default=None, metavar="FILE",
+                        help="where to save the computed direction, .safetensors or .pt "
+                             "(default: RUN_DIR/experiments/direction_ATTRIBUTE.safetensors)")
+    parser.add_argument("--strengths", type=float, nargs="+", default=list(DEFAULT_STRENGTHS),
+                        help="multiples of the direction added to each image's latent")
+    parser.add_argument("--image", type=int, nargs="+", default=None, metavar="INDEX",
+                        help=f"test images to move, one row each (default: the first {ROWS} "
+                             "test images without the attribute)")
+    parser.add_argument("--max-images", type=int, default=2000,
+                        help="training images per group averaged for the direction")
+    parser.add_argument("--out", default=None,
+                        help="PNG file (default: RUN_DIR/experiments/manipulate_ATTRIBUTE.png)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
+
+
+def _tag(attribute: str, negative: Optional[str]) -> str:
+    """File-name part naming the attribute (and the negative class)."""
+    return attribute if negative is None else f"{attribute}_vs_{negative}"
+
+
+def compute_direction(
+    loaded: LoadedRun, attribute: str, negative: Optional[str], max_images: int
+) -> tuple[list[Tensor], dict[str, str]]:
+    """The direction of ``attribute`` from the run's training split, with its metadata."""
+    from ..experiments.files import dataset_labels, run_dataset, take
+    from ..experiments.manipulate import attribute_direction, select_groups
+
+    if max_images < 1:
+        raise ValueError(f"--max-images must be >= 1, got {max_images}")
+    train_set = run_dataset(loaded, "train")
+    masks = select_groups(dataset_labels(train_set), attribute, negative, train_set.attribute_names)
+    device = next(loaded.flow.parameters()).device
+    groups = []
+    for mask in masks:
+        x, y = take(train_set, mask.nonzero().flatten()[:max_images].tolist())
+        groups.append((x.to(device), y.to(device) if loaded.conditional else None))
+    (x_pos, y_pos), (x_neg, y_neg) = groups
+    direction = attribute_direction(loaded.flow, x_pos, x_neg, y_pos, y_neg)
+    metadata = {"attribute": attribute, "negative": negative or "",
+                "positive_images": str(len(x_pos)), "negative_images": str(len(x_neg)),
+                "checkpoint": str(loaded.checkpoint)}
+    return direction, metadata
+
+
+def default_images(
+    test_set: ImageDataset, attribute: Optional[str], negative: Optional[str]
+) -> list[int]:
+    """The first test images without the attribute (any images if it is unknown)."""
+    from ..experiments.files import dataset_labels
+    from ..experiments.manipulate import select_groups
+
+    if attribute is None:
+        return list(range(min(ROWS, len(test_set))))
+    _, without = select_groups(dataset_labels(test_set), attribute, negative,
+                               test_set.attribute_names)
+    return without.nonzero().flatten()[:ROWS].tolist()
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..experiments.files import run_dataset, save_grid, take
+    from ..experiments.manipulate import check_direction, load_direction, manipulate, save_direction
+    from ..training.checkpoint import load_run
+    from ..training.distributed import pick_device
+
+    device = pick_device(args.device)
+    loaded = load_run(args.path, device)
+    attribute, negative = args.attribute, args.negative
+    experiments = loaded.run_dir / "experiments"
+    if args.direction:
+        direction, metadata = load_direction(Path(args.direction))
+        check_direction(loaded.flow, direction)
+        attribute = attribute or metadata.get("attribute") or None
+        negative = negative or metadata.get("negative") or None
+        saved = Path(args.direction)
+    elif attribute is None:
+        raise ValueError("give --attribute (or a saved --direction)")
+    else:
+        direction, metadata = compute_direction(loaded, attribute, negative, args.max_images)
+        saved = Path(args.save_direction or
+                     experiments / f"direction_{_tag(attribute, negative)}.safetensors")
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        save_direction(direction, saved, metadata)
+    test_set = run_dataset(loaded)
+    x, y = take(test_set, args.image or default_images(test_set, attribute, negative))
+    direction = [d.to(device) for d in direction]
+    grid = manipulate(loaded.flow, x.to(device), direction, args.strengths,
+                      y.to(device) if loaded.conditional else None)
+    name = _tag(attribute, negative) if attribute else Path(saved).stem
+    out = Path(args.out) if args.out else experiments / f"manipulate_{name}.png"
+    save_grid(grid.flatten(0, 1), loaded.info.n_bins, out, nrow=len(args.strengths))
+    counts = {k: int(v) for k, v in metadata.items() if k.endswith("_images")}
+    norm = float(sum(d.pow(2).sum() for d in direction) ** 0.5)
+    print(json.dumps({"out": str(out), "direction": str(saved), "strengths": args.strengths,
+                      "direction_norm": norm, **counts}, indent=2))
+    return 0
