@@ -18,8 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=256, help="images per batch")
     parser.add_argument("--seed", type=int, default=0, help="seed of the dequantization noise")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
-    parser.add_argument("--data-root", default=None,
-                        help="dataset folder (default: the one the run was trained from)")
+    parser.add_argument("--data-root", default=None, metavar="DIR",
+                        help="dataset folder; none: the one the run was trained from")
     parser.add_argument("--raw-weights", action="store_true",
                         help="evaluate the trained weights even when the run keeps an EMA")
 

@@ -11,16 +11,16 @@ HELP = "Sample a trained model: one PNG grid per temperature, from the same seed
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT",
                         help="a run folder (its newest checkpoint) or a checkpoint")
-    parser.add_argument("--temperature", "-t", type=float, nargs="+", default=[0.7],
+    parser.add_argument("--temperature", "-t", type=float, nargs="+", default=[0.7], metavar="T",
                         help="temperatures T (the base is N(0, T^2 I))")
     parser.add_argument("-n", type=int, default=64, help="samples per grid")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latents")
-    parser.add_argument("--out", default=None,
-                        help="PNG file; with several temperatures _tT is added to its name "
-                             "(default: RUN_DIR/samples/sample_tT.png)")
-    parser.add_argument("--class", dest="label", type=int, default=None,
+    parser.add_argument("--out", default=None, metavar="FILE",
+                        help="PNG file, _tT added to its name for several temperatures; "
+                             "none: RUN_DIR/samples/sample_tT.png")
+    parser.add_argument("--class", dest="label", type=int, default=None, metavar="K",
                         help="class label, for class-conditional models")
-    parser.add_argument("--nrow", type=int, default=None, help="images per row (default: square)")
+    parser.add_argument("--nrow", type=int, default=None, help="images per row; none: square")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
 
 

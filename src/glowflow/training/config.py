@@ -42,6 +42,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     device: str = "auto"
+    threads: int = 0
     # data
     dataset: str = "digits"
     data_root: str = "data"
@@ -101,6 +102,8 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0, got {self.threads}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.class_loss_weight and not self.conditional:
@@ -124,6 +127,7 @@ FIELD_HELP: dict[str, str] = {
     "seed": "seed of the model initialization, data order and dequantization noise",
     "deterministic": "deterministic algorithms, so a resumed run repeats an uninterrupted one",
     "device": "auto (CUDA when available), cpu or cuda",
+    "threads": "CPU threads for torch (0: torch's default, one per core)",
     "dataset": "digits, mnist, fashion-mnist, cifar10, svhn, celeba or folder:PATH",
     "data_root": "folder holding (or receiving) the downloadable datasets",
     "download": "download the dataset if missing",

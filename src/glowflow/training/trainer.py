@@ -115,9 +115,13 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, resume: Optional[str] = None) -> None:
         self.config = config
+        self.log: Optional[RunLog] = None
         self.process = distributed.setup(config.device)
         self.device = self.process.device
         self._deterministic_before = torch.are_deterministic_algorithms_enabled()
+        self._threads_before = torch.get_num_threads()
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
         if config.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -125,6 +129,15 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.started = time.perf_counter()
         self.run_dir = run_dir_of(config)
+        try:
+            self._set_up(resume)
+        except BaseException:
+            self.close()
+            raise
+
+    def _set_up(self, resume: Optional[str]) -> None:
+        """Data, model, optimizer; then a fresh initialization or the resumed checkpoint."""
+        config = self.config
         start = self._find_start(resume)
         self.train_set, self.test_set = self._load_data()
         self.info = DatasetInfo.of(config.dataset, self.train_set)
@@ -146,7 +159,6 @@ class Trainer:
                 self.flow, device_ids=[self.device] if self.device.type == "cuda" else None,
                 find_unused_parameters=config.conditional and config.class_loss_weight == 0,
             )
-        self.log: Optional[RunLog] = None
         if self.process.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
@@ -183,7 +195,13 @@ class Trainer:
                        val_size=config.val_size, download=config.download and main)
         train_set = load_dataset(config.dataset, config.data_root, "train", hflip=config.hflip,
                                  **options)
-        test_set = load_dataset(config.dataset, config.data_root, config.test_split, **options)
+        try:
+            test_set = load_dataset(config.dataset, config.data_root, config.test_split, **options)
+        except ValueError as error:
+            if config.test_split == "val":
+                raise
+            raise ValueError(f"{error} (or hold out training images: --test-split val "
+                             f"--val-size N)") from None
         if main:
             distributed.barrier(self.process)
         return train_set, test_set
@@ -385,4 +403,5 @@ class Trainer:
         if self.log is not None:
             self.log.close()
         torch.use_deterministic_algorithms(self._deterministic_before)
+        torch.set_num_threads(self._threads_before)
         distributed.teardown(self.process)

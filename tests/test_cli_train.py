@@ -1,0 +1,126 @@
+"""``glowflow train``, ``eval`` and ``sample`` end to end on the embedded digits."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_train import single_thread  # noqa: F401  (autouse fixture)
+
+from glowflow.cli import build_parser, main
+from glowflow.training.config import field_types
+
+TINY = [
+    "--num-glow-blocks", "2", "--num-steps-per-block", "1", "--hidden-channels", "8",
+    "--batch-size", "16", "--init-images", "32", "--eval-batch-size", "300",
+    "--final-eval-draws", "1", "--sample-count", "4", "--log-every", "1", "--no-progress",
+    "--device", "cpu",
+]
+
+
+def train_cli(run_dir, *extra):
+    return main(["train", "--run-dir", str(run_dir), "--max-steps", "2", *TINY, *extra])
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A two-step digits run (with TensorBoard), shared by the tests that only read it."""
+    folder = tmp_path_factory.mktemp("run") / "digits"
+    assert train_cli(folder, "--tensorboard", "--threads", "1") == 0
+    return folder
+
+
+def test_two_step_run_writes_every_file(run_dir):
+    expected = ["config.json", "metrics.csv", "result.json", "bpd.png",
+                "checkpoints/step-00000000/model.safetensors",
+                "checkpoints/step-00000002/model.safetensors",
+                "checkpoints/step-00000002/state.pt"]
+    expected += [f"samples/step-00000002_t{t}.png" for t in ("0", "0.5", "0.7", "1")]
+    for name in expected:
+        assert (run_dir / name).is_file(), name
+    assert any((run_dir / "tb").iterdir())
+    assert json.loads((run_dir / "config.json").read_text())["max_steps"] == 2
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["steps"] == 2 and math.isfinite(result["test_bpd"])
+    header, *rows = (run_dir / "metrics.csv").read_text().splitlines()
+    assert header.split(",")[:4] == ["step", "train_bpd", "test_bpd", "test_bpd_stderr"]
+    assert "skipped_steps" in header and "images_per_s" in header and len(rows) == 2
+    with Image.open(run_dir / "samples/step-00000002_t0.7.png") as picture:
+        assert picture.mode == "L"  # digits are grey
+
+
+def test_eval_json_is_well_formed(run_dir, capsys):
+    assert main(["eval", str(run_dir), "--json", "--draws", "2", "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["split"] == "test" and report["num_images"] == 297 and report["draws"] == 2
+    assert math.isfinite(report["bpd"]) and 0 < report["stderr"] < 1
+    assert report["step"] == 2 and report["n_bins"] == 17
+
+
+def test_sample_is_seedable_and_one_grid_per_temperature(run_dir, tmp_path, capsys):
+    out = tmp_path / "grid.png"
+    for _ in range(2):
+        assert main(["sample", str(run_dir), "-t", "0", "1", "-n", "4", "--seed", "5",
+                     "--out", str(out), "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.split() == [str(tmp_path / "grid_t0.png"),
+                                                str(tmp_path / "grid_t1.png")] * 2
+    first = np.asarray(Image.open(tmp_path / "grid_t1.png"))
+    assert main(["sample", str(run_dir), "-t", "1", "-n", "4", "--seed", "5", "--out",
+                 str(tmp_path / "again.png"), "--device", "cpu"]) == 0
+    assert np.array_equal(first, np.asarray(Image.open(tmp_path / "again.png")))
+    assert main(["sample", str(run_dir), "--class", "3", "--device", "cpu"]) == 2
+    assert "class-conditional" in capsys.readouterr().err
+
+
+def test_class_conditional_training_and_sampling(tmp_path, capsys):
+    run = tmp_path / "cond"
+    assert train_cli(run, "--conditional", "--class-loss-weight", "0.1") == 0
+    assert main(["sample", str(run), "--class", "3", "-n", "4", "--device", "cpu"]) == 0
+    assert (run / "samples" / "sample_t0.7.png").is_file()
+    assert main(["sample", str(run), "--class", "10", "--device", "cpu"]) == 2
+    assert "not in [0, 10)" in capsys.readouterr().err
+
+
+def test_corrupted_checkpoint_is_a_clear_error(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train_cli(run) == 0
+    weights = run / "checkpoints" / "step-00000002" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:64])
+    assert main(["eval", str(run), "--device", "cpu"]) == 2
+    assert str(weights) in capsys.readouterr().err
+    assert train_cli(run, "--resume", "auto", "--max-steps", "4") == 2
+    assert str(weights) in capsys.readouterr().err  # never a silent fresh start
+    assert train_cli(run) == 2
+    assert "--resume auto" in capsys.readouterr().err
+
+
+def test_missing_dataset_folder_is_a_clear_error(tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    assert train_cli(tmp_path / "run", "--dataset", "mnist", "--data-root", str(missing)) == 2
+    err = capsys.readouterr().err
+    assert "error" in err and str(missing) in err and "Traceback" not in err
+
+
+def test_image_folder_with_mixed_sizes_is_a_clear_error(tmp_path, capsys):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / "a.png")
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(folder / "b.png")
+    assert train_cli(tmp_path / "run", "--dataset", f"folder:{folder}") == 2
+    assert "differ in size" in capsys.readouterr().err
+
+
+def test_help_lists_every_option_with_its_default(capsys):
+    for command in ("train", "eval", "sample"):
+        with pytest.raises(SystemExit) as exit_info:
+            build_parser().parse_args([command, "--help"])
+        assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for name in field_types():
+        assert f"--{name.replace('_', '-')}" in text, name
+    for flag in ("--preset", "--config", "--resume", "--split", "--json", "--draws",
+                 "--temperature", "--seed", "--out", "--class"):
+        assert flag in text
+    assert "(default: [0.7])" in text and "(default: digits)" in text
+    assert "(default: 3000)" in text  # --max-steps
