@@ -1,0 +1,291 @@
+"""The performance benchmark: training, sampling and encoding speed, and peak memory.
+
+Every measurement runs in a fresh Python process (``python -m glowflow.bench SPEC``), so peak
+memory is that of one task alone: on CPU the process's peak resident set size
+(``ru_maxrss``, which includes the PyTorch runtime itself), on CUDA
+``torch.cuda.max_memory_allocated``. Speeds are images per second: ``warmup`` untimed calls,
+then ``repeats`` timed runs of ``iterations`` calls each; the figure is the median run (the best
+run is kept too, since a shared machine only ever slows a run down).
+
+* training: ``loss = -mean log p(x)``, backward, Adam step (fused where the device has it);
+* sampling: :meth:`Flow.sample` of a batch, eval mode, under ``torch.inference_mode``;
+* encoding: :meth:`Flow.encode` of a batch, likewise.
+
+Sampling and encoding measure the default float32 numerics: TF32 (``tf32=True``, CUDA only) is
+applied to training alone, so no reported reconstruction or bits/dim changes with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+
+from .flow import Flow
+from .glow import Glow
+from .memory import check_memory_mode
+
+Result = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """A Glow to benchmark: shape ``(C, H, W)``, ``L`` levels of ``K`` steps, network width."""
+
+    name: str
+    shape: tuple[int, int, int]
+    levels: int
+    steps: int
+    width: int
+    coupling: str = "affine"
+    permutation: str = "invconv_lu"
+    scale_fn: str = "exp"
+    learn_top_prior: bool = False
+
+    def with_steps(self, steps: Optional[int]) -> "BenchConfig":
+        """The same model with ``K = steps`` (named ``name@K<steps>``); ``None``: unchanged."""
+        if steps is None or steps == self.steps:
+            return self
+        return dataclasses.replace(self, name=f"{self.name}@K{steps}", steps=steps)
+
+    def build(self, memory_mode: str) -> Flow:
+        """The seeded :class:`Flow` over this Glow, in ``memory_mode``."""
+        glow = Glow(
+            self.shape, self.levels, self.steps, seed=0, hidden_channels=self.width,
+            coupling=self.coupling, permutation=self.permutation, scale_fn=self.scale_fn,
+            learn_top_prior=self.learn_top_prior, memory_mode=memory_mode,
+        )
+        return Flow(glow)
+
+
+CONFIGS: dict[str, BenchConfig] = {
+    config.name: config
+    for config in (
+        # the CLI's `digits` training preset (8x8 grey digits)
+        BenchConfig("digits", (1, 8, 8), 2, 8, 96, permutation="invconv", scale_fn="sigmoid",
+                    learn_top_prior=True),
+        BenchConfig("cifar10-small", (3, 32, 32), 3, 8, 128),
+        # the paper's CIFAR-10 model
+        BenchConfig("cifar10", (3, 32, 32), 3, 32, 512, permutation="invconv",
+                    learn_top_prior=True),
+        BenchConfig("tiny", (1, 8, 8), 2, 2, 8),  # smoke tests
+    )
+}
+
+
+def get_config(name: str, steps: Optional[int] = None) -> BenchConfig:
+    """The named configuration (see :data:`CONFIGS`), optionally with ``K = steps``."""
+    if name not in CONFIGS:
+        raise ValueError(f"unknown benchmark config {name!r}; choose from {tuple(CONFIGS)}")
+    if steps is not None and steps < 1:
+        raise ValueError(f"--depth must be >= 1, got {steps}")
+    return CONFIGS[name].with_steps(steps)
+
+
+# ------------------------------------------------------------------------------ measuring
+def _rates(
+    fn: Callable[[], object], batch: int, warmup: int, repeats: int, iterations: int,
+    sync: Callable[[], None],
+) -> list[float]:
+    """Images/s of ``repeats`` timed runs of ``iterations`` calls, after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(iterations):
+            fn()
+        sync()
+        rates.append(batch * iterations / (time.perf_counter() - start))
+    return rates
+
+
+def _summary(rates: list[float]) -> dict[str, Any]:
+    return {"median": statistics.median(rates), "best": max(rates), "runs": rates}
+
+
+def _current_rss_mb() -> Optional[float]:
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs KiB
+
+
+def _setup(spec: Result) -> tuple[BenchConfig, torch.device, torch.Tensor, Callable[[], None]]:
+    torch.set_num_threads(spec["threads"])
+    config = BenchConfig(**{**spec["config"], "shape": tuple(spec["config"]["shape"])})
+    device = torch.device(spec["device"])
+    generator = torch.Generator().manual_seed(0)
+    x = (torch.rand(spec["batch"], *config.shape, generator=generator) - 0.5).to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = spec["tf32"]
+        torch.backends.cudnn.allow_tf32 = spec["tf32"]
+        torch.backends.cudnn.benchmark = True
+    return config, device, x, sync
+
+
+def measure_training(spec: Result, flow: Flow, x: torch.Tensor, sync: Callable[[], None]) -> Result:
+    """Training images/s and peak memory (of this process so far) for ``flow`` on batch ``x``."""
+    device = x.device
+    fused = device.type in ("cpu", "cuda")
+    optimizer = torch.optim.Adam(flow.parameters(), lr=1e-4, fused=fused)
+    model = torch.compile(flow) if spec["compile"] else flow
+    losses: list[torch.Tensor] = []
+
+    def step() -> None:
+        loss = -model(x).log_prob.mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.detach())
+
+    baseline = _current_rss_mb()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    rates = _rates(step, x.shape[0], spec["warmup"], spec["repeats"], spec["iterations"], sync)
+    memory: Result
+    if device.type == "cuda":
+        memory = {"peak_allocated_mb": torch.cuda.max_memory_allocated(device) / 2**20}
+    else:
+        peak = _peak_rss_mb()
+        memory = {"peak_rss_mb": peak, "baseline_rss_mb": baseline,
+                  "training_rss_mb": None if baseline is None else peak - baseline}
+    finite = bool(torch.isfinite(torch.stack(losses)).all())
+    return {"train_images_per_s": _summary(rates), **memory, "loss_finite": finite,
+            "optimizer": f"Adam(fused={fused})"}
+
+
+def measure_generation(spec: Result, flow: Flow, x: torch.Tensor, sync: Callable[[], None]) -> Result:
+    """Sampling and encoding images/s of ``flow`` (put in eval mode) at the batch size of ``x``."""
+    flow.eval()
+    sample, encode = flow.sample, flow.encode
+    if spec["compile"]:
+        sample, encode = torch.compile(sample), torch.compile(encode)
+    batch, timing = x.shape[0], (spec["warmup"], spec["repeats"], spec["iterations"])
+    with torch.inference_mode():
+        sampling = _rates(lambda: sample(batch), batch, *timing, sync)
+        encoding = _rates(lambda: encode(x), batch, *timing, sync)
+        error = (flow.decode(flow.encode(x)) - x).abs().max().item()
+    return {"sample_images_per_s": _summary(sampling), "encode_images_per_s": _summary(encoding),
+            "reconstruction_max_abs_error": error}
+
+
+def measure(spec: Result) -> Result:
+    """One task, in this (fresh) process: train in ``spec["mode"]``, then sample and encode with
+    the same model if ``spec["generate"]`` (after peak training memory has been read)."""
+    config, device, x, sync = _setup(spec)
+    flow = config.build(check_memory_mode(spec["mode"])).to(device)
+    flow.initialize(x)
+    result = measure_training(spec, flow, x, sync)
+    if spec["generate"]:
+        result.update(measure_generation(spec, flow, x, sync))
+    return result
+
+
+# ------------------------------------------------------------------------------ orchestrating
+def machine_info(threads: int) -> Result:
+    """CPU model, core counts, threads used, platform, torch version and CUDA devices."""
+    model, cores = platform.processor() or "unknown", set()
+    try:
+        physical = "0"
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key == "model name":
+                model = value
+            elif key == "physical id":
+                physical = value
+            elif key == "core id":
+                cores.add((physical, value))
+    except OSError:
+        pass
+    cuda = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return {
+        "cpu_model": model, "physical_cores": len(cores) or None,
+        "logical_cpus": os.cpu_count(), "threads": threads, "platform": platform.platform(),
+        "python": platform.python_version(), "torch": torch.__version__,
+        "mkldnn": torch.backends.mkldnn.is_available(), "cuda_devices": cuda,
+    }
+
+
+def run_in_subprocess(spec: Result) -> Result:
+    """Run :func:`measure` in a fresh interpreter; its JSON result, with the load average."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(spec["threads"]))
+    source = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
+    load_before = os.getloadavg()[0]
+    process = subprocess.run(
+        [sys.executable, "-m", "glowflow.bench", json.dumps(spec)],
+        capture_output=True, text=True, env=env,
+    )
+    if process.returncode != 0:
+        raise RuntimeError(f"benchmark task failed: {spec}\n{process.stderr[-4000:]}")
+    result = json.loads(process.stdout.strip().splitlines()[-1])
+    result["load_average_1min"] = [load_before, os.getloadavg()[0]]
+    return result
+
+
+def run_benchmark(
+    configs: Sequence[BenchConfig],
+    modes: Sequence[str],
+    devices: Sequence[str],
+    batch: int,
+    threads: int,
+    warmup: int = 2,
+    repeats: int = 5,
+    iterations: int = 3,
+    compile: bool = False,
+    tf32: bool = False,
+    log: Callable[[str], None] = lambda line: None,
+) -> Result:
+    """One fresh process per (config, device, mode); the first mode's also samples and encodes.
+
+    Returns the JSON document: machine, settings, configs and one entry per process.
+    """
+    for mode in modes:
+        check_memory_mode(mode)
+    settings = dict(batch=batch, threads=threads, warmup=warmup, repeats=repeats,
+                    iterations=iterations, compile=compile, tf32=tf32)
+    results = []
+    for config in configs:
+        for device in devices:
+            for index, mode in enumerate(modes):
+                spec = dict(settings, mode=mode, device=device, generate=index == 0,
+                            config=dataclasses.asdict(config))
+                log(f"{config.name} {device} {mode}")
+                entry = {"config": config.name, "device": device, "mode": mode}
+                results.append({**entry, **run_in_subprocess(spec)})
+    return {
+        "machine": machine_info(threads),
+        "settings": settings,
+        "configs": {c.name: dataclasses.asdict(c) for c in configs},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "results": results,
+    }
+
+
+def _child_main(argv: Sequence[str]) -> None:
+    spec = json.loads(argv[0])
+    print(json.dumps(measure(spec)))
+
+
+if __name__ == "__main__":
+    _child_main(sys.argv[1:])

@@ -1,0 +1,72 @@
+"""The benchmark: configs, a tiny end-to-end ``glowflow bench`` run, the cached fast paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from glowflow.bench import CONFIGS, get_config
+from glowflow.bijectors.invconv import _InvertibleChannelMap
+from glowflow.cli import main
+
+
+def test_named_configs_match_the_issue() -> None:
+    small, paper = CONFIGS["cifar10-small"], CONFIGS["cifar10"]
+    assert (small.shape, small.levels, small.steps, small.width) == ((3, 32, 32), 3, 8, 128)
+    assert (small.coupling, small.permutation) == ("affine", "invconv_lu")
+    assert (paper.levels, paper.steps, paper.width, paper.learn_top_prior) == (3, 32, 512, True)
+    deeper = get_config("cifar10-small", 32)
+    assert (deeper.name, deeper.steps, deeper.width) == ("cifar10-small@K32", 32, 128)
+    with pytest.raises(ValueError, match="unknown benchmark config"):
+        get_config("imagenet")
+
+
+def test_tiny_bench_run_writes_valid_json(tmp_path: Path) -> None:
+    output = tmp_path / "bench.json"
+    status = main(["bench", "--config", "tiny", "--batch-size", "2", "--modes", "invertible",
+                   "--device", "cpu", "--threads", "1", "--warmup", "0", "--repeats", "1",
+                   "--iterations", "1", "--output", str(output)])
+    assert status == 0
+    document = json.loads(output.read_text())
+    assert document["machine"]["threads"] == 1 and document["machine"]["torch"] == torch.__version__
+    assert document["configs"]["tiny"]["steps"] == 2
+    assert document["command"].startswith("glowflow bench --config tiny")
+    (entry,) = document["results"]
+    assert (entry["config"], entry["device"], entry["mode"]) == ("tiny", "cpu", "invertible")
+    for figure in ("train", "sample", "encode"):
+        assert entry[f"{figure}_images_per_s"]["median"] > 0
+    assert entry["peak_rss_mb"] >= entry["baseline_rss_mb"] > 0
+    assert entry["loss_finite"] and entry["reconstruction_max_abs_error"] < 1e-4
+
+
+def test_bench_rejects_bad_arguments() -> None:
+    assert main(["bench", "--config", "tiny", "--batch-size", "0"]) == 2
+    with pytest.raises(SystemExit):
+        main(["bench", "--modes", "reversible"])
+
+
+def test_sampling_computes_no_inverse_or_determinant_after_the_first_call(monkeypatch) -> None:
+    flow = get_config("tiny").build("none")
+    flow.initialize(torch.rand(4, 1, 8, 8))
+    flow.eval()
+    calls: list[int] = []
+    maps = [m for m in flow.modules() if isinstance(m, _InvertibleChannelMap)]
+    for kind in {type(m) for m in maps}:
+        def counting(self, need_inverse, original=kind._matrices):  # type: ignore[no-untyped-def]
+            calls.append(id(self))
+            return original(self, need_inverse)
+
+        monkeypatch.setattr(kind, "_matrices", counting)
+    layers = len(maps)
+    for _ in range(3):
+        flow.sample(4)
+        with torch.inference_mode():
+            flow.decode(flow.encode(torch.rand(4, 1, 8, 8)))
+    assert len(calls) == layers  # once per layer, then the cache
+    with torch.no_grad():
+        next(maps[0].parameters()).add_(0.01)
+    flow.sample(4)
+    assert len(calls) == layers + 1  # a weight update invalidates exactly that layer's cache
