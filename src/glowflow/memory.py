@@ -30,7 +30,7 @@ encoding under ``no_grad``) never goes through a recomputing path.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +39,8 @@ from torch.utils.checkpoint import checkpoint
 
 from .bijectors.actnorm import ActNorm
 from .bijectors.base import zero_logdet
+from .bijectors.chain import Chain
+from .bijectors.coupling import _Coupling
 
 MEMORY_MODES = ("none", "checkpoint", "invertible")
 
@@ -74,8 +76,47 @@ def run_checkpointed(
     return h, total
 
 
-def _trainable(step: nn.Module) -> list[Tensor]:
-    return [p for p in step.parameters() if p.requires_grad]
+def _trainable(module: nn.Module) -> list[Tensor]:
+    return [p for p in module.parameters() if p.requires_grad]
+
+
+def _layers(steps: Sequence[nn.Module]) -> list[nn.Module]:
+    """The steps' layers in application order (a :class:`Chain` is opened up)."""
+    return [layer for step in steps for layer in (step if isinstance(step, Chain) else [step])]
+
+
+class _Rebuilt(NamedTuple):
+    """A layer's input rebuilt from its output, and the output recomputed from it."""
+
+    x: Tensor  # the input, a leaf that requires grad
+    y: Tensor  # the output, with the layer's local graph
+    logdet: Tensor
+    condition: Optional[Tensor]  # couplings: the network's input, a second leaf
+
+
+def _rebuild(layer: nn.Module, y: Tensor, context: Optional[Tensor]) -> _Rebuilt:
+    """Invert ``layer`` at ``y`` and recompute its forward with a graph.
+
+    A coupling leaves its network's input unchanged, so the network runs once, on
+    ``condition(y)``, and serves both the inverse and the recomputed forward; any other layer
+    is inverted without a graph and run forward again.
+    """
+    if isinstance(layer, _Coupling):
+        with torch.enable_grad():
+            condition = layer.condition(y).detach().requires_grad_()
+            shift, log_scale = layer.shift_and_log_scale(condition)
+        with torch.no_grad():
+            x, _ = layer.couple(y, shift, log_scale, inverse=True)
+        x = x.detach().requires_grad_()
+        with torch.enable_grad():
+            output, logdet = layer.couple(x, shift, log_scale)
+        return _Rebuilt(x, output, logdet, condition)
+    with torch.no_grad():
+        x, _ = layer.inverse(y, context)
+    x = x.detach().requires_grad_()
+    with torch.enable_grad():
+        output, logdet = layer(x, context)
+    return _Rebuilt(x, output, logdet, None)
 
 
 class _InvertibleSteps(torch.autograd.Function):
@@ -94,7 +135,7 @@ class _InvertibleSteps(torch.autograd.Function):
         *params: Tensor,
     ) -> tuple[Tensor, Tensor]:
         output, logdet = run_plain(steps, h, context)
-        ctx.steps = steps
+        ctx.steps, ctx.params = steps, params
         ctx.save_for_backward(output, context)
         return output, logdet
 
@@ -106,29 +147,31 @@ class _InvertibleSteps(torch.autograd.Function):
         output, context = ctx.saved_tensors
         context_grad = context is not None and ctx.needs_input_grad[1]
         grad_context: Optional[Tensor] = None
-        param_grads: list[tuple[Optional[Tensor], ...]] = []
+        param_grads: dict[int, Tensor] = {}
         h = output.detach()
-        for index in reversed(range(len(ctx.steps))):
-            step = ctx.steps[index]
-            with torch.no_grad():
-                h, _ = step.inverse(h, context)
-            want_input = index > 0 or ctx.needs_input_grad[0]
-            h = h.detach().requires_grad_(want_input)
-            params = _trainable(step)
-            inputs = ([h] if want_input else []) + params + ([context] if context_grad else [])
-            with torch.enable_grad():
-                step_output, step_logdet = step(h, context)
+        for layer in reversed(_layers(ctx.steps)):
+            rebuilt = _rebuild(layer, h, context)
+            params = _trainable(layer)
+            extra = [rebuilt.condition] if rebuilt.condition is not None else []
+            extra += [context] if context_grad and rebuilt.condition is None else []
+            pairs = [(rebuilt.y, grad_h), (rebuilt.logdet, grad_logdet)]
+            outputs, grad_outputs = zip(*[pair for pair in pairs if pair[0].requires_grad])
             grads = torch.autograd.grad(
-                (step_output, step_logdet), inputs, (grad_h, grad_logdet), allow_unused=True
+                outputs, [rebuilt.x, *params, *extra], grad_outputs, allow_unused=True
             )
-            if want_input:
-                grad_h, grads = grads[0], grads[1:]
-            param_grads.append(grads[: len(params)])
-            if context_grad:
-                grad_context = grads[-1] if grad_context is None else grad_context + grads[-1]
-            h = h.detach()
-        flat = [grad for grads in reversed(param_grads) for grad in grads]
+            for param, grad in zip(params, grads[1 : 1 + len(params)]):
+                if grad is not None:
+                    param_grads[id(param)] = grad + param_grads.get(id(param), 0)
+            grad_x, rest = grads[0], grads[1 + len(params) :]
+            if rebuilt.condition is not None:  # the network's input is a function of x too
+                with torch.enable_grad():
+                    condition = layer.condition(rebuilt.x)
+                grad_x = grad_x + torch.autograd.grad(condition, rebuilt.x, rest[0])[0]
+            elif context_grad and rest[0] is not None:
+                grad_context = rest[0] if grad_context is None else grad_context + rest[0]
+            h, grad_h = rebuilt.x.detach(), grad_x
         grad_input = grad_h if ctx.needs_input_grad[0] else None
+        flat = [param_grads.get(id(param)) for param in ctx.params]
         return (grad_input, grad_context, None, *flat)
 
 

@@ -38,7 +38,13 @@ def network_channels(kind: str, transformed_channels: int) -> int:
 
 
 class _Coupling(Bijector):
-    """Shared transform of the coupling layers; subclasses choose the split."""
+    """Shared transform of the coupling layers; subclasses choose the split.
+
+    ``y = couple(x, NN(condition(x)))``: :meth:`condition` is the part of the input that passes
+    unchanged (so ``condition(y) == condition(x)`` and the inverse reads the same network
+    output), :meth:`couple` the map given the network's output. :mod:`glowflow.memory` relies
+    on this split to evaluate the network once when it rebuilds a step's input from its output.
+    """
 
     def __init__(self, network: nn.Module, kind: str, scale_fn: str) -> None:
         super().__init__()
@@ -49,12 +55,29 @@ class _Coupling(Bijector):
         self.kind = kind
         self.scale_fn = scale_fn
 
-    def _shift_and_log_scale(self, condition: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+    def shift_and_log_scale(self, condition: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+        """The network's output on ``condition``: shift ``t``, ``log s`` (``None``: additive)."""
         raw = self.network(condition)
         if self.kind == "additive":
             return raw, None
         shift, scale_raw = raw.chunk(2, dim=1)
         return shift, SCALE_FUNCTIONS[self.scale_fn](scale_raw)
+
+    def condition(self, x: Tensor) -> Tensor:
+        """The network's input: the part of ``x`` the coupling leaves unchanged."""
+        raise NotImplementedError
+
+    def couple(
+        self, x: Tensor, shift: Tensor, log_scale: Optional[Tensor], inverse: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        """The forward (or inverse) map of ``x`` and its log-det, given the network's output."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        return self.couple(x, *self.shift_and_log_scale(self.condition(x)))
+
+    def inverse(self, y: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        return self.couple(y, *self.shift_and_log_scale(self.condition(y)), inverse=True)
 
     def extra_repr(self) -> str:
         return f"kind={self.kind!r}, scale_fn={self.scale_fn!r}"
@@ -90,21 +113,21 @@ class ChannelCoupling(_Coupling):
         cut = self.num_channels - self.num_transformed
         return x[:, :cut], x[:, cut:]
 
-    def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        condition, transformed = self._split(x)
-        shift, log_scale = self._shift_and_log_scale(condition)
-        if log_scale is None:
-            return torch.cat([condition, transformed + shift], dim=1), zero_logdet(x)
-        y = transformed * log_scale.exp() + shift
-        return torch.cat([condition, y], dim=1), sum_except_batch(log_scale)
+    def condition(self, x: Tensor) -> Tensor:
+        return self._split(x)[0]
 
-    def inverse(self, y: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        condition, transformed = self._split(y)
-        shift, log_scale = self._shift_and_log_scale(condition)
+    def couple(
+        self, x: Tensor, shift: Tensor, log_scale: Optional[Tensor], inverse: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        condition, transformed = self._split(x)
         if log_scale is None:
-            return torch.cat([condition, transformed - shift], dim=1), zero_logdet(y)
-        x = (transformed - shift) * (-log_scale).exp()
-        return torch.cat([condition, x], dim=1), -sum_except_batch(log_scale)
+            out = transformed - shift if inverse else transformed + shift
+            return torch.cat([condition, out], dim=1), zero_logdet(x)
+        if inverse:
+            out = (transformed - shift) * (-log_scale).exp()
+            return torch.cat([condition, out], dim=1), -sum_except_batch(log_scale)
+        out = transformed * log_scale.exp() + shift
+        return torch.cat([condition, out], dim=1), sum_except_batch(log_scale)
 
     def forward_shape(self, shape: Shape) -> Shape:
         return check_channels(self, shape, self.num_channels)
@@ -142,24 +165,20 @@ class CheckerboardCoupling(_Coupling):
         self.register_buffer("mask", mask, persistent=False)
         self.parity = parity
 
-    def _masked_params(self, x: Tensor) -> tuple[Tensor, Optional[Tensor]]:
-        """Shift and log-scale from the conditioning pixels, zeroed on those pixels."""
-        mask = self.mask.to(x.dtype)
-        shift, log_scale = self._shift_and_log_scale(x * mask)
-        free = 1.0 - mask
-        return shift * free, None if log_scale is None else log_scale * free
+    def condition(self, x: Tensor) -> Tensor:
+        return x * self.mask.to(x.dtype)
 
-    def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        shift, log_scale = self._masked_params(x)
+    def couple(
+        self, x: Tensor, shift: Tensor, log_scale: Optional[Tensor], inverse: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        free = 1.0 - self.mask.to(x.dtype)  # shift and scale act on the other pixels only
+        shift = shift * free
         if log_scale is None:
-            return x + shift, zero_logdet(x)
+            return (x - shift if inverse else x + shift), zero_logdet(x)
+        log_scale = log_scale * free
+        if inverse:
+            return (x - shift) * (-log_scale).exp(), -sum_except_batch(log_scale)
         return x * log_scale.exp() + shift, sum_except_batch(log_scale)
-
-    def inverse(self, y: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        shift, log_scale = self._masked_params(y)
-        if log_scale is None:
-            return y - shift, zero_logdet(y)
-        return (y - shift) * (-log_scale).exp(), -sum_except_batch(log_scale)
 
     def forward_shape(self, shape: Shape) -> Shape:
         if tuple(shape) != self.event_shape:
