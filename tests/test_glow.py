@@ -198,3 +198,8 @@ def test_paper_cifar10_configuration_parameter_count() -> None:
     expected += 2 * 48 * 4 * 4  # learned top prior
     assert count == expected
     assert math.isclose(count / 1e6, 44.2, abs_tol=0.5)
+
+
+def test_unseeded_constructions_differ() -> None:
+    first, second = small_glow(seed=None), small_glow(seed=None)
+    assert not torch.equal(first.levels[0].steps[0][1].weight, second.levels[0].steps[0][1].weight)

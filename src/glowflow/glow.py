@@ -25,6 +25,7 @@ from .bijectors.permutation import ChannelPermutation
 from .bijectors.prior import ClassConditionalPrior, LearnedPrior
 from .bijectors.squeeze import Squeeze
 from .memory import check_memory_mode, run_steps
+from .seeding import seeded
 from .validation import check_batch
 
 PERMUTATIONS = ("invconv", "invconv_lu", "shuffle", "reverse")
@@ -156,9 +157,7 @@ class Glow(Bijector):
             hidden_channels=hidden_channels, coupling=coupling, permutation=permutation,
             scale_fn=scale_fn, mask=mask, use_actnorm=use_actnorm,
         )
-        with torch.random.fork_rng(devices=[]):
-            if seed is not None:
-                torch.manual_seed(seed)
+        with seeded(seed):
             self._build(coupling_bijector_fn, exit_bijector_fn, learn_top_prior, num_classes)
 
     @staticmethod

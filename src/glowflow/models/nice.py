@@ -13,7 +13,8 @@ from ..bijectors.coupling import CheckerboardCoupling
 from ..bijectors.mlp import mlp_network
 from ..bijectors.scaling import NICEScaling
 from ..flow import Flow
-from .stacks import mlp_coupling_stack, seeded
+from ..seeding import seeded
+from .stacks import mlp_coupling_stack
 
 
 def nice(

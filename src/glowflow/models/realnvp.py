@@ -8,7 +8,8 @@ from ..bijectors.base import Bijector, Shape
 from ..bijectors.chain import Chain
 from ..flow import Flow
 from ..glow import Glow
-from .stacks import mlp_coupling_stack, seeded
+from ..seeding import seeded
+from .stacks import mlp_coupling_stack
 
 
 def realnvp(

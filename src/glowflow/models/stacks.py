@@ -1,11 +1,8 @@
-"""Shared plumbing of the model builders: layer stacks on flat vectors, and seeding."""
+"""Shared plumbing of the model builders: layer stacks on flat vectors."""
 
 from __future__ import annotations
 
-import contextlib
-from typing import Callable, Iterator, Optional
-
-import torch
+from typing import Callable, Optional
 
 from ..bijectors.actnorm import ActNorm
 from ..bijectors.base import Bijector
@@ -14,17 +11,7 @@ from ..bijectors.coupling import ChannelCoupling, network_channels
 from ..bijectors.mlp import mlp_network
 from ..bijectors.permutation import ChannelPermutation
 from ..flow import Flow
-
-
-@contextlib.contextmanager
-def seeded(seed: Optional[int]) -> Iterator[None]:
-    """Build under ``torch.manual_seed(seed)`` without touching the global RNG; no-op if None."""
-    if seed is None:
-        yield
-        return
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
+from ..seeding import seeded
 
 
 def alternating_stack(
