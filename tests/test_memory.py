@@ -129,7 +129,8 @@ def test_memory_mode_names_are_checked() -> None:
         Glow((2, 8, 8), 2, 2, hidden_channels=8, memory_mode="reversible")
     with pytest.raises(ValueError, match="memory_mode must be one of"):
         run_steps(nn.ModuleList(), torch.zeros(1, 2, 4, 4), None, "1")
-    assert Glow((2, 8, 8), 2, 2, hidden_channels=8, memory_mode="invertible").memory_mode == "invertible"
+    glow = Glow((2, 8, 8), 2, 2, hidden_channels=8, memory_mode="invertible")
+    assert glow.memory_mode == "invertible"
 
 
 def saved_bytes(mode: str, steps: int) -> int:

@@ -11,7 +11,9 @@ run is kept too, since a shared machine only ever slows a run down).
 * sampling: :meth:`Flow.sample` of a batch, eval mode, under ``torch.inference_mode``;
 * encoding: :meth:`Flow.encode` of a batch, likewise.
 
-Sampling and encoding measure the default float32 numerics: TF32 (``tf32=True``, CUDA only) is
+``allocator="retain"`` calls :func:`glowflow.memory.retain_freed_memory` in each process (CPU
+heap kept for reuse); ``"default"`` leaves glibc's malloc as it is. Sampling and encoding
+measure the default float32 numerics: TF32 (``tf32=True``, CUDA only) is
 applied to training alone, so no reported reconstruction or bits/dim changes with it.
 """
 
@@ -34,9 +36,10 @@ import torch
 
 from .flow import Flow
 from .glow import Glow
-from .memory import check_memory_mode
+from .memory import check_memory_mode, retain_freed_memory
 
 Result = dict[str, Any]
+ALLOCATORS = ("retain", "default")  # retain: glowflow.memory.retain_freed_memory() per process
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,8 @@ def _peak_rss_mb() -> float:
 
 
 def _setup(spec: Result) -> tuple[BenchConfig, torch.device, torch.Tensor, Callable[[], None]]:
+    if spec["allocator"] == "retain":
+        retain_freed_memory()
     torch.set_num_threads(spec["threads"])
     config = BenchConfig(**{**spec["config"], "shape": tuple(spec["config"]["shape"])})
     device = torch.device(spec["device"])
@@ -143,7 +148,9 @@ def _setup(spec: Result) -> tuple[BenchConfig, torch.device, torch.Tensor, Calla
     return config, device, x, sync
 
 
-def measure_training(spec: Result, flow: Flow, x: torch.Tensor, sync: Callable[[], None]) -> Result:
+def measure_training(
+    spec: Result, flow: Flow, x: torch.Tensor, sync: Callable[[], None]
+) -> Result:
     """Training images/s and peak memory (of this process so far) for ``flow`` on batch ``x``."""
     device = x.device
     fused = device.type in ("cpu", "cuda")
@@ -158,7 +165,7 @@ def measure_training(spec: Result, flow: Flow, x: torch.Tensor, sync: Callable[[
         optimizer.step()
         losses.append(loss.detach())
 
-    baseline = _current_rss_mb()
+    baseline, faults = _current_rss_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     rates = _rates(step, x.shape[0], spec["warmup"], spec["repeats"], spec["iterations"], sync)
@@ -167,14 +174,18 @@ def measure_training(spec: Result, flow: Flow, x: torch.Tensor, sync: Callable[[
         memory = {"peak_allocated_mb": torch.cuda.max_memory_allocated(device) / 2**20}
     else:
         peak = _peak_rss_mb()
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
         memory = {"peak_rss_mb": peak, "baseline_rss_mb": baseline,
-                  "training_rss_mb": None if baseline is None else peak - baseline}
+                  "training_rss_mb": None if baseline is None else peak - baseline,
+                  "page_faults_per_step": faults / len(losses)}
     finite = bool(torch.isfinite(torch.stack(losses)).all())
     return {"train_images_per_s": _summary(rates), **memory, "loss_finite": finite,
             "optimizer": f"Adam(fused={fused})"}
 
 
-def measure_generation(spec: Result, flow: Flow, x: torch.Tensor, sync: Callable[[], None]) -> Result:
+def measure_generation(
+    spec: Result, flow: Flow, x: torch.Tensor, sync: Callable[[], None]
+) -> Result:
     """Sampling and encoding images/s of ``flow`` (put in eval mode) at the batch size of ``x``."""
     flow.eval()
     sample, encode = flow.sample, flow.encode
@@ -254,6 +265,7 @@ def run_benchmark(
     iterations: int = 3,
     compile: bool = False,
     tf32: bool = False,
+    allocator: str = "retain",
     log: Callable[[str], None] = lambda line: None,
 ) -> Result:
     """One fresh process per (config, device, mode); the first mode's also samples and encodes.
@@ -262,8 +274,10 @@ def run_benchmark(
     """
     for mode in modes:
         check_memory_mode(mode)
+    if allocator not in ALLOCATORS:
+        raise ValueError(f"allocator must be one of {ALLOCATORS}, got {allocator!r}")
     settings = dict(batch=batch, threads=threads, warmup=warmup, repeats=repeats,
-                    iterations=iterations, compile=compile, tf32=tf32)
+                    iterations=iterations, compile=compile, tf32=tf32, allocator=allocator)
     results = []
     for config in configs:
         for device in devices:

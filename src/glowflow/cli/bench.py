@@ -12,7 +12,7 @@ HELP = "Benchmark training/sampling/encoding speed and peak memory per memory mo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..bench import CONFIGS
+    from ..bench import ALLOCATORS, CONFIGS
     from ..memory import MEMORY_MODES
 
     parser.add_argument("--config", nargs="+", default=["cifar10-small"], choices=tuple(CONFIGS),
@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tf32", action="store_true",
                         help="TF32 matmuls/convolutions in CUDA training (never in sampling, "
                              "encoding or anything that reports bits/dim)")
+    parser.add_argument("--allocator", default="retain", choices=ALLOCATORS,
+                        help="CPU malloc: retain freed memory for reuse "
+                             "(glowflow.memory.retain_freed_memory) or leave glibc's default")
     parser.add_argument("--output", "-o", default=None, metavar="FILE",
                         help="JSON file to write; none: print the JSON")
 
@@ -45,13 +48,14 @@ def format_table(document: dict[str, Any]) -> str:
         peak = entry.get("peak_rss_mb", entry.get("peak_allocated_mb"))
         memory = f"{peak:.0f} MB"
         if entry.get("training_rss_mb") is not None:
-            memory += f" (+{entry['training_rss_mb']:.0f} MB over the process start)"
+            memory += f" ({entry['training_rss_mb']:+.0f} MB in training)"
         for task in ("train", "sample", "encode"):
             rate = entry.get(f"{task}_images_per_s")
             if rate is not None:
                 lines.append(
                     f"{entry['config']:<20} {entry['device']:<6} {entry['mode']:<11} {task:<7} "
-                    f"{rate['median']:>8.1f} ({rate['best']:>7.1f})  {memory if task == 'train' else ''}"
+                    f"{rate['median']:>8.1f} ({rate['best']:>7.1f})  "
+                    + (memory if task == "train" else "")
                 )
     return "\n".join(lines)
 
@@ -63,7 +67,8 @@ def command_line(args: argparse.Namespace, devices: list[str], threads: int) -> 
         parts += ["--depth", *map(str, args.depth)]
     parts += ["--batch-size", str(args.batch_size), "--modes", *args.modes, "--device", *devices,
               "--threads", str(threads), "--warmup", str(args.warmup),
-              "--repeats", str(args.repeats), "--iterations", str(args.iterations)]
+              "--repeats", str(args.repeats), "--iterations", str(args.iterations),
+              "--allocator", args.allocator]
     parts += ["--compile"] * args.compile + ["--tf32"] * args.tf32
     return " ".join(parts)
 
@@ -82,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     configs = [get_config(name, k) for name in args.config for k in (args.depth or [None])]
     document = run_benchmark(
         configs, args.modes, devices, args.batch_size, threads, args.warmup, args.repeats,
-        args.iterations, args.compile, args.tf32,
+        args.iterations, args.compile, args.tf32, args.allocator,
         log=lambda line: print(f"bench: {line}", file=sys.stderr, flush=True),
     )
     document["command"] = command_line(args, devices, threads)
