@@ -98,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_run(args.path, device)
     attribute, negative = args.attribute, args.negative
     experiments = loaded.run_dir / "experiments"
+    if args.direction and args.save_direction:
+        raise ValueError("--save-direction saves a computed direction; --direction loads one")
     if args.direction:
         direction, metadata = load_direction(Path(args.direction))
         check_direction(loaded.flow, direction)
