@@ -71,9 +71,10 @@ def test_finished_variants_are_read_back_not_retrained(tmp_path):
 
 def test_ablate_command_trains_six_variants(tmp_path, capsys):
     out = tmp_path / "ablation"
-    argv = ["ablate", "--max-steps", "2", "--eval-every", "2", "--out", str(out), "--device", "cpu",
+    argv = ["ablate", "--max-steps", "1", "--eval-every", "1", "--out", str(out), "--device", "cpu",
             "--set", "hidden_channels=8", "--set", "num_steps_per_block=2",
-            "--set", "init_images=64", "--set", "final_eval_draws=1"]
+            "--set", "init_images=64", "--set", "final_eval_draws=1",
+            "--set", "sample_count=4", "--set", "sample_temperatures=0.7"]
     assert main(argv) == 0
     for name in ("ablation.csv", "ablation.md", "ablation.png"):
         assert (out / name).is_file()
