@@ -43,7 +43,7 @@ def _label(given: Optional[int], found: Optional[Tensor], name: str) -> Tensor:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..experiments.files import image_or_index, run_dataset, save_grid
+    from ..experiments.files import image_or_index, is_index, run_dataset, save_grid
     from ..experiments.interpolate import interpolate
     from ..training.checkpoint import load_run
     from ..training.distributed import pick_device
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     loaded = load_run(args.path, device)
     shape, n_bins = loaded.info.shape, loaded.info.n_bins
-    test_set = run_dataset(loaded)
+    test_set = run_dataset(loaded) if is_index(args.a) or is_index(args.b) else None
     (x_a, found_a), (x_b, found_b) = (
         image_or_index(spec, test_set, shape, n_bins) for spec in (args.a, args.b))
     y_a = y_b = None

@@ -1,7 +1,10 @@
 """The Glow paper's experiments as library functions on a trained :class:`~glowflow.Flow`.
 
 Each takes a flow and tensors and returns tensors; the ``glowflow`` subcommands
-``interpolate``, ``manipulate``, ``reconstruct`` and ``ablate`` wrap them.
+``interpolate``, ``manipulate``, ``reconstruct`` and ``ablate`` wrap them. Two modules need the
+command-line extras and are imported from where they live: :mod:`.ablation` (trains the paper's
+Figure 3 variants through :func:`glowflow.training.trainer.train`) and :mod:`.files` (a run's
+dataset images in, PNG grids out).
 """
 
 from .class_grid import class_grid

@@ -62,12 +62,19 @@ def read_image(path: Path, shape: Sequence[int], n_bins: int) -> Tensor:
     return levels_to_unit(levels, n_bins)
 
 
+def is_index(spec: str) -> bool:
+    """Whether a command-line image ``spec`` is a dataset index (an integer), not a file."""
+    return spec.lstrip("-").isdigit()
+
+
 def image_or_index(
-    spec: str, dataset: ImageDataset, shape: Sequence[int], n_bins: int
+    spec: str, dataset: Optional[ImageDataset], shape: Sequence[int], n_bins: int
 ) -> tuple[Tensor, Optional[Tensor]]:
     """``spec`` as an image ``(C, H, W)`` and its label: an integer is an index into
     ``dataset`` (the label comes with it), anything else an image file (no label)."""
-    if spec.lstrip("-").isdigit():
+    if is_index(spec):
+        if dataset is None:
+            raise ValueError(f"image index {spec} needs a dataset")
         images, labels = take(dataset, [int(spec)])
         return images[0], labels[0]
     return read_image(Path(spec), shape, n_bins), None
