@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         )
         module.add_arguments(sub)
-        sub.set_defaults(run=module.run)
+        sub.set_defaults(_subcommand_run=module.run)  # a private key: options may be named 'run'
     return parser
 
 
@@ -53,7 +53,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``glowflow`` console script and ``python -m glowflow``."""
     args = build_parser().parse_args(argv)
     try:
-        return int(args.run(args) or 0)
+        return int(args._subcommand_run(args) or 0)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"glowflow {args.command}: error: {error}", file=sys.stderr)
         return 2
