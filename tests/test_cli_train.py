@@ -123,4 +123,4 @@ def test_help_lists_every_option_with_its_default(capsys):
                  "--temperature", "--seed", "--out", "--class"):
         assert flag in text
     assert "(default: [0.7])" in text and "(default: digits)" in text
-    assert "(default: 3000)" in text  # --max-steps
+    assert "(default: 1000)" in text  # --max-steps

@@ -9,6 +9,7 @@ import glowflow.training.trainer as trainer_module
 from glowflow.training.batches import StepBatches
 from glowflow.training.checkpoint import load_run
 from glowflow.training.config import TrainConfig
+from glowflow.training.ema import EMA
 from glowflow.training.evaluate import summarize
 from glowflow.training.run_log import read_metrics
 from glowflow.training.trainer import Trainer, train
@@ -118,3 +119,15 @@ def test_summarize_mean_and_standard_error():
     assert result.bpd == pytest.approx(7 / 3)
     assert result.stderr == pytest.approx(values.std().item() / math.sqrt(3))
     assert (result.num_images, result.draws) == (3, 2)
+
+
+def test_ema_warms_up_then_tracks_with_its_decay():
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    ema = EMA(model, decay=0.5)
+    model.weight.data.fill_(1.0)
+    ema.update(model, 0)  # d_0 = min(0.5, 1/10) = 0.1
+    assert ema.module.weight.item() == pytest.approx(0.9)
+    ema.update(model, 100)  # d = 0.5
+    assert ema.module.weight.item() == pytest.approx(0.95)
+    assert not ema.module.training and not ema.module.weight.requires_grad

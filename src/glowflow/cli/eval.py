@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-HELP = "Test-set bits/dim of a trained run or checkpoint (mean and standard error)."
+HELP = ("Test-set bits/dim of a trained run or checkpoint: mean and standard error over images, "
+        "eval mode, averaged over dequantization draws (given the labels for conditional models).")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
                           conditional=config.conditional)
     report = {"checkpoint": str(loaded.checkpoint), "step": loaded.step, "ema": loaded.ema,
               "dataset": config.dataset, "split": args.split, "n_bins": info.n_bins,
-              **result.to_dict()}
+              "conditional": config.conditional, **result.to_dict()}
     if args.json:
         print(json.dumps(report, indent=2))
     else:

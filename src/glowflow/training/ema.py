@@ -11,8 +11,10 @@ from torch import nn
 class EMA:
     """A frozen copy of ``model`` whose parameters track ``theta_ema <- d theta_ema + (1-d) theta``.
 
-    Buffers (ActNorm's ``initialized`` flag, permutations, ...) are copied as they are. The
-    copy is kept in eval mode; use :attr:`module` for evaluation and sampling.
+    At update ``t`` (0-based) the decay is ``d_t = min(decay, (1 + t) / (10 + t))``, so the
+    average forgets the initial weights quickly in short runs (TensorFlow's ``num_updates``
+    rule). Buffers (ActNorm's ``initialized`` flag, permutations, ...) are copied as they are.
+    The copy is kept in eval mode; use :attr:`module` for evaluation and sampling.
     """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
@@ -22,9 +24,10 @@ class EMA:
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """One averaging step towards ``model``'s current weights."""
+    def update(self, model: nn.Module, t: int) -> None:
+        """Averaging step ``t`` towards ``model``'s current weights."""
+        decay = min(self.decay, (1.0 + t) / (10.0 + t))
         for average, current in zip(self.module.parameters(), model.parameters()):
-            average.lerp_(current.detach(), 1.0 - self.decay)
+            average.lerp_(current.detach(), 1.0 - decay)
         for average, current in zip(self.module.buffers(), model.buffers()):
             average.copy_(current)

@@ -284,7 +284,7 @@ class Trainer:
             return bpd.item(), float("nan"), False
         self.optimizer.step()
         if self.ema is not None:
-            self.ema.update(self.flow)
+            self.ema.update(self.flow, self.step)
         return bpd.item(), grad_norm.item(), True
 
     def _guard(self, taken: bool) -> None:
@@ -340,10 +340,10 @@ class Trainer:
                        elapsed_s=self.elapsed())
             if self.log is not None:
                 self.log.write(**row)
-            bar.set_postfix({k: f"{row[k]:.3f}" for k in ("train_bpd", "test_bpd")
-                             if row.get(k) is not None}
-                            | ({"img/s": f"{row['images_per_s']:.0f}"}
-                               if row.get("images_per_s") else {}))
+            postfix = {k: f"{row[k]:.3f}" for k in ("train_bpd", "test_bpd") if row.get(k)}
+            if row.get("images_per_s"):
+                postfix["img/s"] = f"{row['images_per_s']:.0f}"
+            bar.set_postfix(postfix)
         if self.process.is_main and due(config.sample_every):
             self._samples()
         if due(config.checkpoint_every):
