@@ -11,10 +11,13 @@ run is kept too, since a shared machine only ever slows a run down).
 * sampling: :meth:`Flow.sample` of a batch, eval mode, under ``torch.inference_mode``;
 * encoding: :meth:`Flow.encode` of a batch, likewise.
 
-``allocator="retain"`` calls :func:`glowflow.memory.retain_freed_memory` in each process (CPU
-heap kept for reuse); ``"default"`` leaves glibc's malloc as it is. Sampling and encoding
-measure the default float32 numerics: TF32 (``tf32=True``, CUDA only) is
-applied to training alone, so no reported reconstruction or bits/dim changes with it.
+Options: ``allocator="retain"`` calls :func:`glowflow.memory.retain_freed_memory` in each
+process (the CPU heap is kept for reuse; ``"default"`` leaves glibc's malloc alone);
+``channels_last`` stores the model's conv weights and the batch channels-last; ``compile``
+wraps the training forward in ``torch.compile`` (sampling and encoding stay eager: the 1x1
+convolutions' weight cache is Python state that would make dynamo recompile per layer);
+``tf32`` (CUDA) lets training matmuls and convolutions use TF32 -- sampling and encoding always
+run in full float32, so no reconstruction or bits/dim figure depends on it.
 """
 
 from __future__ import annotations
@@ -141,19 +144,30 @@ def _setup(spec: Result) -> tuple[BenchConfig, torch.device, torch.Tensor, Calla
     generator = torch.Generator().manual_seed(0)
     x = (torch.rand(spec["batch"], *config.shape, generator=generator) - 0.5).to(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = spec["tf32"]
-        torch.backends.cudnn.allow_tf32 = spec["tf32"]
-        torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.benchmark = True
     return config, device, x, sync
+
+
+def _allow_tf32(enabled: bool) -> None:
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
 
 
 def measure_training(
     spec: Result, flow: Flow, x: torch.Tensor, sync: Callable[[], None]
 ) -> Result:
-    """Training images/s and peak memory (of this process so far) for ``flow`` on batch ``x``."""
+    """Training images/s and peak memory (of this process so far) for ``flow`` on batch ``x``.
+
+    On CPU: ``peak_rss_mb`` (the whole process), ``training_rss_mb`` (its growth from just
+    before the first step) and ``activation_rss_mb`` (that growth less ``state_mb``, the
+    gradients and Adam moments, 3 x the parameters' bytes).
+    """
     device = x.device
+    parameters = sum(p.numel() for p in flow.parameters())
+    # gradients and Adam's two moments: what training holds besides activations
+    state = 3 * sum(p.numel() * p.element_size() for p in flow.parameters()) / 2**20
     fused = device.type in ("cpu", "cuda")
+    _allow_tf32(spec["tf32"])
     optimizer = torch.optim.Adam(flow.parameters(), lr=1e-4, fused=fused)
     model = torch.compile(flow) if spec["compile"] else flow
     losses: list[torch.Tensor] = []
@@ -175,26 +189,25 @@ def measure_training(
     else:
         peak = _peak_rss_mb()
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
-        memory = {"peak_rss_mb": peak, "baseline_rss_mb": baseline,
-                  "training_rss_mb": None if baseline is None else peak - baseline,
+        training = None if baseline is None else peak - baseline
+        memory = {"peak_rss_mb": peak, "baseline_rss_mb": baseline, "training_rss_mb": training,
+                  "activation_rss_mb": None if training is None else training - state,
                   "page_faults_per_step": faults / len(losses)}
     finite = bool(torch.isfinite(torch.stack(losses)).all())
-    return {"train_images_per_s": _summary(rates), **memory, "loss_finite": finite,
-            "optimizer": f"Adam(fused={fused})"}
+    return {"train_images_per_s": _summary(rates), **memory, "state_mb": state,
+            "parameters": parameters, "loss_finite": finite, "optimizer": f"Adam(fused={fused})"}
 
 
 def measure_generation(
     spec: Result, flow: Flow, x: torch.Tensor, sync: Callable[[], None]
 ) -> Result:
     """Sampling and encoding images/s of ``flow`` (put in eval mode) at the batch size of ``x``."""
+    _allow_tf32(False)
     flow.eval()
-    sample, encode = flow.sample, flow.encode
-    if spec["compile"]:
-        sample, encode = torch.compile(sample), torch.compile(encode)
     batch, timing = x.shape[0], (spec["warmup"], spec["repeats"], spec["iterations"])
     with torch.inference_mode():
-        sampling = _rates(lambda: sample(batch), batch, *timing, sync)
-        encoding = _rates(lambda: encode(x), batch, *timing, sync)
+        sampling = _rates(lambda: flow.sample(batch), batch, *timing, sync)
+        encoding = _rates(lambda: flow.encode(x), batch, *timing, sync)
         error = (flow.decode(flow.encode(x)) - x).abs().max().item()
     return {"sample_images_per_s": _summary(sampling), "encode_images_per_s": _summary(encoding),
             "reconstruction_max_abs_error": error}
@@ -206,6 +219,9 @@ def measure(spec: Result) -> Result:
     config, device, x, sync = _setup(spec)
     flow = config.build(check_memory_mode(spec["mode"])).to(device)
     flow.initialize(x)
+    if spec["channels_last"]:
+        flow.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     result = measure_training(spec, flow, x, sync)
     if spec["generate"]:
         result.update(measure_generation(spec, flow, x, sync))
@@ -266,6 +282,7 @@ def run_benchmark(
     compile: bool = False,
     tf32: bool = False,
     allocator: str = "retain",
+    channels_last: bool = False,
     log: Callable[[str], None] = lambda line: None,
 ) -> Result:
     """One fresh process per (config, device, mode); the first mode's also samples and encodes.
@@ -277,7 +294,8 @@ def run_benchmark(
     if allocator not in ALLOCATORS:
         raise ValueError(f"allocator must be one of {ALLOCATORS}, got {allocator!r}")
     settings = dict(batch=batch, threads=threads, warmup=warmup, repeats=repeats,
-                    iterations=iterations, compile=compile, tf32=tf32, allocator=allocator)
+                    iterations=iterations, compile=compile, tf32=tf32, allocator=allocator,
+                    channels_last=channels_last)
     results = []
     for config in configs:
         for device in devices:

@@ -29,7 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs (median reported)")
     parser.add_argument("--iterations", type=int, default=3, help="calls per timed run")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the training forward (sampling/encoding stay eager)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="channels-last conv weights and batches")
     parser.add_argument("--tf32", action="store_true",
                         help="TF32 matmuls/convolutions in CUDA training (never in sampling, "
                              "encoding or anything that reports bits/dim)")
@@ -48,7 +51,8 @@ def format_table(document: dict[str, Any]) -> str:
         peak = entry.get("peak_rss_mb", entry.get("peak_allocated_mb"))
         memory = f"{peak:.0f} MB"
         if entry.get("training_rss_mb") is not None:
-            memory += f" ({entry['training_rss_mb']:+.0f} MB in training)"
+            memory += (f" ({entry['training_rss_mb']:+.0f} MB in training, "
+                       f"{entry['activation_rss_mb']:.0f} MB beyond gradients and Adam state)")
         for task in ("train", "sample", "encode"):
             rate = entry.get(f"{task}_images_per_s")
             if rate is not None:
@@ -69,7 +73,8 @@ def command_line(args: argparse.Namespace, devices: list[str], threads: int) -> 
               "--threads", str(threads), "--warmup", str(args.warmup),
               "--repeats", str(args.repeats), "--iterations", str(args.iterations),
               "--allocator", args.allocator]
-    parts += ["--compile"] * args.compile + ["--tf32"] * args.tf32
+    for flag in ("compile", "tf32", "channels_last"):
+        parts += [f"--{flag.replace('_', '-')}"] * getattr(args, flag)
     return " ".join(parts)
 
 
@@ -87,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     configs = [get_config(name, k) for name in args.config for k in (args.depth or [None])]
     document = run_benchmark(
         configs, args.modes, devices, args.batch_size, threads, args.warmup, args.repeats,
-        args.iterations, args.compile, args.tf32, args.allocator,
+        args.iterations, args.compile, args.tf32, args.allocator, args.channels_last,
         log=lambda line: print(f"bench: {line}", file=sys.stderr, flush=True),
     )
     document["command"] = command_line(args, devices, threads)
