@@ -66,6 +66,20 @@ class TrainResult:
     metrics: list[dict[str, Optional[float]]]
 
 
+def machine_description(device: torch.device) -> str:
+    """The CPU model and core count, plus the GPU when ``device`` is one (for result.json)."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                  if line.startswith("model name")]
+        cpu = models[0] if models else cpu
+    text = f"{cpu}, {os.cpu_count()} cores"
+    if device.type == "cuda":
+        text += f", {torch.cuda.get_device_name(device)}"
+    return text
+
+
 def run_dir_of(config: TrainConfig) -> Path:
     """``config.run_dir``, or ``runs/<name>`` when empty."""
     return Path(config.run_dir or f"runs/{config.name}")
@@ -217,7 +231,10 @@ class Trainer:
         """Load weights, EMA and optimizer from a checkpoint; on ``resume`` also the step,
         counters, schedule and RNG states (the NaN guard keeps its own step and lr)."""
         state = read_state(folder)
-        load_weights(self.flow, folder / MODEL_FILE, read_weights(folder / MODEL_FILE)[0])
+        weights, metadata = read_weights(folder / MODEL_FILE)
+        load_weights(self.flow, folder / MODEL_FILE, weights)
+        if resume:
+            self._note_changes(json.loads(metadata["config"]))
         if self.ema is not None:
             load_weights(self.ema.module, folder / EMA_FILE, read_weights(folder / EMA_FILE)[0])
         try:
@@ -231,6 +248,14 @@ class Trainer:
                     torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         except (KeyError, ValueError, TypeError) as error:
             raise RuntimeError(f"{folder / 'state.pt'} does not fit this run: {error!r}") from None
+
+    def _note_changes(self, saved: dict[str, Any]) -> None:
+        """Say which settings differ from the checkpoint's (e.g. a longer ``max_steps``)."""
+        current = json.loads(json.dumps(self.config.to_dict()))
+        changes = [f"{key} {saved[key]!r} -> {current[key]!r}" for key in current
+                   if key in saved and saved[key] != current[key]]
+        if changes:
+            self._say("resuming with settings changed from the checkpoint's: " + ", ".join(changes))
 
     def _save(self) -> Path:
         """Checkpoint the current step (rank 0 writes, everyone waits); returns its folder."""
@@ -385,7 +410,7 @@ class Trainer:
                 "skipped_steps": self.skipped, "wall_time_s": wall, "dataset": self.info.name,
                 "n_bins": self.info.n_bins, "world_size": self.process.world_size,
                 "device": str(self.device), "torch": torch.__version__,
-                "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+                "machine": machine_description(self.device),
                 "threads": torch.get_num_threads(),
                 "checkpoint": str(self.last_checkpoint),
             }
