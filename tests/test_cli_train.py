@@ -56,6 +56,9 @@ def test_eval_json_is_well_formed(run_dir, capsys):
     assert report["split"] == "test" and report["num_images"] == 297 and report["draws"] == 2
     assert math.isfinite(report["bpd"]) and 0 < report["stderr"] < 1
     assert report["step"] == 2 and report["n_bins"] == 17
+    assert main(["eval", str(run_dir), "--json", "--draws", "1", "--device", "cpu"]) == 0
+    again = json.loads(capsys.readouterr().out)  # the run's seed, batches and draws
+    assert again["bpd"] == json.loads((run_dir / "result.json").read_text())["test_bpd"]
 
 
 def test_sample_is_seedable_and_one_grid_per_temperature(run_dir, tmp_path, capsys):

@@ -12,12 +12,16 @@ HELP = ("Test-set bits/dim of a trained run or checkpoint: mean and standard err
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT",
                         help="a run folder (its newest checkpoint) or a checkpoint")
-    parser.add_argument("--split", default="test", choices=("test", "train"), help="dataset split")
+    parser.add_argument("--split", default="test", choices=("test", "val", "train"),
+                        help="dataset split (val: the run's val_size held-out training images)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--draws", type=int, default=8,
                         help="uniform dequantization draws averaged per image")
-    parser.add_argument("--batch-size", type=int, default=256, help="images per batch")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the dequantization noise")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="images per batch; none: the run's eval_batch_size (so that with "
+                             "the default seed and 8 draws this repeats result.json exactly)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the dequantization noise; none: the run's seed")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
     parser.add_argument("--data-root", default=None, metavar="DIR",
                         help="dataset folder; none: the one the run was trained from")
@@ -31,19 +35,21 @@ def run(args: argparse.Namespace) -> int:
     from ..training.distributed import pick_device
     from ..training.evaluate import evaluate_bpd
 
-    if args.draws < 1 or args.batch_size < 1:
+    if args.draws < 1 or (args.batch_size is not None and args.batch_size < 1):
         raise ValueError("--draws and --batch-size must be >= 1")
     device = pick_device(args.device)
     loaded = load_run(args.path, device, ema=False if args.raw_weights else None)
     config, info = loaded.config, loaded.info
     dataset = load_dataset(config.dataset, args.data_root or config.data_root, args.split,
-                           image_size=config.image_size, n_bits=config.n_bits)
+                           image_size=config.image_size, n_bits=config.n_bits,
+                           val_size=config.val_size)
     if tuple(dataset.shape) != info.shape or dataset.n_bins != info.n_bins:
         raise ValueError(f"{config.dataset} {args.split} gives shape {tuple(dataset.shape)} with "
                          f"{dataset.n_bins} bins; the model was trained on {info.shape} with "
                          f"{info.n_bins}")
     result = evaluate_bpd(loaded.flow, dataset, info.n_bins, draws=args.draws,
-                          batch_size=args.batch_size, device=device, seed=args.seed,
+                          batch_size=args.batch_size or config.eval_batch_size, device=device,
+                          seed=config.seed if args.seed is None else args.seed,
                           conditional=config.conditional)
     report = {"checkpoint": str(loaded.checkpoint), "step": loaded.step, "ema": loaded.ema,
               "dataset": config.dataset, "split": args.split, "n_bins": info.n_bins,
