@@ -4,6 +4,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from glowflow.training.config import PRESETS, TrainConfig, coerce, field_types, resolve_config
 from glowflow.training.schedule import LRSchedule
@@ -92,3 +93,33 @@ def test_lr_schedule_warmup_cosine_and_scale():
     assert constant(50) == 1e-3
     constant.load_state_dict({"scale": 0.5})
     assert constant(50) == 5e-4 and constant.state_dict() == {"scale": 0.5}
+
+
+def test_tuple_flag_takes_several_values():
+    from glowflow.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--sample-temperatures", "0.7", "1.0"])
+    assert args.sample_temperatures == [0.7, 1.0]
+    assert coerce("sample_temperatures", field_types()["sample_temperatures"], args.sample_temperatures) == (0.7, 1.0)
+
+
+@pytest.mark.parametrize("name", ["nice", "realnvp"])
+def test_nice_and_realnvp_presets_build_their_architectures(name):
+    from glowflow.data import load_dataset
+    from glowflow.training.model import build_flow
+
+    from glowflow.bijectors import ActNorm, ChannelCoupling, ChannelPermutation, CheckerboardCoupling
+    from glowflow.training.model import DatasetInfo
+
+    config = resolve_config(name)
+    flow = build_flow(config, DatasetInfo.of("digits", load_dataset("digits")))
+    steps = [step for level in flow.bijector.levels for step in level.steps]
+    assert not any(isinstance(m, ActNorm) for m in flow.modules())
+    assert all(isinstance(step[0], ChannelPermutation) for step in steps)
+    assert all(torch.equal(step[0].perm, torch.arange(len(step[0].perm)).flip(0)) for step in steps)
+    couplings = [step[-1] for step in steps]
+    if name == "nice":
+        assert all(isinstance(c, ChannelCoupling) and c.kind == "additive" for c in couplings)
+    else:
+        assert all(c.kind == "affine" for c in couplings)
+        assert {CheckerboardCoupling, ChannelCoupling} == {type(c) for c in couplings}

@@ -21,13 +21,15 @@ def _flag_for(parser: argparse.ArgumentParser, name: str, kind: typing.Any, defa
     if kind is bool:
         parser.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
         return
+    item_kind = kind
     if typing.get_origin(kind) is tuple:
         options.update(nargs="+", metavar="X")
+        item_kind = typing.get_args(kind)[0]  # argparse converts each token on its own
     elif name in CHOICES:
         options["choices"] = CHOICES[name]
     else:
         options["metavar"] = {int: "N", float: "X", str: "TEXT"}.get(kind, "N|none")
-    parser.add_argument(flag, type=lambda text: coerce(name, kind, text), **options)
+    parser.add_argument(flag, type=lambda text: coerce(name, item_kind, text), **options)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

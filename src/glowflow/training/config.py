@@ -198,6 +198,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         num_glow_blocks=4, num_steps_per_block=32, hidden_channels=512, coupling="affine",
         learn_top_prior=True, batch_size=32, max_steps=200_000, eval_batch_size=128,
     ),
+    # NICE: additive couplings between channel reversals, no ActNorm; the learned top prior
+    # plays the part of NICE's final diagonal scaling.
+    "nice": dict(
+        name="nice", coupling="additive", permutation="reverse", mask="channel",
+        use_actnorm=False, learn_top_prior=True,
+    ),
+    # RealNVP: affine couplings, checkerboard then channel masks, reversals, no ActNorm.
+    "realnvp": dict(
+        name="realnvp", coupling="affine", permutation="reverse",
+        mask="checkerboard_channel", scale_fn="exp", use_actnorm=False, learn_top_prior=False,
+    ),
     "celeba256": dict(
         _LONG_RUN, name="celeba256", dataset="celeba", image_size=256, n_bits=5, hflip=True,
         num_glow_blocks=6, num_steps_per_block=32, hidden_channels=512, coupling="additive",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Optional
 
@@ -45,19 +44,13 @@ class DatasetInfo:
 def build_flow(config: TrainConfig, info: DatasetInfo) -> Flow:
     """A fresh (not yet data-initialized) ``Flow(Glow(...))`` for ``config`` on ``info``'s data.
 
-    ``config.conditional`` makes the top prior class-conditional on ``info.num_classes`` labels;
-    ``config.memory_mode`` is passed on when this Glow supports it.
+    ``config.conditional`` makes the top prior class-conditional on ``info.num_classes`` labels.
     """
     num_classes = None
     if config.conditional:
         if not info.num_classes:
             raise ValueError(f"conditional=true needs a labelled dataset; {info.name} has no labels")
         num_classes = info.num_classes
-    options: dict[str, Any] = {}
-    if "memory_mode" in inspect.signature(Glow).parameters:
-        options["memory_mode"] = config.memory_mode
-    elif config.memory_mode != "none":
-        raise ValueError(f"memory_mode={config.memory_mode!r}: this Glow has no memory modes")
     glow = Glow(
         output_shape=info.shape,
         num_glow_blocks=config.num_glow_blocks,
@@ -71,6 +64,6 @@ def build_flow(config: TrainConfig, info: DatasetInfo) -> Flow:
         mask=config.mask,
         learn_top_prior=config.learn_top_prior,
         num_classes=num_classes,
-        **options,
+        memory_mode=config.memory_mode,
     )
     return Flow(glow)
