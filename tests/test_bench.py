@@ -18,10 +18,12 @@ def test_named_configs_match_the_issue() -> None:
     assert (small.shape, small.levels, small.steps, small.width) == ((3, 32, 32), 3, 8, 128)
     assert (small.coupling, small.permutation) == ("affine", "invconv_lu")
     assert (paper.levels, paper.steps, paper.width, paper.learn_top_prior) == (3, 32, 512, True)
-    deeper = get_config("cifar10-small", 32)
+    deeper = get_config("cifar10-small@K32")
     assert (deeper.name, deeper.steps, deeper.width) == ("cifar10-small@K32", 32, 128)
     with pytest.raises(ValueError, match="unknown benchmark config"):
         get_config("imagenet")
+    with pytest.raises(ValueError, match="positive integer"):
+        get_config("tiny@K0")
 
 
 def test_tiny_bench_run_writes_valid_json(tmp_path: Path) -> None:

@@ -90,13 +90,18 @@ CONFIGS: dict[str, BenchConfig] = {
 }
 
 
-def get_config(name: str, steps: Optional[int] = None) -> BenchConfig:
-    """The named configuration (see :data:`CONFIGS`), optionally with ``K = steps``."""
-    if name not in CONFIGS:
-        raise ValueError(f"unknown benchmark config {name!r}; choose from {tuple(CONFIGS)}")
-    if steps is not None and steps < 1:
-        raise ValueError(f"--depth must be >= 1, got {steps}")
-    return CONFIGS[name].with_steps(steps)
+def get_config(name: str) -> BenchConfig:
+    """A configuration by name: one of :data:`CONFIGS`, optionally ``@K<steps>`` for another
+    depth (``"cifar10-small@K32"``)."""
+    base, _, depth = name.partition("@K")
+    if base not in CONFIGS:
+        raise ValueError(f"unknown benchmark config {name!r}; choose from {tuple(CONFIGS)}, "
+                         "optionally with @K<steps per level>")
+    if not depth:
+        return CONFIGS[base]
+    if not depth.isdigit() or int(depth) < 1:
+        raise ValueError(f"config {name!r}: the depth after @K must be a positive integer")
+    return CONFIGS[base].with_steps(int(depth))
 
 
 # ------------------------------------------------------------------------------ measuring

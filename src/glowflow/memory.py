@@ -176,7 +176,7 @@ class _InvertibleSteps(torch.autograd.Function):
                 grad_context = rest[0] if grad_context is None else grad_context + rest[0]
             h, grad_h = rebuilt.x.detach(), grad_x
         grad_input = grad_h if ctx.needs_input_grad[0] else None
-        flat = [param_grads.get(id(param)) for param in ctx.params]
+        flat = [param_grads.pop(id(param), None) for param in ctx.params]  # no extra refs
         return (grad_input, grad_context, None, *flat)
 
 

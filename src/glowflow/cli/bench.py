@@ -15,10 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..bench import ALLOCATORS, CONFIGS
     from ..memory import MEMORY_MODES
 
-    parser.add_argument("--config", nargs="+", default=["cifar10-small"], choices=tuple(CONFIGS),
-                        help="named model configurations")
-    parser.add_argument("--depth", type=int, nargs="+", default=None, metavar="K",
-                        help="override the steps per level K (one run per K); none: the config's")
+    parser.add_argument("--config", nargs="+", default=["cifar10-small"], metavar="NAME",
+                        help=f"model configurations: {', '.join(CONFIGS)}; NAME@K<n> for n "
+                             "steps per level (cifar10-small@K32)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per batch")
     parser.add_argument("--modes", nargs="+", default=list(MEMORY_MODES), choices=MEMORY_MODES,
                         help="memory modes to train in")
@@ -67,8 +66,6 @@ def format_table(document: dict[str, Any]) -> str:
 def command_line(args: argparse.Namespace, devices: list[str], threads: int) -> str:
     """The fully explicit ``glowflow bench`` command that reproduces this run."""
     parts = ["glowflow bench", "--config", *args.config]
-    if args.depth:
-        parts += ["--depth", *map(str, args.depth)]
     parts += ["--batch-size", str(args.batch_size), "--modes", *args.modes, "--device", *devices,
               "--threads", str(threads), "--warmup", str(args.warmup),
               "--repeats", str(args.repeats), "--iterations", str(args.iterations),
@@ -89,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if "cuda" in devices and not torch.cuda.is_available():
         raise RuntimeError("--device cuda: no CUDA device here")
     threads = args.threads or torch.get_num_threads()
-    configs = [get_config(name, k) for name in args.config for k in (args.depth or [None])]
+    configs = [get_config(name) for name in args.config]
     document = run_benchmark(
         configs, args.modes, devices, args.batch_size, threads, args.warmup, args.repeats,
         args.iterations, args.compile, args.tf32, args.allocator, args.channels_last,
