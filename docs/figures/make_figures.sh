@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Regenerates the README pictures of docs/figures from models trained on digits on this machine
-# (2 CPU cores: about 10 minutes per model and 20 for the ablation). Run from the repository root;
+# (2 CPU cores: about 1.5 minutes per model and 10-20 for the ablation). Run from the repository root;
 # on a busy machine OMP_NUM_THREADS=1 per process avoids thread oversubscription.
 set -euo pipefail
 RUNS=${RUNS:-runs}
 FIG=docs/figures
 
 # 1. Models: the digits preset, unconditional and class-conditional.
-glowflow train --preset digits --max-steps 2000 --run-dir "$RUNS/digits" --no-progress
-glowflow train --preset digits --max-steps 2000 --conditional --class-loss-weight 0.01 \
+glowflow train --preset digits --run-dir "$RUNS/digits" --no-progress
+glowflow train --preset digits --conditional --class-loss-weight 0.01 \
     --name digits-cond --run-dir "$RUNS/digits-cond" --no-progress
 
 # 2. Temperature: one grid per temperature from the same latents.
