@@ -165,3 +165,20 @@ def test_no_grad_encoding_is_identical_in_every_mode(mode: str) -> None:
     with torch.no_grad():
         for got, want in zip(Flow(other).encode(x), Flow(plain).encode(x)):
             torch.testing.assert_close(got, want, atol=0, rtol=0)
+
+
+def test_invertible_backward_recomputes_under_the_forward_autocast() -> None:
+    seen: list[bool] = []
+
+    class Recording(ContextShift):
+        def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+            seen.append(torch.is_autocast_enabled("cpu"))
+            return super().forward(x, context)
+
+    steps = nn.ModuleList([Recording(3) for _ in range(2)]).float()
+    x = torch.randn(2, 3, 4, 4, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, logdet = run_steps(steps, x, torch.randn(2, 3), "invertible")
+    assert seen == [True, True]
+    (out.sum() + logdet.sum()).backward()
+    assert seen == [True] * 4 and torch.isfinite(x.grad).all()

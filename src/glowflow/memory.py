@@ -141,6 +141,8 @@ class _InvertibleSteps(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor]:
         output, logdet = run_plain(steps, h, context)
         ctx.steps, ctx.params = steps, params
+        device = h.device.type  # the backward pass recomputes under the same autocast state
+        ctx.autocast = (device, torch.get_autocast_dtype(device), torch.is_autocast_enabled(device))
         ctx.save_for_backward(output, context)
         return output, logdet
 
@@ -154,8 +156,10 @@ class _InvertibleSteps(torch.autograd.Function):
         grad_context: Optional[Tensor] = None
         param_grads: dict[int, Tensor] = {}
         h = output.detach()
+        device, dtype, enabled = ctx.autocast
         for layer in reversed(_layers(ctx.steps)):
-            rebuilt = _rebuild(layer, h, context)
+            with torch.autocast(device, dtype, enabled):
+                rebuilt = _rebuild(layer, h, context)
             params = _trainable(layer)
             extra = [rebuilt.condition] if rebuilt.condition is not None else []
             extra += [context] if context_grad and rebuilt.condition is None else []
