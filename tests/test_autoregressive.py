@@ -123,7 +123,7 @@ def test_context_reaches_every_dimension_including_the_first() -> None:
 
 
 def test_autoregressive_layers_reject_wrong_event_shapes() -> None:
-    with pytest.raises(ValueError, match=r"MaskedAutoregressive expects event shape \(5,\)"):
+    with pytest.raises(ValueError, match=r"MaskedAutoregressive was built for event shape \(5,\)"):
         MaskedAutoregressive(D).forward_shape((4,))
     with pytest.raises(ValueError, match="scale_fn"):
         InverseAutoregressive(D, scale_fn="softplus")

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Bijector, Shape, sum_except_batch
+from .base import Bijector, sum_except_batch
 from .coupling import SCALE_FUNCTIONS
 
 
@@ -132,6 +132,7 @@ class _AffineAutoregressive(Bijector):
         if scale_fn not in SCALE_FUNCTIONS:
             raise ValueError(f"scale_fn must be one of {tuple(SCALE_FUNCTIONS)}, got {scale_fn!r}")
         self.features = features
+        self.event_shape = (features,)
         self.scale_fn = scale_fn
         self.made = MADE(features, 2, hidden, num_hidden_layers, context_features)
 
@@ -151,15 +152,6 @@ class _AffineAutoregressive(Bijector):
             shift, log_scale = self._shift_and_log_scale(u, context)
             u = (v - shift) * (-log_scale).exp()
         return u, -sum_except_batch(log_scale)
-
-    def forward_shape(self, shape: Shape) -> Shape:
-        if tuple(shape) != (self.features,):
-            raise ValueError(
-                f"{type(self).__name__} expects event shape ({self.features},), got {tuple(shape)}"
-            )
-        return tuple(shape)
-
-    inverse_shape = forward_shape
 
     def extra_repr(self) -> str:
         return f"features={self.features}, scale_fn={self.scale_fn!r}"

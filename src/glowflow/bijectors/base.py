@@ -42,9 +42,10 @@ def sum_except_batch(t: Tensor) -> Tensor:
 class Bijector(nn.Module):
     """Base class: an invertible map with exact log-determinant, as an ``nn.Module``.
 
-    Subclasses implement :meth:`forward` and :meth:`inverse`; shape-changing or
-    shape-constrained subclasses override :meth:`forward_shape` and :meth:`inverse_shape`,
-    raising ``ValueError`` for an event shape they cannot take.
+    Subclasses implement :meth:`forward` and :meth:`inverse`. A shape-preserving bijector
+    built for one ``event_shape`` gets its shape check from the default
+    :meth:`forward_shape` / :meth:`inverse_shape`; shape-changing or otherwise constrained
+    subclasses override them, raising ``ValueError`` for an event shape they cannot take.
 
     Attributes:
         event_shape: the input event shape ``(C, H, W)`` (or ``(D,)``) this bijector was built
@@ -62,12 +63,20 @@ class Bijector(nn.Module):
         raise NotImplementedError
 
     def forward_shape(self, shape: Shape) -> Shape:
-        """Event shape of ``forward``'s output for an input of event shape ``shape``."""
+        """Event shape of ``forward``'s output for an input of event shape ``shape``.
+
+        Default: shape preserving, and only ``event_shape`` is accepted when it is declared.
+        """
+        if self.event_shape is not None and tuple(shape) != tuple(self.event_shape):
+            raise ValueError(
+                f"{type(self).__name__} was built for event shape {tuple(self.event_shape)}, "
+                f"got {tuple(shape)}"
+            )
         return tuple(shape)
 
     def inverse_shape(self, shape: Shape) -> Shape:
         """Event shape of ``inverse``'s output for an input of event shape ``shape``."""
-        return tuple(shape)
+        return Bijector.forward_shape(self, shape)
 
     @property
     def inv(self) -> "Bijector":

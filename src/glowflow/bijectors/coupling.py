@@ -180,14 +180,5 @@ class CheckerboardCoupling(_Coupling):
             return (x - shift) * (-log_scale).exp(), -sum_except_batch(log_scale)
         return x * log_scale.exp() + shift, sum_except_batch(log_scale)
 
-    def forward_shape(self, shape: Shape) -> Shape:
-        if tuple(shape) != self.event_shape:
-            raise ValueError(
-                f"CheckerboardCoupling was built for event shape {self.event_shape}, got {shape}"
-            )
-        return tuple(shape)
-
-    inverse_shape = forward_shape
-
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, parity={self.parity}"

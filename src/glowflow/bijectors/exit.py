@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from .base import Bijector, Shape, check_channels, zero_logdet
+from .base import Bijector, Shape, zero_logdet
 from .coupling import ChannelCoupling
 from .networks import NetworkFn, ZeroConv2d, build_network
 
@@ -87,13 +87,6 @@ class Exit(Bijector):
         if self.coupling is None:
             return y, zero_logdet(y)
         return self.coupling.inverse(y, context)
-
-    def forward_shape(self, shape: Shape) -> Shape:
-        if tuple(shape) != self.event_shape:
-            raise ValueError(f"Exit was built for event shape {self.event_shape}, got {shape}")
-        return tuple(shape)
-
-    inverse_shape = forward_shape
 
     def extra_repr(self) -> str:
         return f"event_shape={self.event_shape}, num_exit={self.num_exit}"

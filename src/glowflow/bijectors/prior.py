@@ -44,15 +44,6 @@ class LearnedPrior(Bijector):
         z = y * torch.exp(log_sigma.to(y.dtype)) + mean.to(y.dtype)
         return z, sum_except_batch(log_sigma)
 
-    def forward_shape(self, shape: Shape) -> Shape:
-        if tuple(shape) != self.event_shape:
-            raise ValueError(
-                f"{type(self).__name__} was built for event shape {self.event_shape}, got {shape}"
-            )
-        return tuple(shape)
-
-    inverse_shape = forward_shape
-
     def extra_repr(self) -> str:
         return f"event_shape={self.event_shape}"
 

@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from .base import Bijector, Shape, logdet_dtype
+from .base import Bijector, logdet_dtype
 
 
 class NICEScaling(Bijector):
@@ -37,15 +37,6 @@ class NICEScaling(Bijector):
 
     def inverse(self, y: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         return y * (-self.log_scale.to(y.dtype)).exp(), -self._logdet(y)
-
-    def forward_shape(self, shape: Shape) -> Shape:
-        if tuple(shape) != self.event_shape:
-            raise ValueError(
-                f"NICEScaling was built for event shape {self.event_shape}, got {shape}"
-            )
-        return tuple(shape)
-
-    inverse_shape = forward_shape
 
     def extra_repr(self) -> str:
         return f"event_shape={self.event_shape}"
