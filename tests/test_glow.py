@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import glowflow as gf
-from checks import check_bijector, randomize_parameters
+from checks import check_bijector
 
 
 def small_glow(**overrides: object) -> gf.Glow:
