@@ -49,11 +49,12 @@ class LearnedPrior(Bijector):
 
 
 class ClassConditionalPrior(LearnedPrior):
-    """A learned Gaussian prior whose per-channel mean and log-sigma also depend on the class
-    (the official Glow code's ``ycond``); the context is the labels.
+    """A learned Gaussian prior whose mean and log-sigma also depend on the class (the official
+    Glow code's ``ycond``, there per channel, here per channel and position); the context is
+    the labels.
 
     ``mu(y) = mu + E_mu[y]`` and ``log_sigma(y) = log_sigma + E_sigma[y]`` with ``E`` a
-    ``(num_classes, 2C)`` table starting at zero, broadcast over positions. The context is
+    ``(num_classes, 2, C, H, W)`` table starting at zero. The context is
     either integer labels of shape ``(B,)`` or class probabilities / one-hot rows
     ``(B, num_classes)`` (a mixture of the table's rows). :meth:`class_logits` is the optional
     classifier on the (pre-prior) top latent, used for the paper's classification loss.
@@ -65,7 +66,7 @@ class ClassConditionalPrior(LearnedPrior):
             raise ValueError(f"ClassConditionalPrior needs num_classes >= 2, got {num_classes}")
         self.num_classes = num_classes
         channels = self.event_shape[0]
-        self.class_table = nn.Parameter(torch.zeros(num_classes, 2 * channels))
+        self.class_table = nn.Parameter(torch.zeros(num_classes, 2, *self.event_shape))
         self.classifier = nn.Linear(channels, num_classes)
 
     def class_weights(self, context: Optional[Tensor]) -> Tensor:
@@ -89,9 +90,8 @@ class ClassConditionalPrior(LearnedPrior):
         )
 
     def _mean_and_log_sigma(self, context: Optional[Tensor]) -> tuple[Tensor, Tensor]:
-        offsets = self.class_weights(context) @ self.class_table
-        mean_offset, log_sigma_offset = offsets[:, :, None, None].chunk(2, dim=1)
-        return self.mean + mean_offset, self.log_sigma + log_sigma_offset
+        offsets = torch.tensordot(self.class_weights(context), self.class_table, dims=1)
+        return self.mean + offsets[:, 0], self.log_sigma + offsets[:, 1]
 
     def class_logits(self, top_latent: Tensor) -> Tensor:
         """Classifier logits ``(B, num_classes)`` from the spatial mean of ``(B, C, H, W)``."""
