@@ -106,13 +106,10 @@ def get_config(name: str) -> BenchConfig:
 
 # ------------------------------------------------------------------------------ measuring
 def _rates(
-    fn: Callable[[], object], batch: int, warmup: int, repeats: int, iterations: int,
+    fn: Callable[[], object], batch: int, repeats: int, iterations: int,
     sync: Callable[[], None],
 ) -> list[float]:
-    """Images/s of ``repeats`` timed runs of ``iterations`` calls, after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    sync()
+    """Images/s of ``repeats`` timed runs of ``iterations`` calls (warm ``fn`` up first)."""
     rates = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -121,6 +118,16 @@ def _rates(
         sync()
         rates.append(batch * iterations / (time.perf_counter() - start))
     return rates
+
+
+def _warm_up(fn: Callable[[], object], calls: int, sync: Callable[[], None]) -> None:
+    for _ in range(calls):
+        fn()
+    sync()
+
+
+def _minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def _summary(rates: list[float]) -> dict[str, Any]:
@@ -165,7 +172,8 @@ def measure_training(
 
     On CPU: ``peak_rss_mb`` (the whole process), ``training_rss_mb`` (its growth from just
     before the first step) and ``activation_rss_mb`` (that growth less ``state_mb``, the
-    gradients and Adam moments, 3 x the parameters' bytes).
+    gradients and Adam moments, 3 x the parameters' bytes); ``page_faults_per_step``, minor
+    page faults per timed step, shows allocator churn (see ``allocator``).
     """
     device = x.device
     parameters = sum(p.numel() for p in flow.parameters())
@@ -184,20 +192,22 @@ def measure_training(
         optimizer.step()
         losses.append(loss.detach())
 
-    baseline, faults = _current_rss_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    baseline = _current_rss_mb()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    rates = _rates(step, x.shape[0], spec["warmup"], spec["repeats"], spec["iterations"], sync)
+    _warm_up(step, spec["warmup"], sync)
+    faults = _minor_faults()
+    rates = _rates(step, x.shape[0], spec["repeats"], spec["iterations"], sync)
+    faults = (_minor_faults() - faults) / (spec["repeats"] * spec["iterations"])
     memory: Result
     if device.type == "cuda":
         memory = {"peak_allocated_mb": torch.cuda.max_memory_allocated(device) / 2**20}
     else:
         peak = _peak_rss_mb()
-        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
         training = None if baseline is None else peak - baseline
         memory = {"peak_rss_mb": peak, "baseline_rss_mb": baseline, "training_rss_mb": training,
                   "activation_rss_mb": None if training is None else training - state,
-                  "page_faults_per_step": faults / len(losses)}
+                  "page_faults_per_step": faults}
     finite = bool(torch.isfinite(torch.stack(losses)).all())
     return {"train_images_per_s": _summary(rates), **memory, "state_mb": state,
             "parameters": parameters, "loss_finite": finite, "optimizer": f"Adam(fused={fused})"}
@@ -209,13 +219,15 @@ def measure_generation(
     """Sampling and encoding images/s of ``flow`` (put in eval mode) at the batch size of ``x``."""
     _allow_tf32(False)
     flow.eval()
-    batch, timing = x.shape[0], (spec["warmup"], spec["repeats"], spec["iterations"])
+    batch, result = x.shape[0], {}
+    tasks = {"sample": lambda: flow.sample(batch), "encode": lambda: flow.encode(x)}
     with torch.inference_mode():
-        sampling = _rates(lambda: flow.sample(batch), batch, *timing, sync)
-        encoding = _rates(lambda: flow.encode(x), batch, *timing, sync)
+        for name, fn in tasks.items():
+            _warm_up(fn, spec["warmup"], sync)
+            rates = _rates(fn, batch, spec["repeats"], spec["iterations"], sync)
+            result[f"{name}_images_per_s"] = _summary(rates)
         error = (flow.decode(flow.encode(x)) - x).abs().max().item()
-    return {"sample_images_per_s": _summary(sampling), "encode_images_per_s": _summary(encoding),
-            "reconstruction_max_abs_error": error}
+    return {**result, "reconstruction_max_abs_error": error}
 
 
 def measure(spec: Result) -> Result:
