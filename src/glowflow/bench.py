@@ -270,12 +270,29 @@ def machine_info(threads: int) -> Result:
     }
 
 
+def _machine_busy_seconds() -> Optional[float]:
+    """CPU seconds every process (and the hypervisor's steal) used since boot; Linux only."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_in_subprocess(spec: Result) -> Result:
-    """Run :func:`measure` in a fresh interpreter; its JSON result, with the load average."""
+    """Run :func:`measure` in a fresh interpreter and return its JSON result, plus
+    ``other_load``: the CPU time other processes took meanwhile, as a fraction of the machine
+    (0: the benchmark had it alone; 0.5 on 2 cores: one core's worth was busy elsewhere)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(spec["threads"]))
     source = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
-    load_before = os.getloadavg()[0]
+    busy, mine, start = _machine_busy_seconds(), _children_seconds(), time.perf_counter()
     process = subprocess.run(
         [sys.executable, "-m", "glowflow.bench", json.dumps(spec)],
         capture_output=True, text=True, env=env,
@@ -283,7 +300,11 @@ def run_in_subprocess(spec: Result) -> Result:
     if process.returncode != 0:
         raise RuntimeError(f"benchmark task failed: {spec}\n{process.stderr[-4000:]}")
     result = json.loads(process.stdout.strip().splitlines()[-1])
-    result["load_average_1min"] = [load_before, os.getloadavg()[0]]
+    end_busy = _machine_busy_seconds()
+    if busy is not None and end_busy is not None:
+        others = (end_busy - busy) - (_children_seconds() - mine)
+        capacity = (time.perf_counter() - start) * (os.cpu_count() or 1)
+        result["other_load"] = max(0.0, others) / capacity
     return result
 
 

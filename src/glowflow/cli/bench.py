@@ -49,6 +49,8 @@ def format_table(document: dict[str, Any]) -> str:
     for entry in document["results"]:
         peak = entry.get("peak_rss_mb", entry.get("peak_allocated_mb"))
         memory = f"{peak:.0f} MB"
+        if entry.get("other_load") is not None:
+            memory = f"[others used {entry['other_load']:.0%} of the CPUs] " + memory
         if entry.get("training_rss_mb") is not None:
             memory += (f" ({entry['training_rss_mb']:+.0f} MB in training, "
                        f"{entry['activation_rss_mb']:.0f} MB beyond gradients and Adam state)")
