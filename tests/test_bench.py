@@ -42,6 +42,9 @@ def test_tiny_bench_run_writes_valid_json(tmp_path: Path) -> None:
         assert entry[f"{figure}_images_per_s"]["median"] > 0
     assert entry["peak_rss_mb"] >= entry["baseline_rss_mb"] > 0
     assert entry["loss_finite"] and entry["reconstruction_max_abs_error"] < 1e-4
+    (summary,) = document["summary"]
+    assert summary["train_images_per_s"]["round_medians"] == [entry["train_images_per_s"]["median"]]
+    assert summary["peak_rss_mb"] == entry["peak_rss_mb"]
 
 
 def test_bench_rejects_bad_arguments() -> None:

@@ -308,46 +308,95 @@ def run_in_subprocess(spec: Result) -> Result:
     return result
 
 
+@dataclass(frozen=True)
+class BenchSettings:
+    """How to measure: batch size, CPU threads, timing, and the speed options.
+
+    ``rounds`` repeats the whole set of processes, interleaved, so that the modes share
+    whatever else the machine is doing; the summary pools every timed run.
+    """
+
+    batch: int = 16
+    threads: int = 2
+    warmup: int = 2
+    repeats: int = 5
+    iterations: int = 3
+    rounds: int = 1
+    compile: bool = False
+    tf32: bool = False
+    allocator: str = "retain"
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        counts = (self.batch, self.threads, self.repeats, self.iterations, self.rounds)
+        if min(counts) < 1 or self.warmup < 0:
+            raise ValueError("batch, threads, repeats, iterations and rounds must be >= 1, "
+                             "warmup >= 0")
+        if self.allocator not in ALLOCATORS:
+            raise ValueError(f"allocator must be one of {ALLOCATORS}, got {self.allocator!r}")
+
+
+RATES = ("train_images_per_s", "sample_images_per_s", "encode_images_per_s")
+WORST_CASE = ("peak_rss_mb", "training_rss_mb", "activation_rss_mb", "peak_allocated_mb",
+              "other_load", "reconstruction_max_abs_error")
+
+
+def summarize(results: Sequence[Result]) -> list[Result]:
+    """One entry per (config, device, mode) over all rounds: each speed is the median (and
+    best) of every timed run, with each round's median; memory, ``other_load`` and the
+    reconstruction error are the largest seen."""
+    groups: dict[tuple[str, str, str], list[Result]] = {}
+    for entry in results:
+        groups.setdefault((entry["config"], entry["device"], entry["mode"]), []).append(entry)
+    summary = []
+    for (config, device, mode), entries in groups.items():
+        line: Result = {"config": config, "device": device, "mode": mode}
+        for key in RATES:
+            parts = [entry[key] for entry in entries if key in entry]
+            if parts:
+                runs = [rate for part in parts for rate in part["runs"]]
+                line[key] = {"median": statistics.median(runs), "best": max(runs),
+                             "round_medians": [part["median"] for part in parts]}
+        for key in WORST_CASE:
+            values = [entry[key] for entry in entries if entry.get(key) is not None]
+            if values:
+                line[key] = max(values)
+        summary.append(line)
+    return summary
+
+
 def run_benchmark(
     configs: Sequence[BenchConfig],
     modes: Sequence[str],
     devices: Sequence[str],
-    batch: int,
-    threads: int,
-    warmup: int = 2,
-    repeats: int = 5,
-    iterations: int = 3,
-    compile: bool = False,
-    tf32: bool = False,
-    allocator: str = "retain",
-    channels_last: bool = False,
+    settings: BenchSettings,
     log: Callable[[str], None] = lambda line: None,
 ) -> Result:
-    """One fresh process per (config, device, mode); the first mode's also samples and encodes.
+    """One fresh process per (round, config, device, mode); the first mode's process also
+    samples and encodes.
 
-    Returns the JSON document: machine, settings, configs and one entry per process.
+    Returns the JSON document: machine, settings, configs, the summary and every process's
+    result.
     """
     for mode in modes:
         check_memory_mode(mode)
-    if allocator not in ALLOCATORS:
-        raise ValueError(f"allocator must be one of {ALLOCATORS}, got {allocator!r}")
-    settings = dict(batch=batch, threads=threads, warmup=warmup, repeats=repeats,
-                    iterations=iterations, compile=compile, tf32=tf32, allocator=allocator,
-                    channels_last=channels_last)
     results = []
-    for config in configs:
-        for device in devices:
-            for index, mode in enumerate(modes):
-                spec = dict(settings, mode=mode, device=device, generate=index == 0,
-                            config=dataclasses.asdict(config))
-                log(f"{config.name} {device} {mode}")
-                entry = {"config": config.name, "device": device, "mode": mode}
-                results.append({**entry, **run_in_subprocess(spec)})
+    for round_index in range(settings.rounds):
+        for config in configs:
+            for device in devices:
+                for index, mode in enumerate(modes):
+                    spec = dict(dataclasses.asdict(settings), mode=mode, device=device,
+                                generate=index == 0, config=dataclasses.asdict(config))
+                    log(f"round {round_index + 1}/{settings.rounds} {config.name} {device} {mode}")
+                    entry = {"config": config.name, "device": device, "mode": mode,
+                             "round": round_index}
+                    results.append({**entry, **run_in_subprocess(spec)})
     return {
-        "machine": machine_info(threads),
-        "settings": settings,
+        "machine": machine_info(settings.threads),
+        "settings": dataclasses.asdict(settings),
         "configs": {c.name: dataclasses.asdict(c) for c in configs},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "summary": summarize(results),
         "results": results,
     }
 

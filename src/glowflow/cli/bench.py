@@ -6,7 +6,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..bench import BenchSettings
 
 HELP = "Benchmark training/sampling/encoding speed and peak memory per memory mode; writes JSON."
 
@@ -28,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs (median reported)")
     parser.add_argument("--iterations", type=int, default=3, help="calls per timed run")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat every process this many times, interleaved; the summary "
+                             "pools all timed runs")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the training forward (sampling/encoding stay eager)")
     parser.add_argument("--channels-last", action="store_true",
@@ -43,17 +49,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def format_table(document: dict[str, Any]) -> str:
-    """One line per figure: images/s (median and best run) and peak memory."""
+    """The summary, one line per figure: images/s (median and best run) and peak memory."""
     lines = [f"{'config':<20} {'device':<6} {'mode':<11} {'task':<7} {'images/s':>8} {'(best)':>9}"
              "  peak memory"]
-    for entry in document["results"]:
+    for entry in document["summary"]:
         peak = entry.get("peak_rss_mb", entry.get("peak_allocated_mb"))
         memory = f"{peak:.0f} MB"
-        if entry.get("other_load") is not None:
-            memory = f"[others used {entry['other_load']:.0%} of the CPUs] " + memory
         if entry.get("training_rss_mb") is not None:
             memory += (f" ({entry['training_rss_mb']:+.0f} MB in training, "
                        f"{entry['activation_rss_mb']:.0f} MB beyond gradients and Adam state)")
+        if entry.get("other_load") is not None:
+            memory += f" [others used up to {entry['other_load']:.0%} of the CPUs]"
         for task in ("train", "sample", "encode"):
             rate = entry.get(f"{task}_images_per_s")
             if rate is not None:
@@ -65,36 +71,42 @@ def format_table(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def command_line(args: argparse.Namespace, devices: list[str], threads: int) -> str:
+def command_line(args: argparse.Namespace, devices: list[str], settings: BenchSettings) -> str:
     """The fully explicit ``glowflow bench`` command that reproduces this run."""
-    parts = ["glowflow bench", "--config", *args.config]
-    parts += ["--batch-size", str(args.batch_size), "--modes", *args.modes, "--device", *devices,
-              "--threads", str(threads), "--warmup", str(args.warmup),
-              "--repeats", str(args.repeats), "--iterations", str(args.iterations),
-              "--allocator", args.allocator]
-    for flag in ("compile", "tf32", "channels_last"):
-        parts += [f"--{flag.replace('_', '-')}"] * getattr(args, flag)
-    return " ".join(parts)
+    options = {
+        "--config": args.config, "--modes": args.modes, "--device": devices,
+        "--batch-size": [settings.batch], "--threads": [settings.threads],
+        "--warmup": [settings.warmup], "--repeats": [settings.repeats],
+        "--iterations": [settings.iterations], "--rounds": [settings.rounds],
+        "--allocator": [settings.allocator],
+    }
+    parts = ["glowflow bench"] + [f"{flag} {' '.join(map(str, values))}"
+                                  for flag, values in options.items()]
+    flags = {"--compile": settings.compile, "--tf32": settings.tf32,
+             "--channels-last": settings.channels_last}
+    return " ".join(parts + [flag for flag, on in flags.items() if on])
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..bench import get_config, run_benchmark
+    from ..bench import BenchSettings, get_config, run_benchmark
 
-    if min(args.batch_size, args.repeats, args.iterations) < 1 or args.warmup < 0:
-        raise ValueError("--batch-size, --repeats and --iterations must be >= 1, --warmup >= 0")
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     if "cuda" in devices and not torch.cuda.is_available():
         raise RuntimeError("--device cuda: no CUDA device here")
-    threads = args.threads or torch.get_num_threads()
+    settings = BenchSettings(
+        batch=args.batch_size, threads=args.threads or torch.get_num_threads(),
+        warmup=args.warmup, repeats=args.repeats, iterations=args.iterations,
+        rounds=args.rounds, compile=args.compile, tf32=args.tf32, allocator=args.allocator,
+        channels_last=args.channels_last,
+    )
     configs = [get_config(name) for name in args.config]
     document = run_benchmark(
-        configs, args.modes, devices, args.batch_size, threads, args.warmup, args.repeats,
-        args.iterations, args.compile, args.tf32, args.allocator, args.channels_last,
+        configs, args.modes, devices, settings,
         log=lambda line: print(f"bench: {line}", file=sys.stderr, flush=True),
     )
-    document["command"] = command_line(args, devices, threads)
+    document["command"] = command_line(args, devices, settings)
     text = json.dumps(document, indent=2)
     if args.output is None:
         print(text)
