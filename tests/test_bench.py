@@ -11,6 +11,7 @@ import torch
 from glowflow.bench import CONFIGS, get_config
 from glowflow.bijectors.invconv import _InvertibleChannelMap
 from glowflow.cli import main
+from glowflow.training.config import resolve_config
 
 
 def test_named_configs_match_the_issue() -> None:
@@ -24,6 +25,15 @@ def test_named_configs_match_the_issue() -> None:
         get_config("imagenet")
     with pytest.raises(ValueError, match="positive integer"):
         get_config("tiny@K0")
+
+
+@pytest.mark.parametrize("name", ["digits", "cifar10"])
+def test_configs_match_the_training_presets(name: str) -> None:
+    preset, config = resolve_config(name), CONFIGS[name]
+    assert (preset.num_glow_blocks, preset.num_steps_per_block, preset.hidden_channels) == (
+        config.levels, config.steps, config.width)
+    assert (preset.coupling, preset.permutation, preset.scale_fn, preset.learn_top_prior) == (
+        config.coupling, config.permutation, config.scale_fn, config.learn_top_prior)
 
 
 def test_tiny_bench_run_writes_valid_json(tmp_path: Path) -> None:
