@@ -1,9 +1,21 @@
-"""The run folder's metrics: ``metrics.csv`` (one row per logged step) and optional TensorBoard."""
+"""The run folder's metrics: ``metrics.csv`` (one row per logged step) and optional TensorBoard.
+
+``metrics.csv`` survives a kill at any moment:
+
+* starting or resuming a run never rewrites it in place: the kept rows go to a temporary file in
+  the same folder, which is fsynced and then renamed over it (``os.replace``, atomic), so the
+  file holds either its old or its new content;
+* rows are then appended, each flushed and fsynced, so a kill can only tear the last row;
+* a torn last row (no newline, or the wrong number of fields) is ignored when reading and
+  dropped on the next resume.
+"""
 
 from __future__ import annotations
 
 import csv
+import io
 import math
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -20,13 +32,31 @@ COLUMNS = (
 )
 
 
-def read_metrics(path: Path) -> list[dict[str, Optional[float]]]:
-    """Rows of a ``metrics.csv`` as dicts of floats (``None`` for blanks)."""
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    """The complete rows of a ``metrics.csv``, as strings; a torn last row is left out.
+
+    An empty file (a kill by an older glowflow) has no rows; a header other than
+    :data:`COLUMNS` raises ``RuntimeError`` naming the file.
+    """
     with open(path, newline="") as handle:
-        return [
-            {key: (float(value) if value not in ("", None) else None) for key, value in row.items()}
-            for row in csv.DictReader(handle)
-        ]
+        text = handle.read()
+    if not text:
+        return []
+    lines = text.splitlines(keepends=True)
+    if not lines[-1].endswith("\n"):
+        lines.pop()  # the row a kill interrupted
+    rows = list(csv.reader(lines))
+    if not rows or tuple(rows[0]) != COLUMNS:
+        raise RuntimeError(f"{path} is not a glowflow metrics file (columns {rows[:1]}, "
+                           f"expected {list(COLUMNS)})")
+    return [dict(zip(COLUMNS, row)) for row in rows[1:] if len(row) == len(COLUMNS)]
+
+
+def read_metrics(path: Path) -> list[dict[str, Optional[float]]]:
+    """Rows of a ``metrics.csv`` as dicts of floats (``None`` for blanks); a torn last row
+    is left out."""
+    return [{key: float(value) if value else None for key, value in row.items()}
+            for row in _read_rows(path)]
 
 
 def _format(value: Any) -> str:
@@ -37,23 +67,50 @@ def _format(value: Any) -> str:
     return str(value)
 
 
+def _csv_text(rows: list[dict[str, str]], header: bool = False) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, COLUMNS)
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _fsync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _replace_atomically(path: Path, text: str) -> None:
+    """Give ``path`` the content ``text``: after a kill at any point it holds either its old
+    content or ``text``, plus at worst a leftover ``.<name>.tmp-<pid>`` beside it."""
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(temporary, "w", newline="") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    _fsync_folder(path.parent)
+
+
 class RunLog:
     """Appends rows to ``RUN_DIR/metrics.csv`` and, if asked, to TensorBoard (``RUN_DIR/tb``).
 
-    On resume from step ``s`` the rows after ``s`` (written after the checkpoint by the
-    interrupted run) are dropped, so the file reads as one uninterrupted run.
+    A fresh run (``resume_step=None``) starts the file with only its header. On resume from
+    step ``s`` the rows after ``s`` (written after the checkpoint by the interrupted run) and a
+    torn last row are dropped, so the file reads as one uninterrupted run. Each written row is
+    on disk (fsynced) when :meth:`write` returns.
     """
 
     def __init__(self, run_dir: Path, resume_step: Optional[int] = None, tensorboard: bool = False):
         self.path = run_dir / "metrics.csv"
         kept: list[dict[str, str]] = []
         if resume_step is not None and self.path.is_file():
-            with open(self.path, newline="") as handle:
-                kept = [row for row in csv.DictReader(handle) if int(row["step"]) <= resume_step]
-        with open(self.path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, COLUMNS)
-            writer.writeheader()
-            writer.writerows(kept)
+            kept = [row for row in _read_rows(self.path) if int(row["step"]) <= resume_step]
+        _replace_atomically(self.path, _csv_text(kept, header=True))
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -61,12 +118,14 @@ class RunLog:
             self.writer = SummaryWriter(str(run_dir / "tb"))
 
     def write(self, **row: Any) -> None:
-        """Append one row (missing columns stay blank)."""
+        """Append one row (missing columns stay blank); it is fsynced before this returns."""
         unknown = set(row) - set(COLUMNS)
         if unknown:
             raise ValueError(f"unknown metrics columns {sorted(unknown)}")
         with open(self.path, "a", newline="") as handle:
-            csv.DictWriter(handle, COLUMNS).writerow({k: _format(v) for k, v in row.items()})
+            handle.write(_csv_text([{k: _format(v) for k, v in row.items()}]))
+            handle.flush()
+            os.fsync(handle.fileno())
         if self.writer is not None:
             for key, value in row.items():
                 if key != "step" and value is not None:
