@@ -1,10 +1,12 @@
 """Run-folder lock: one writer at a time, stale locks of killed holders never block."""
 
+import errno
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -87,9 +89,6 @@ def test_read_only_run_dir_is_a_clear_error(tmp_path):
 
 
 def test_unwritable_run_dir_is_a_clear_error_even_as_root(tmp_path, monkeypatch):
-    import errno
-    import tempfile
-
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
