@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -26,18 +26,47 @@ def apply_channel_matrix(x: Tensor, matrix: Tensor) -> Tensor:
     return torch.movedim(F.linear(torch.movedim(x, 1, -1), matrix), -1, 1)
 
 
+_SAME_SIZE_INTEGER = {8: torch.int64, 4: torch.int32, 2: torch.int16, 1: torch.uint8}
+
+
+def _same_bits(a: Tensor, b: Tensor) -> bool:
+    """Whether ``a`` and ``b`` (same shape, dtype and device) hold identical bit patterns.
+
+    Floating point tensors are compared as integers of the same width, so ``-0.0`` differs from
+    ``0.0`` and a NaN equals itself: equal bits make :meth:`_matrices` see identical inputs.
+    """
+    if a.is_floating_point() and a.element_size() in _SAME_SIZE_INTEGER:
+        integer = _SAME_SIZE_INTEGER[a.element_size()]
+        return torch.equal(a.view(integer), b.view(integer))
+    return torch.equal(a, b)
+
+
+class _CachedMatrices(NamedTuple):
+    """``W``, ``W^{-1}``, ``log|det W|`` and copies of the tensors they were computed from."""
+
+    snapshot: tuple[Tensor, ...]
+    weight: Tensor
+    inverse: Tensor
+    logabsdet: Tensor
+
+
 class _InvertibleChannelMap(Bijector):
     """Shared machinery of the 1x1 convolutions: ``y = W x`` at every position.
 
     * forward:  ``y = W x``,        ``log|det| = P * log|det W|``  (P positions per channel)
     * inverse:  ``x = W^{-1} y``,   ``log|det| = -P * log|det W|``
 
-    Subclasses give ``W``, ``W^{-1}`` and ``log|det W|`` in float64 through
-    :meth:`_matrices`. When no gradient can reach the parameters (``torch.no_grad()`` or frozen
-    weights) the three are cached, keyed on the parameters' version counters, so repeated
-    encoding and sampling compute no determinant or inverse; any in-place update of the
-    weights (an optimizer step, ``load_state_dict``) invalidates the cache, and ``train()``
-    drops it.
+    Subclasses give ``W``, ``W^{-1}`` and ``log|det W|`` through :meth:`_matrices`. When no
+    gradient can reach the parameters (``torch.no_grad()``, ``torch.inference_mode()`` or
+    frozen weights) the three are cached, so repeated encoding and sampling compute no
+    determinant or inverse. The cache is exact: it keeps a copy of every parameter and buffer
+    of the layer as they were when the matrices were computed, and is used only while each
+    tensor still has the same shape, dtype, device and bits (``torch.equal`` on integer
+    views: O(C^2) per call, against the O(B C^2 H W) convolution). So any change of the
+    weights -- an optimizer step, ``load_state_dict``, a write through ``.data`` or in place
+    under ``no_grad``, a reassigned parameter -- recomputes them, and cached results are
+    identical to uncached ones. ``train()`` and device or dtype moves (``_apply``) drop the
+    cache outright.
     """
 
     def __init__(self, num_channels: int) -> None:
@@ -45,22 +74,44 @@ class _InvertibleChannelMap(Bijector):
         if num_channels < 1:
             raise ValueError(f"{type(self).__name__} needs num_channels >= 1, got {num_channels}")
         self.num_channels = num_channels
-        self._cache: Optional[tuple[tuple[int, ...], Tensor, Tensor, Tensor]] = None
+        self._cache: Optional[_CachedMatrices] = None
 
     def _matrices(self, need_inverse: bool) -> tuple[Tensor, Optional[Tensor], Tensor]:
-        """``(W, W^{-1} or None, log|det W|)`` computed from the parameters, in float64."""
+        """``(W, W^{-1} or None, log|det W|)`` computed from the current parameters and buffers.
+
+        ``W^{-1}`` and ``log|det W|`` are float64; ``W`` is float64 or the weight parameter.
+        """
         raise NotImplementedError
 
+    def _state(self) -> tuple[Tensor, ...]:
+        """Every tensor :meth:`_matrices` may read: the parameters, then the buffers."""
+        return (*self.parameters(recurse=False), *self.buffers(recurse=False))
+
+    def _cache_matches(self, state: tuple[Tensor, ...]) -> bool:
+        """Whether the cache was computed from tensors equal, bit for bit, to ``state``."""
+        if self._cache is None or len(self._cache.snapshot) != len(state):
+            return False
+        for saved, current in zip(self._cache.snapshot, state):
+            if (saved.shape != current.shape or saved.dtype != current.dtype
+                    or saved.device != current.device):
+                return False
+            if not _same_bits(saved, current.detach()):
+                return False
+        return True
+
     def _weights(self, need_inverse: bool) -> tuple[Tensor, Optional[Tensor], Tensor]:
-        params = list(self.parameters())
-        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+        state = self._state()
+        if torch.is_grad_enabled() and any(t.requires_grad for t in state):
             return self._matrices(need_inverse)
-        key = tuple(p._version for p in params) + tuple(p.data_ptr() for p in params)
-        if self._cache is None or self._cache[0] != key:
-            with torch.no_grad():
+        if not self._cache_matches(state):
+            # Outside inference mode, so the cache also serves later grad-enabled calls
+            # (frozen weights) without "inference tensors cannot be saved for backward".
+            with torch.inference_mode(False), torch.no_grad():
+                snapshot = tuple(t.detach().clone() for t in state)
                 weight, inverse, logabsdet = self._matrices(need_inverse=True)
-            self._cache = (key, weight, inverse, logabsdet)
-        return self._cache[1], self._cache[2], self._cache[3]
+            assert inverse is not None
+            self._cache = _CachedMatrices(snapshot, weight.detach(), inverse, logabsdet)
+        return self._cache.weight, self._cache.inverse, self._cache.logabsdet
 
     def _logdet(self, x: Tensor, logabsdet: Tensor) -> Tensor:
         positions = x[0, 0].numel()
