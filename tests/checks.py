@@ -9,6 +9,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
+from glowflow.bijectors.actnorm import ActNorm
 from glowflow.bijectors.base import Bijector
 
 
@@ -24,9 +25,8 @@ def randomize_parameters(module: nn.Module, scale: float = 0.1, seed: int = 0) -
             noise = torch.randn(parameter.shape, generator=generator, dtype=torch.float64)
             parameter.add_((scale * noise).to(parameter.dtype))
         for sub in module.modules():
-            if hasattr(sub, "reset_initialization"):
-                sub.initialized.fill_(True)
-                sub._is_initialized = True
+            if isinstance(sub, ActNorm):
+                sub.set_initialized(True)
 
 
 def jacobian_logdet(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:

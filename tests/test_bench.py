@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from glowflow import Flow, Glow
 from glowflow.bench import CONFIGS, get_config
 from glowflow.bijectors.invconv import _InvertibleChannelMap
 from glowflow.cli import main
@@ -16,11 +17,13 @@ from glowflow.training.config import resolve_config
 
 def test_named_configs_match_the_issue() -> None:
     small, paper = CONFIGS["cifar10-small"], CONFIGS["cifar10"]
-    assert (small.shape, small.levels, small.steps, small.width) == ((3, 32, 32), 3, 8, 128)
+    assert (small.output_shape, small.num_glow_blocks, small.num_steps_per_block,
+            small.hidden_channels) == ((3, 32, 32), 3, 8, 128)
     assert (small.coupling, small.permutation) == ("affine", "invconv_lu")
-    assert (paper.levels, paper.steps, paper.width, paper.learn_top_prior) == (3, 32, 512, True)
+    assert (paper.num_glow_blocks, paper.num_steps_per_block, paper.hidden_channels,
+            paper.learn_top_prior) == (3, 32, 512, True)
     deeper = get_config("cifar10-small@K32")
-    assert (deeper.name, deeper.steps, deeper.width) == ("cifar10-small@K32", 32, 128)
+    assert (deeper.num_steps_per_block, deeper.hidden_channels) == (32, 128)
     with pytest.raises(ValueError, match="unknown benchmark config"):
         get_config("imagenet")
     with pytest.raises(ValueError, match="positive integer"):
@@ -29,11 +32,8 @@ def test_named_configs_match_the_issue() -> None:
 
 @pytest.mark.parametrize("name", ["digits", "cifar10"])
 def test_configs_match_the_training_presets(name: str) -> None:
-    preset, config = resolve_config(name), CONFIGS[name]
-    assert (preset.num_glow_blocks, preset.num_steps_per_block, preset.hidden_channels) == (
-        config.levels, config.steps, config.width)
-    assert (preset.coupling, preset.permutation, preset.scale_fn, preset.learn_top_prior) == (
-        config.coupling, config.permutation, config.scale_fn, config.learn_top_prior)
+    preset, config = resolve_config(name).model, CONFIGS[name]
+    assert config == preset.replace(output_shape=config.output_shape, seed=0)
 
 
 def test_tiny_bench_run_writes_valid_json(tmp_path: Path) -> None:
@@ -44,7 +44,7 @@ def test_tiny_bench_run_writes_valid_json(tmp_path: Path) -> None:
     assert status == 0
     document = json.loads(output.read_text())
     assert document["machine"]["threads"] == 1 and document["machine"]["torch"] == torch.__version__
-    assert document["configs"]["tiny"]["steps"] == 2
+    assert document["configs"]["tiny"]["num_steps_per_block"] == 2
     assert document["command"].startswith("glowflow bench --config tiny")
     (entry,) = document["results"]
     assert (entry["config"], entry["device"], entry["mode"]) == ("tiny", "cpu", "invertible")
@@ -64,7 +64,7 @@ def test_bench_rejects_bad_arguments() -> None:
 
 
 def test_sampling_computes_no_inverse_or_determinant_after_the_first_call(monkeypatch) -> None:
-    flow = get_config("tiny").build("none")
+    flow = Flow(Glow(get_config("tiny")))
     flow.initialize(torch.rand(4, 1, 8, 8))
     flow.eval()
     calls: list[int] = []

@@ -13,6 +13,24 @@ from checks import check_bijector
 Case = Callable[[], tuple[gf.Bijector, torch.Tensor]]
 
 
+class ExitAsBijector(gf.Bijector):
+    """An :class:`~glowflow.Exit` seen as the bijection ``x -> [continuing, latent]`` (channel
+    concatenation), so the generic checker tests it: round trips, log-det against autograd."""
+
+    def __init__(self, exit: gf.Exit) -> None:
+        super().__init__()
+        self.exit = exit
+        self.event_shape = exit.event_shape
+
+    def forward(self, x, context=None):
+        continuing, latent, logdet = self.exit(x, context)
+        return torch.cat([continuing, latent], dim=1), logdet
+
+    def inverse(self, y, context=None):
+        cut = self.exit.num_continuing
+        return self.exit.inverse(y[:, :cut], y[:, cut:], context)
+
+
 def image(*shape: int) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
 
@@ -42,9 +60,9 @@ CASES: dict[str, Case] = {
         gf.CheckerboardCoupling((2, 4, 4), gf.glow_network(2, 2, 8), "additive", parity=1),
         image(2, 2, 4, 4),
     ),
-    "exit": lambda: (gf.Exit((4, 2, 2), 3), image(2, 4, 2, 2)),
-    "exit_none": lambda: (gf.Exit((4, 2, 2), 0), image(2, 4, 2, 2)),
-    "exit_all": lambda: (gf.Exit((4, 2, 2), 4), image(2, 4, 2, 2)),
+    "exit": lambda: (ExitAsBijector(gf.Exit((4, 2, 2), 3)), image(2, 4, 2, 2)),
+    "exit_none": lambda: (ExitAsBijector(gf.Exit((4, 2, 2), 0)), image(2, 4, 2, 2)),
+    "exit_all": lambda: (ExitAsBijector(gf.Exit((4, 2, 2), 4)), image(2, 4, 2, 2)),
     "learned_prior": lambda: (gf.LearnedPrior((3, 2, 2)), image(2, 3, 2, 2)),
     "chain": lambda: (
         gf.Chain(gf.ActNorm(4), gf.InvertibleConv1x1(4), gf.ChannelCoupling(4, gf.glow_network(2, 4, 8))),
@@ -100,3 +118,15 @@ def test_logdet_accumulates_in_float32_for_low_precision(dtype: torch.dtype) -> 
     layer = gf.ChannelCoupling(4, gf.glow_network(2, 4, 8)).to(dtype)
     _, logdet = layer(torch.randn(2, 4, 2, 2, dtype=dtype))
     assert logdet.dtype == torch.float32
+
+
+@pytest.mark.parametrize("num_exit", [0, 1, 3, 4])
+def test_exit_takes_the_exiting_channels_out(num_exit: int) -> None:
+    exit = gf.Exit((4, 2, 2), num_exit).double()
+    x = image(3, 4, 2, 2)
+    continuing, latent, logdet = exit(x)
+    assert continuing.shape == (3, 4 - num_exit, 2, 2) and latent.shape == (3, num_exit, 2, 2)
+    assert torch.equal(continuing, x[:, : 4 - num_exit])  # the continuing part passes unchanged
+    back, inverse_logdet = exit.inverse(continuing, latent)
+    torch.testing.assert_close(back, x)
+    torch.testing.assert_close(inverse_logdet, -logdet)

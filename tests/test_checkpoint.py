@@ -25,7 +25,7 @@ INFO = DatasetInfo("digits", (1, 8, 8), 17, 10)
 
 
 def tiny_config(**changes):
-    return TrainConfig(**{"num_glow_blocks": 2, "num_steps_per_block": 2, "hidden_channels": 8,
+    return TrainConfig.from_dict({"num_glow_blocks": 2, "num_steps_per_block": 2, "hidden_channels": 8,
                           **changes})
 
 

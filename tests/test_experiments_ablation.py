@@ -24,7 +24,7 @@ GAIN = {"reverse": 0.0, "shuffle": 0.1, "invconv": 0.2, "additive": 0.0, "affine
 
 def paper_like_train(config: TrainConfig, resume: str | None = None) -> TrainResult:
     """A stand-in for ``train``: bits/dim ordered as in the paper, plus a little per seed."""
-    bpd = 3.0 - GAIN[config.permutation] - GAIN[config.coupling] + 0.01 * config.seed
+    bpd = 3.0 - GAIN[config.model.permutation] - GAIN[config.model.coupling] + 0.01 * config.seed
     metrics = [{"step": 1.0, "test_bpd": bpd + 1.0}, {"step": 2.0, "test_bpd": bpd}]
     return TrainResult(Path(config.run_dir), 2, bpd, 0.0, 1.0, Path(config.run_dir), metrics)
 
@@ -32,12 +32,12 @@ def paper_like_train(config: TrainConfig, resume: str | None = None) -> TrainRes
 def test_variants_share_everything_but_permutation_coupling_and_seed(tmp_path):
     configs = variant_configs(TrainConfig(max_steps=7), [0, 1], tmp_path)
     assert len(configs) == 12
-    assert {(c.permutation, c.coupling, c.seed) for c in configs} == {
+    assert {(c.model.permutation, c.model.coupling, c.seed) for c in configs} == {
         (p, c, s) for p in ("reverse", "shuffle", "invconv")
         for c in ("additive", "affine") for s in (0, 1)}
     assert len({c.run_dir for c in configs}) == 12
-    shared = {(c.max_steps, c.batch_size, c.lr, c.hidden_channels) for c in configs}
-    assert shared == {(7, 64, 1e-3, TrainConfig().hidden_channels)}
+    shared = {(c.max_steps, c.batch_size, c.lr, c.model.hidden_channels) for c in configs}
+    assert shared == {(7, 64, 1e-3, TrainConfig().model.hidden_channels)}
 
 
 def test_ablation_table_plot_and_orderings(tmp_path):

@@ -80,9 +80,11 @@ def test_class_conditional_log_prob_depends_on_label() -> None:
     flow.initialize(x, labels)
     with torch.no_grad():
         glow.top_prior.class_table.normal_()
-    out = flow(x, labels)
-    assert out.class_logits is not None and out.class_logits.shape == (4, 10)
-    assert not torch.allclose(out.log_prob, flow.log_prob(x, (labels + 1) % 10))
+    log_prob = flow(x, labels)  # a flow's output is log p(x | y) alone
+    assert log_prob.shape == (4,)
+    class_logits = glow.top_prior.class_logits(glow.raw_top(flow.encode(x, labels), labels))
+    assert class_logits.shape == (4, 10)
+    assert not torch.allclose(log_prob, flow.log_prob(x, (labels + 1) % 10))
     with pytest.raises(ValueError, match="needs the class labels"):
         flow.log_prob(x)
     samples = flow.sample(4, 0.5, y=labels)
@@ -108,3 +110,26 @@ def test_validate_args_on_flow() -> None:
     x[1, 0, 0, 0] = float("inf")
     with pytest.raises(ValueError, match="infinite"):
         flow.log_prob(x)
+
+
+def test_raw_top_is_the_top_latent_before_the_prior() -> None:
+    glow = gf.Glow((1, 8, 8), 2, 2, hidden_channels=8, seed=0, num_classes=10)
+    x, labels = torch.rand(4, 1, 8, 8) - 0.5, torch.tensor([0, 1, 2, 3])
+    gf.Flow(glow).initialize(x, labels)
+    with torch.no_grad():
+        glow.top_prior.class_table.normal_()
+        glow.top_prior.log_sigma.normal_()
+    h = x
+    for level in glow.levels:  # the levels by hand, without the prior
+        h = level.squeeze(h)[0]
+        for step in level.steps:
+            h = step(h)[0]
+        h = level.exit(h).continuing
+    torch.testing.assert_close(glow.raw_top(glow.forward_levels(x, labels).latents, labels), h)
+
+
+def test_a_chain_that_hides_a_multiscale_bijector_is_refused() -> None:
+    glow = gf.Glow((1, 8, 8), 2, 2, hidden_channels=8, seed=0)
+    with pytest.raises(ValueError, match="holds a multi-scale Glow, whose per-level latents"):
+        gf.Flow(gf.Chain(glow, gf.ActNorm(64)))
+    assert gf.Flow(glow).latent_shapes == [(2, 4, 4), (8, 2, 2)]

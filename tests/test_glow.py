@@ -93,7 +93,7 @@ def test_exit_starts_as_standard_normal_prior() -> None:
     flow.initialize(x)
     with torch.no_grad():
         encoding = glow.forward_levels(x)
-        exit_logdet = glow.levels[0].exit(torch.randn(4, 12, 4, 4))[1]
+        exit_logdet = glow.levels[0].exit(torch.randn(4, 12, 4, 4)).logdet
     assert torch.equal(exit_logdet, torch.zeros(4))
     assert len(encoding.latents) == 2
 
@@ -132,7 +132,8 @@ def test_coupling_bijector_fn_forms() -> None:
 @pytest.mark.parametrize(
     "fn, message",
     [
-        (lambda shape: nn.Conv2d(shape[0], 3, 1), "to (1, 12, 4, 4) (12 channels), got (1, 3, 4, 4)"),
+        # coupling not given: the output decides additive (C_a) or affine (2 C_a), as in TFP
+        (lambda shape: nn.Conv2d(shape[0], 3, 1), "to 6 (additive) or 12 (affine) channels at 4x4, got 3"),
         (lambda shape: "not a network", "must return an nn.Module or a Bijector, got str"),
         (lambda shape: nn.Conv2d(shape[0] + 1, 12, 1), "the network failed on input shape"),
     ],

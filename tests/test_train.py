@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-import glowflow.training.trainer as trainer_module
+import glowflow.training.step as step_module
 from glowflow.training.batches import StepBatches
 from glowflow.training.checkpoint import load_run
 from glowflow.training.config import TrainConfig
@@ -35,7 +35,7 @@ def tiny(run_dir, **changes):
         checkpoint_every=3, progress=False, device="cpu",
     )
     values.update(changes)
-    return TrainConfig(**values)
+    return TrainConfig.from_dict(values)
 
 
 def comparable(rows):
@@ -74,7 +74,7 @@ def test_resume_auto_without_checkpoint_starts_fresh(tmp_path):
 
 
 def test_nan_guard_skips_counts_restores_and_lowers_lr(tmp_path, monkeypatch, capsys):
-    real = trainer_module.bits_per_dim
+    real = step_module.bits_per_dim
     calls = {"n": 0}
 
     def flaky(log_prob, num_dims, n_bins):
@@ -86,7 +86,7 @@ def test_nan_guard_skips_counts_restores_and_lowers_lr(tmp_path, monkeypatch, ca
             log_prob.register_hook(lambda grad: torch.full_like(grad, float("nan")))
         return real(log_prob, num_dims, n_bins)
 
-    monkeypatch.setattr(trainer_module, "bits_per_dim", flaky)
+    monkeypatch.setattr(step_module, "bits_per_dim", flaky)
     result = train(tiny(tmp_path, nan_patience=2, nan_lr_factor=0.5, lr_schedule="constant"))
     rows = {int(r["step"]): r for r in result.metrics}
     assert [rows[s]["skipped_steps"] for s in range(1, 7)] == [0, 0, 0, 1, 2, 2]

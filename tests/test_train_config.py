@@ -20,11 +20,11 @@ def test_every_preset_resolves(name):
     config = resolve_config(name)
     assert config.name == name
     if name == "cifar10":
-        assert (config.num_glow_blocks, config.num_steps_per_block, config.hidden_channels) == (3, 32, 512)
-        assert (config.coupling, config.permutation, config.learn_top_prior) == ("affine", "invconv", True)
+        assert (config.model.num_glow_blocks, config.model.num_steps_per_block, config.model.hidden_channels) == (3, 32, 512)
+        assert (config.model.coupling, config.model.permutation, config.model.learn_top_prior) == ("affine", "invconv", True)
         assert config.lr == 1e-3 and config.warmup_steps > 0
     if name == "celeba256":
-        assert (config.n_bits, config.coupling, config.num_glow_blocks) == (5, "additive", 6)
+        assert (config.n_bits, config.model.coupling, config.model.num_glow_blocks) == (5, "additive", 6)
 
 
 def test_resolution_order_preset_file_flags(tmp_path):
@@ -40,7 +40,7 @@ def test_toml_file_and_tuple_field(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text('coupling = "additive"\nsample_temperatures = [0.0, 1.0]\nimage_size = 16\n')
     config = resolve_config("digits", path)
-    assert config.coupling == "additive"
+    assert config.model.coupling == "additive"
     assert config.sample_temperatures == (0.0, 1.0)
     assert config.image_size == 16
 

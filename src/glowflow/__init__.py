@@ -1,11 +1,38 @@
-"""glowflow: Glow normalizing flows in PyTorch."""
+"""glowflow: Glow normalizing flows in PyTorch.
 
-from . import models
-from .bijectors import *  # noqa: F401,F403
-from .bijectors import __all__ as _bijector_names
-from .flow import Flow, FlowOutput
-from .glow import Glow
-from .metrics import bits_per_dim
+``import glowflow`` loads torch only when a torch-backed name is first used, so
+``glowflow.GlowConfig`` (a plain dataclass) is available without it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .config import GlowConfig
 
 __version__ = "0.1.0"
-__all__ = [*_bijector_names, "Flow", "FlowOutput", "Glow", "bits_per_dim", "models"]
+
+_HOMES = {
+    "Flow": ".flow",
+    "Glow": ".glow",
+    "bits_per_dim": ".metrics",
+    "models": ".models",
+}
+"""Where each torch-backed top-level name lives; the bijectors come from :mod:`.bijectors`."""
+
+
+def __getattr__(name: str) -> Any:
+    """Import torch-backed names on first use (PEP 562)."""
+    if name in _HOMES:
+        module = importlib.import_module(_HOMES[name], __name__)
+        return module if name == "models" else getattr(module, name)
+    bijectors = importlib.import_module(".bijectors", __name__)
+    if name in bijectors.__all__:
+        return getattr(bijectors, name)
+    raise AttributeError(f"module 'glowflow' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    bijectors = importlib.import_module(".bijectors", __name__)
+    return sorted([*globals(), *_HOMES, *bijectors.__all__])

@@ -7,7 +7,8 @@ memory is that of one task alone: on CPU the process's peak resident set size
 then ``repeats`` timed runs of ``iterations`` calls each; the figure is the median run (the best
 run is kept too, since a shared machine only ever slows a run down).
 
-* training: ``loss = -mean log p(x)``, backward, Adam step (fused where the device has it);
+* training: the trainer's own step (:func:`glowflow.training.step.training_step`: mean
+  bits/dim, backward, gradient clipping, Adam -- fused on CUDA), on a fixed uniform batch;
 * sampling: :meth:`Flow.sample` of a batch, eval mode, under ``torch.inference_mode``;
 * encoding: :meth:`Flow.encode` of a batch, likewise.
 
@@ -33,64 +34,41 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 
+from .config import GlowConfig
 from .flow import Flow
 from .glow import Glow
 from .memory import check_memory_mode, retain_freed_memory
+from .training.config import TrainConfig, resolve_config
+from .training.step import Objective, make_optimizer, training_step
 
 Result = dict[str, Any]
 ALLOCATORS = ("retain", "default")  # retain: glowflow.memory.retain_freed_memory() per process
 
 
-@dataclass(frozen=True)
-class BenchConfig:
-    """A Glow to benchmark: shape ``(C, H, W)``, ``L`` levels of ``K`` steps, network width."""
-
-    name: str
-    shape: tuple[int, int, int]
-    levels: int
-    steps: int
-    width: int
-    coupling: str = "affine"
-    permutation: str = "invconv_lu"
-    scale_fn: str = "exp"
-    learn_top_prior: bool = False
-
-    def with_steps(self, steps: Optional[int]) -> "BenchConfig":
-        """The same model with ``K = steps`` (named ``name@K<steps>``); ``None``: unchanged."""
-        if steps is None or steps == self.steps:
-            return self
-        return dataclasses.replace(self, name=f"{self.name}@K{steps}", steps=steps)
-
-    def build(self, memory_mode: str) -> Flow:
-        """The seeded :class:`Flow` over this Glow, in ``memory_mode``."""
-        glow = Glow(
-            self.shape, self.levels, self.steps, seed=0, hidden_channels=self.width,
-            coupling=self.coupling, permutation=self.permutation, scale_fn=self.scale_fn,
-            learn_top_prior=self.learn_top_prior, memory_mode=memory_mode,
-        )
-        return Flow(glow)
+def _preset_model(preset: str, shape: tuple[int, int, int]) -> GlowConfig:
+    """The model of a ``glowflow train`` preset, on images of ``shape``."""
+    return resolve_config(preset).model.replace(output_shape=shape, seed=0)
 
 
-CONFIGS: dict[str, BenchConfig] = {
-    config.name: config
-    for config in (
-        # the models of the `glowflow train` presets of the same names (8x8 digits; the
-        # paper's CIFAR-10 model); tests/test_bench.py checks that they stay in step
-        BenchConfig("digits", (1, 8, 8), 2, 16, 64, permutation="invconv", scale_fn="sigmoid",
-                    learn_top_prior=True),
-        BenchConfig("cifar10", (3, 32, 32), 3, 32, 512, permutation="invconv",
-                    scale_fn="sigmoid", learn_top_prior=True),
-        BenchConfig("cifar10-small", (3, 32, 32), 3, 8, 128),
-        BenchConfig("tiny", (1, 8, 8), 2, 2, 8),  # smoke tests
-    )
+CONFIGS: dict[str, GlowConfig] = {
+    # the models of the `glowflow train` presets of the same names (8x8 digits; the paper's
+    # CIFAR-10 model), read from the presets themselves
+    "digits": _preset_model("digits", (1, 8, 8)),
+    "cifar10": _preset_model("cifar10", (3, 32, 32)),
+    "cifar10-small": GlowConfig(output_shape=(3, 32, 32), num_glow_blocks=3,
+                                num_steps_per_block=8, hidden_channels=128, coupling="affine",
+                                permutation="invconv_lu", seed=0),
+    "tiny": GlowConfig(output_shape=(1, 8, 8), num_glow_blocks=2, num_steps_per_block=2,
+                       hidden_channels=8, seed=0),  # smoke tests
 }
+"""The named benchmark models, as :class:`~glowflow.GlowConfig` s."""
 
 
-def get_config(name: str) -> BenchConfig:
+def get_config(name: str) -> GlowConfig:
     """A configuration by name: one of :data:`CONFIGS`, optionally ``@K<steps>`` for another
     depth (``"cifar10-small@K32"``)."""
     base, _, depth = name.partition("@K")
@@ -101,7 +79,7 @@ def get_config(name: str) -> BenchConfig:
         return CONFIGS[base]
     if not depth.isdigit() or int(depth) < 1:
         raise ValueError(f"config {name!r}: the depth after @K must be a positive integer")
-    return CONFIGS[base].with_steps(int(depth))
+    return CONFIGS[base].replace(num_steps_per_block=int(depth))
 
 
 # ------------------------------------------------------------------------------ measuring
@@ -147,14 +125,15 @@ def _peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs KiB
 
 
-def _setup(spec: Result) -> tuple[BenchConfig, torch.device, torch.Tensor, Callable[[], None]]:
+def _setup(spec: Result) -> tuple[GlowConfig, torch.device, torch.Tensor, Callable[[], None]]:
     if spec["allocator"] == "retain":
         retain_freed_memory()
     torch.set_num_threads(spec["threads"])
-    config = BenchConfig(**{**spec["config"], "shape": tuple(spec["config"]["shape"])})
+    config = GlowConfig.from_dict(spec["config"]).replace(memory_mode=spec["mode"])
     device = torch.device(spec["device"])
     generator = torch.Generator().manual_seed(0)
-    x = (torch.rand(spec["batch"], *config.shape, generator=generator) - 0.5).to(device)
+    assert config.output_shape is not None
+    x = (torch.rand(spec["batch"], *config.output_shape, generator=generator) - 0.5).to(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     torch.backends.cudnn.benchmark = True
     return config, device, x, sync
@@ -179,18 +158,16 @@ def measure_training(
     parameters = sum(p.numel() for p in flow.parameters())
     # gradients and Adam's two moments: what training holds besides activations
     state = 3 * sum(p.numel() * p.element_size() for p in flow.parameters()) / 2**20
-    fused = device.type in ("cpu", "cuda")
     _allow_tf32(spec["tf32"])
-    optimizer = torch.optim.Adam(flow.parameters(), lr=1e-4, fused=fused)
-    model = torch.compile(flow) if spec["compile"] else flow
+    optimizer = make_optimizer("adam", list(flow.parameters()), 1e-4, device)
+    fused = bool(optimizer.defaults.get("fused"))
+    objective = Objective(flow, n_bins=256)
+    model = torch.compile(objective) if spec["compile"] else objective
+    max_grad_norm = TrainConfig().max_grad_norm
     losses: list[torch.Tensor] = []
 
-    def step() -> None:
-        loss = -model(x).log_prob.mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.detach())
+    def step() -> None:  # the trainer's step, on the same uniform batch each time
+        losses.append(training_step(model, optimizer, x, None, max_grad_norm).bpd)
 
     baseline = _current_rss_mb()
     if device.type == "cuda":
@@ -234,7 +211,7 @@ def measure(spec: Result) -> Result:
     """One task, in this (fresh) process: train in ``spec["mode"]``, then sample and encode with
     the same model if ``spec["generate"]`` (after peak training memory has been read)."""
     config, device, x, sync = _setup(spec)
-    flow = config.build(check_memory_mode(spec["mode"])).to(device)
+    flow = Flow(Glow(config)).to(device)
     flow.initialize(x)
     if spec["channels_last"]:
         flow.to(memory_format=torch.channels_last)
@@ -366,7 +343,7 @@ def summarize(results: Sequence[Result]) -> list[Result]:
 
 
 def run_benchmark(
-    configs: Sequence[BenchConfig],
+    configs: Mapping[str, GlowConfig],
     modes: Sequence[str],
     devices: Sequence[str],
     settings: BenchSettings,
@@ -382,19 +359,19 @@ def run_benchmark(
         check_memory_mode(mode)
     results = []
     for round_index in range(settings.rounds):
-        for config in configs:
+        for name in configs:
             for device in devices:
                 for index, mode in enumerate(modes):
                     spec = dict(dataclasses.asdict(settings), mode=mode, device=device,
-                                generate=index == 0, config=dataclasses.asdict(config))
-                    log(f"round {round_index + 1}/{settings.rounds} {config.name} {device} {mode}")
-                    entry = {"config": config.name, "device": device, "mode": mode,
+                                generate=index == 0, config=configs[name].to_dict())
+                    log(f"round {round_index + 1}/{settings.rounds} {name} {device} {mode}")
+                    entry = {"config": name, "device": device, "mode": mode,
                              "round": round_index}
                     results.append({**entry, **run_in_subprocess(spec)})
     return {
         "machine": machine_info(settings.threads),
         "settings": dataclasses.asdict(settings),
-        "configs": {c.name: dataclasses.asdict(c) for c in configs},
+        "configs": {name: config.to_dict() for name, config in configs.items()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "summary": summarize(results),
         "results": results,

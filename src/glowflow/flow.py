@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from .bijectors.actnorm import ActNorm
 from .bijectors.base import Bijector, Shape
+from .bijectors.multiscale import LevelEncoding, MultiScaleBijector
 from .metrics import bits_per_dim
 from .validation import check_batch
 
 _LOG_2PI = math.log(2.0 * math.pi)
-
-
-class FlowOutput(NamedTuple):
-    """What :meth:`Flow.forward` returns for training.
-
-    Attributes:
-        log_prob: ``log p(x)`` (given ``y`` if conditional), nats per example, ``(B,)``.
-        class_logits: ``(B, num_classes)`` from the top latent for a class-conditional Glow
-            with a classifier head, else ``None``.
-    """
-
-    log_prob: Tensor
-    class_logits: Optional[Tensor]
 
 
 def standard_normal_log_prob(latents: Sequence[Tensor]) -> Tensor:
@@ -41,19 +29,27 @@ def standard_normal_log_prob(latents: Sequence[Tensor]) -> Tensor:
     return total
 
 
+def log_prob_of(encoding: LevelEncoding) -> Tensor:
+    """``log p(x) = sum_i log N(z_i; 0, I) + log|det df/dx|`` from ``x``'s encoding, ``(B,)``."""
+    return standard_normal_log_prob(encoding.latents) + encoding.logdet
+
+
 class Flow(nn.Module):
     """``p(x) = N(f(x); 0, I) |det df/dx|`` for a bijector ``f`` (data -> latent).
 
-    With ``f`` a :class:`~glowflow.Glow` the latent is multi-scale: :meth:`encode` returns the
-    list of per-level latents and :meth:`decode` inverts it exactly (no resampling); for any
-    other bijector the list has one element, ``f(x)``. Temperature ``T`` samples the base
-    ``N(0, T^2 I)``. ``forward`` returns :class:`FlowOutput`, so DDP and ``torch.compile``
-    wrap the model directly.
+    With ``f`` a :class:`~glowflow.bijectors.multiscale.MultiScaleBijector` (a
+    :class:`~glowflow.Glow`) the latent is multi-scale: :meth:`encode` returns the list of
+    per-level latents and :meth:`decode` inverts it exactly (no resampling); for any other
+    bijector the list has one element, ``f(x)``. A bijector that hides a multi-scale one inside
+    (a :class:`~glowflow.Chain` holding a Glow, say) would flatten its levels, so it is a
+    ``ValueError``. Temperature ``T`` samples the base ``N(0, T^2 I)``. ``forward`` returns
+    ``log p(x | y)``, so DDP and ``torch.compile`` wrap the model directly.
 
     Args:
         bijector: the map ``f``; its ``event_shape`` is the data shape unless given.
         event_shape: data shape ``(C, H, W)`` (or ``(D,)``).
-        validate_args: check shapes, dtypes and finiteness of inputs at each public method.
+        validate_args: check shapes, dtypes and finiteness of inputs at each public method
+            (also on when the bijector's ``validate_args`` is).
     """
 
     def __init__(
@@ -68,11 +64,23 @@ class Flow(nn.Module):
             raise ValueError("Flow needs an event_shape: the bijector does not declare one")
         self.bijector = bijector
         self.event_shape: Shape = tuple(int(s) for s in shape)
-        self.validate_args = validate_args or bool(getattr(bijector, "validate_args", False))
-        levels = getattr(bijector, "latent_shapes", None)
-        self.latent_shapes: list[Shape] = (
-            list(levels) if levels is not None else [bijector.forward_shape(self.event_shape)]
-        )
+        self.validate_args = validate_args or bijector.validate_args
+        if isinstance(bijector, MultiScaleBijector):
+            self.latent_shapes: list[Shape] = list(bijector.latent_shapes)
+        else:
+            hidden = next((m for m in bijector.modules() if isinstance(m, MultiScaleBijector)), None)
+            if hidden is not None:
+                raise ValueError(
+                    f"Flow: the {type(bijector).__name__} holds a multi-scale "
+                    f"{type(hidden).__name__}, whose per-level latents it would flatten; build "
+                    f"the Flow on the multi-scale bijector itself (put other layers inside it, "
+                    f"or preprocess the data before the flow)")
+            self.latent_shapes = [bijector.forward_shape(self.event_shape)]
+
+    @property
+    def multiscale(self) -> Optional[MultiScaleBijector]:
+        """The bijector when it is multi-scale (per-level latents), else ``None``."""
+        return self.bijector if isinstance(self.bijector, MultiScaleBijector) else None
 
     @property
     def num_dims(self) -> int:
@@ -83,26 +91,24 @@ class Flow(nn.Module):
         if self.validate_args:
             check_batch(x, self.event_shape, where)
 
-    def _encode_with_logdet(
-        self, x: Tensor, y: Optional[Tensor]
-    ) -> tuple[list[Tensor], Tensor, Optional[Tensor]]:
-        forward_levels = getattr(self.bijector, "forward_levels", None)
-        if forward_levels is None:
-            z, logdet = self.bijector(x, y)
-            return [z], logdet, None
-        encoding = forward_levels(x, y)
-        logits = self.bijector.class_logits(encoding.top)
-        return encoding.latents, encoding.logdet, logits
+    def forward_levels(
+        self, x: Tensor, y: Optional[Tensor] = None, where: str = "Flow.forward_levels"
+    ) -> LevelEncoding:
+        """The per-level latents of ``x`` and ``log|det df/dx|`` ``(B,)`` (one latent for a
+        bijector that is not multi-scale); ``where`` names the caller in errors."""
+        self._check(x, where)
+        if self.multiscale is not None:
+            return self.multiscale.forward_levels(x, y)
+        z, logdet = self.bijector(x, y)
+        return LevelEncoding([z], logdet)
 
-    def forward(self, x: Tensor, y: Optional[Tensor] = None) -> FlowOutput:
-        """Training entry: ``log p(x | y)`` per example and the optional class logits."""
-        self._check(x, "Flow.forward")
-        latents, logdet, logits = self._encode_with_logdet(x, y)
-        return FlowOutput(standard_normal_log_prob(latents) + logdet, logits)
+    def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        """Training entry: ``log p(x | y)`` in nats per example, ``(B,)``."""
+        return log_prob_of(self.forward_levels(x, y, "Flow.forward"))
 
     def log_prob(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         """``log p(x | y)`` in nats per example, shape ``(B,)``."""
-        return self.forward(x, y).log_prob
+        return self.forward(x, y)
 
     def bits_per_dim(self, x: Tensor, n_bins: int, y: Optional[Tensor] = None) -> Tensor:
         """Bits per dimension of ``x`` (see :func:`glowflow.metrics.bits_per_dim`), ``(B,)``."""
@@ -110,14 +116,12 @@ class Flow(nn.Module):
 
     def encode(self, x: Tensor, y: Optional[Tensor] = None) -> list[Tensor]:
         """Exact latents of ``x``: a list of per-level tensors ``(B, C_i, H_i, W_i)``."""
-        self._check(x, "Flow.encode")
-        return self._encode_with_logdet(x, y)[0]
+        return self.forward_levels(x, y, "Flow.encode").latents
 
     def decode(self, latents: Sequence[Tensor], y: Optional[Tensor] = None) -> Tensor:
         """Exact inverse of :meth:`encode`: latents -> data ``(B, *event_shape)``."""
-        inverse_levels = getattr(self.bijector, "inverse_levels", None)
-        if inverse_levels is not None:
-            return inverse_levels(latents, y)[0]
+        if self.multiscale is not None:
+            return self.multiscale.inverse_levels(latents, y)[0]
         if len(latents) != 1:
             raise ValueError(f"Flow.decode: expected a single latent, got {len(latents)}")
         return self.bijector.inverse(latents[0], y)[0]
@@ -158,8 +162,7 @@ class Flow(nn.Module):
         Re-initializes ActNorms that were already initialized; the layers see the batch as
         transformed by the (already initialized) layers before them.
         """
-        self._check(x, "Flow.initialize")
         for module in self.modules():
             if isinstance(module, ActNorm):
                 module.reset_initialization()
-        self._encode_with_logdet(x, y)
+        self.forward_levels(x, y, "Flow.initialize")

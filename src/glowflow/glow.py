@@ -2,52 +2,35 @@
 
 from __future__ import annotations
 
-import math
-from typing import NamedTuple, Optional, Sequence
+from typing import Any, Optional, Sequence
 
-import torch
 from torch import Tensor, nn
 
 from .bijectors.actnorm import ActNorm
 from .bijectors.base import Bijector, Shape, zero_logdet
 from .bijectors.chain import Chain
-from .bijectors.coupling import (
-    COUPLING_KINDS,
-    SCALE_FUNCTIONS,
-    ChannelCoupling,
-    CheckerboardCoupling,
-    network_channels,
-)
+from .bijectors.coupling import ChannelCoupling, CheckerboardCoupling, network_channels
 from .bijectors.exit import Exit
 from .bijectors.invconv import InvertibleConv1x1, InvertibleConv1x1LU
-from .bijectors.networks import NetworkFn, build_network, glow_network
+from .bijectors.multiscale import LevelEncoding, MultiScaleBijector
+from .bijectors.networks import NetworkFn, build_coupling_network, glow_network
 from .bijectors.permutation import ChannelPermutation
 from .bijectors.prior import ClassConditionalPrior, LearnedPrior
 from .bijectors.squeeze import Squeeze
-from .memory import check_memory_mode, run_steps
+from .config import GlowConfig
+from .memory import run_steps
 from .seeding import seeded
-from .validation import check_batch
+from .validation import check_batch, check_event_shape
 
-PERMUTATIONS = ("invconv", "invconv_lu", "shuffle", "reverse")
-MASKS = ("channel", "checkerboard", "checkerboard_channel")
-
-
-class GlowEncoding(NamedTuple):
-    """What :meth:`Glow.forward_levels` returns.
-
-    Attributes:
-        latents: the per-level latents, finest first; each ``(B, C_i, H_i, W_i)``.
-        logdet: ``log|det|`` of the whole map, ``(B,)``.
-        top: the top latent before the learned prior (what a classifier head reads).
-    """
-
-    latents: list[Tensor]
-    logdet: Tensor
-    top: Tensor
+TFP_ARGUMENTS = (
+    "output_shape", "num_glow_blocks", "num_steps_per_block", "coupling_bijector_fn",
+    "exit_bijector_fn", "grab_after_block", "use_actnorm", "seed", "validate_args",
+)
+"""TFP's ``tfb.Glow`` parameters in its positional order; ``Glow`` takes them the same way."""
 
 
 def make_permutation(name: str, num_channels: int) -> Bijector:
-    """The channel-mixing layer of a flow step, by name (see :data:`PERMUTATIONS`)."""
+    """The channel-mixing layer of a flow step, by name (``GlowConfig.choices("permutation")``)."""
     if name == "invconv":
         return InvertibleConv1x1(num_channels)
     if name == "invconv_lu":
@@ -56,7 +39,7 @@ def make_permutation(name: str, num_channels: int) -> Bijector:
         return ChannelPermutation.shuffle(num_channels)
     if name == "reverse":
         return ChannelPermutation.reverse(num_channels)
-    raise ValueError(f"permutation must be one of {PERMUTATIONS}, got {name!r}")
+    raise ValueError(f"permutation must be one of {GlowConfig.choices('permutation')}, got {name!r}")
 
 
 class GlowLevel(nn.Module):
@@ -69,224 +52,165 @@ class GlowLevel(nn.Module):
         self.exit = exit
 
 
-class Glow(Bijector):
+def glow_arguments(
+    args: Sequence[Any], kwargs: dict[str, Any]
+) -> tuple[GlowConfig, Optional[NetworkFn], Optional[NetworkFn]]:
+    """``(config, coupling_bijector_fn, exit_bijector_fn)`` from ``Glow``'s arguments: a
+    :class:`GlowConfig` first (optionally with field overrides as keywords), or TFP's
+    parameters (positional in :data:`TFP_ARGUMENTS` order, or by name) and glowflow's options
+    by name."""
+    values = dict(kwargs)
+    base = GlowConfig()
+    if args and isinstance(args[0], GlowConfig):
+        base, args = args[0], args[1:]
+        if args:
+            raise TypeError("Glow(config, ...): give further options by name")
+    if len(args) > len(TFP_ARGUMENTS):
+        raise TypeError(f"Glow takes at most {len(TFP_ARGUMENTS)} positional arguments "
+                        f"{TFP_ARGUMENTS}, got {len(args)}")
+    for name, value in zip(TFP_ARGUMENTS, args):
+        if name in values:
+            raise TypeError(f"Glow got multiple values for argument {name!r}")
+        values[name] = value
+    coupling_fn = values.pop("coupling_bijector_fn", None)
+    exit_fn = values.pop("exit_bijector_fn", None)
+    return base.replace(**values) if values else base, coupling_fn, exit_fn
+
+
+class Glow(MultiScaleBijector):
     """Glow: ``L`` levels of [squeeze -> ``K`` x (ActNorm -> 1x1 conv -> coupling) -> exit].
 
-    Direction: ``forward`` maps images ``(B, C, H, W)`` to the flat latent ``(B, C*H*W)``
-    (TFP's rank-1 latent); :meth:`forward_levels` / :meth:`inverse_levels` give and take the
-    per-level latents (finest level first, the top latent last). Each exit's latent is
-    whitened by a learned coupling on the channels that go on, and the top latent by the
-    optional learned (class-conditional) prior, so the base distribution is ``N(0, I)``.
+    ``Glow(config)`` with a :class:`~glowflow.GlowConfig`, or ``Glow(**options)`` with its
+    fields by name, or TFP's positional signature
+    ``Glow(output_shape, num_glow_blocks, num_steps_per_block, coupling_bijector_fn,
+    exit_bijector_fn, grab_after_block, use_actnorm, seed, validate_args)``; the two network
+    functions are not part of the (serializable) config.
 
-    Args (TFP's names and semantics, shapes channels-first):
-        output_shape: image shape ``(C, H, W)``; ``H`` and ``W`` must be divisible by
-            ``2 ** num_glow_blocks``.
-        num_glow_blocks: number of levels ``L``.
-        num_steps_per_block: flow steps ``K`` per level.
-        coupling_bijector_fn: ``fn(input_shape)`` or ``fn(input_shape, output_channels)``
-            given the conditioning part's shape ``(C_b, H, W)`` and the transformed part's
-            channel count ``C_a``; returns an ``nn.Module`` with ``2 C_a`` output channels
-            (affine: shift, then scale logits) or ``C_a`` (additive), or a :class:`Bijector`
-            used as the coupling itself. ``None`` builds :func:`glow_network`.
-        exit_bijector_fn: likewise for the exits, ``fn(input_shape, output_channels)`` given
-            the continuing part's shape and the exiting channel count; the module gives
-            ``2 * output_channels`` channels (shift, log-scale). ``None``: a zero conv.
-        grab_after_block: fraction of the remaining channels that exit after each block,
-            ``floor(fraction * C)`` channels; length ``L`` (or ``L - 1``, the last block then
-            exiting none). Default: one half after every block but the last. Whatever remains
-            after the last block is the top latent.
-        use_actnorm: put an ActNorm (data-dependent init) first in every step.
-        seed: makes the whole initialization (1x1 convs, shuffles, networks) reproducible
-            without touching the global RNG.
-        validate_args: check shapes, dtypes and finiteness at every public entry.
-    Options TFP lacks:
-        hidden_channels: width of the default coupling network (the paper: 512).
-        coupling: ``"affine"`` or ``"additive"``.
-        permutation: ``"invconv"``, ``"invconv_lu"``, ``"shuffle"`` or ``"reverse"``.
-        scale_fn: affine scale, ``"exp"`` or ``"sigmoid"`` (``sigmoid(h + 2)``, official code).
-        mask: ``"channel"`` (Glow), ``"checkerboard"`` (parity alternating step to step), or
-            ``"checkerboard_channel"`` (RealNVP: the first ``ceil(K/2)`` steps of each level
-            checkerboard, the rest channel-wise).
-        learn_top_prior: a learned Gaussian prior on the top latent.
-        num_classes: a class-conditional prior on the top latent (context = labels).
-        memory_mode: how training runs each level's flow steps, ``"none"`` (plain autograd),
-            ``"checkpoint"`` or ``"invertible"`` (inputs rebuilt from outputs in the backward
-            pass, activation memory flat in depth); see :mod:`glowflow.memory`.
+    Direction: ``forward`` maps images ``(B, C, H, W)`` to the flat latent ``(B, C*H*W)``
+    (the per-level latents concatenated; :mod:`glowflow.tfp_order` maps it to TFP's order);
+    :meth:`forward_levels` / :meth:`inverse_levels` give and take the per-level latents (finest
+    level first, the top latent last). Each exit's latent is whitened by a learned coupling on
+    the channels that go on, and the top latent by the optional learned (class-conditional)
+    prior, so the base distribution is ``N(0, I)``.
+
+    Network functions (TFP's semantics, shapes channels-first):
+        coupling_bijector_fn: called with the conditioning part's shape ``(C_b, H, W)`` and,
+            when it has a second required positional parameter, the transformed part's channel
+            count ``C_a`` (parameters with defaults keep them, e.g. TFP's
+            ``fn(input_shape, num_hidden=400)``). Returns an ``nn.Module`` with ``C_a`` output
+            channels (additive coupling, a shift) or ``2 C_a`` (affine: shift, then scale
+            logits) -- with ``coupling=None`` the channel count decides, as in TFP -- or a
+            :class:`Bijector` used as the coupling itself. ``None`` builds :func:`glow_network`.
+        exit_bijector_fn: likewise for the exits, given the continuing part's shape and the
+            exiting channel count; the module gives ``2 * exiting`` channels (shift,
+            log-scale), or is a :class:`Bijector` on the whole tensor. ``None``: a zero conv.
+
+    An image whose shape is not ``output_shape`` is a ``ValueError`` whether or not
+    ``validate_args`` is set (one shape comparison at the entry).
     """
 
-    def __init__(
-        self,
-        output_shape: Sequence[int] = (3, 32, 32),
-        num_glow_blocks: int = 3,
-        num_steps_per_block: int = 32,
-        coupling_bijector_fn: Optional[NetworkFn] = None,
-        exit_bijector_fn: Optional[NetworkFn] = None,
-        grab_after_block: Optional[Sequence[float]] = None,
-        use_actnorm: bool = True,
-        seed: Optional[int] = None,
-        validate_args: bool = False,
-        *,
-        hidden_channels: int = 512,
-        coupling: str = "affine",
-        permutation: str = "invconv",
-        scale_fn: str = "exp",
-        mask: str = "channel",
-        learn_top_prior: bool = False,
-        num_classes: Optional[int] = None,
-        memory_mode: str = "none",
-    ) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__()
-        self.memory_mode = check_memory_mode(memory_mode)
-        self.output_shape = self._check_output_shape(output_shape, num_glow_blocks)
-        if num_steps_per_block < 1:
-            raise ValueError(f"num_steps_per_block must be >= 1, got {num_steps_per_block}")
-        if coupling not in COUPLING_KINDS:
-            raise ValueError(f"coupling must be one of {COUPLING_KINDS}, got {coupling!r}")
-        if permutation not in PERMUTATIONS:
-            raise ValueError(f"permutation must be one of {PERMUTATIONS}, got {permutation!r}")
-        if scale_fn not in SCALE_FUNCTIONS:
-            raise ValueError(f"scale_fn must be one of {tuple(SCALE_FUNCTIONS)}, got {scale_fn!r}")
-        if mask not in MASKS:
-            raise ValueError(f"mask must be one of {MASKS}, got {mask!r}")
-        self.event_shape = self.output_shape
-        self.num_glow_blocks = num_glow_blocks
-        self.num_steps_per_block = num_steps_per_block
-        self.grab_after_block = self._check_grab(grab_after_block, num_glow_blocks)
-        self.validate_args = validate_args
-        self.config = dict(
-            hidden_channels=hidden_channels, coupling=coupling, permutation=permutation,
-            scale_fn=scale_fn, mask=mask, use_actnorm=use_actnorm,
-        )
-        with seeded(seed):
-            self._build(coupling_bijector_fn, exit_bijector_fn, learn_top_prior, num_classes)
+        config, coupling_fn, exit_fn = glow_arguments(args, kwargs)
+        self.config = config
+        self.event_shape = tuple(config.output_shape)
+        self.latent_shapes = config.latent_shapes()
+        with seeded(config.seed):
+            self._build(coupling_fn, exit_fn)
 
-    @staticmethod
-    def _check_output_shape(output_shape: Sequence[int], num_glow_blocks: int) -> Shape:
-        shape = tuple(int(s) for s in output_shape)
-        if len(shape) != 3 or min(shape) < 1:
-            raise ValueError(f"output_shape must be (C, H, W) with positive sizes, got {shape}")
-        if num_glow_blocks < 1:
-            raise ValueError(f"num_glow_blocks must be >= 1, got {num_glow_blocks}")
-        _, height, width = shape
-        factor = 2**num_glow_blocks
-        if height % factor or width % factor:
-            raise ValueError(
-                f"output_shape {shape}: H={height} and W={width} must be divisible by "
-                f"2**num_glow_blocks = {factor} (num_glow_blocks={num_glow_blocks})"
-            )
-        return shape
+    # Read-only views of the config, in TFP's names.
+    output_shape = property(lambda self: self.config.output_shape)
+    num_glow_blocks = property(lambda self: self.config.num_glow_blocks)
+    num_steps_per_block = property(lambda self: self.config.num_steps_per_block)
+    grab_after_block = property(lambda self: self.config.exit_fractions())
+    validate_args = property(lambda self: self.config.validate_args)
 
-    @staticmethod
-    def _check_grab(grab: Optional[Sequence[float]], levels: int) -> tuple[float, ...]:
-        if grab is None:
-            return tuple([0.5] * (levels - 1) + [0.0])
-        fractions = tuple(float(f) for f in grab)
-        if len(fractions) == levels - 1:
-            fractions = fractions + (0.0,)
-        if len(fractions) != levels:
-            raise ValueError(
-                f"grab_after_block needs {levels} (or {levels - 1}) fractions, one per block, "
-                f"got {len(fractions)}: {tuple(grab)}"
-            )
-        for index, fraction in enumerate(fractions):
-            if not 0.0 <= fraction <= 1.0 or math.isnan(fraction):
-                raise ValueError(
-                    f"grab_after_block[{index}] = {fraction} is not a fraction in [0, 1]"
-                )
-        return fractions
+    @property
+    def memory_mode(self) -> str:
+        """How training runs the flow steps (see :mod:`glowflow.memory`); settable, since it
+        changes no weight."""
+        return self.config.memory_mode
 
-    def _build(
-        self,
-        coupling_fn: Optional[NetworkFn],
-        exit_fn: Optional[NetworkFn],
-        learn_top_prior: bool,
-        num_classes: Optional[int],
-    ) -> None:
-        channels, height, width = self.output_shape
+    @memory_mode.setter
+    def memory_mode(self, mode: str) -> None:
+        self.config = self.config.replace(memory_mode=mode)
+
+    @property
+    def has_top_remainder(self) -> bool:
+        """Whether channels remain after the last block's exit (the usual case)."""
+        return self.config.exit_counts()[-1] < self.config.level_shapes()[-1][0]
+
+    def _build(self, coupling_fn: Optional[NetworkFn], exit_fn: Optional[NetworkFn]) -> None:
+        config = self.config
         levels = []
-        self.latent_shapes: list[Shape] = []
-        for index, fraction in enumerate(self.grab_after_block):
-            channels, height, width = channels * 4, height // 2, width // 2
-            if channels == 0:
-                raise ValueError(
-                    f"grab_after_block[{index - 1}] = 1.0 exits every channel before block "
-                    f"{index}; only the last fraction may be 1.0"
-                )
-            shape = (channels, height, width)
-            steps = [self._make_step(shape, k, coupling_fn) for k in range(self.num_steps_per_block)]
-            num_exit = math.floor(fraction * channels)
+        for shape, num_exit in zip(config.level_shapes(), config.exit_counts()):
+            steps = [self._make_step(shape, k, coupling_fn) for k in range(config.num_steps_per_block)]
             levels.append(GlowLevel(Squeeze(), steps, Exit(shape, num_exit, exit_fn)))
-            if num_exit:
-                self.latent_shapes.append((num_exit, height, width))
-            channels -= num_exit
-        if channels:
-            self.latent_shapes.append((channels, height, width))
         self.levels = nn.ModuleList(levels)
-        self.has_top_remainder = channels > 0
+        # Latent slots: each level's exiting part, then the top; the empty ones are not latents.
+        channels, height, width = config.level_shapes()[-1]
+        slots = [(n, h, w) for n, (_, h, w) in zip(config.exit_counts(), config.level_shapes())]
+        slots.append((channels - config.exit_counts()[-1], height, width))
+        self._slot_shapes = slots
         top_shape = self.latent_shapes[-1]
         self.top_prior: Optional[LearnedPrior] = None
-        if num_classes is not None:
-            self.top_prior = ClassConditionalPrior(top_shape, num_classes)
-        elif learn_top_prior:
+        if config.num_classes is not None:
+            self.top_prior = ClassConditionalPrior(top_shape, config.num_classes)
+        elif config.learn_top_prior:
             self.top_prior = LearnedPrior(top_shape)
 
-    def _make_step(self, shape: Shape, index: int, coupling_fn: Optional[NetworkFn]) -> Chain:
-        channels, height, width = shape
-        kind, hidden = self.config["coupling"], self.config["hidden_channels"]
-        if coupling_fn is None:
-            coupling_fn = lambda input_shape, out: glow_network(  # noqa: E731
-                input_shape[0], network_channels(kind, out), hidden
-            )
-        mask = self.config["mask"]
+    def _step_mask(self, index: int) -> str:
+        mask = self.config.mask
         if mask == "checkerboard_channel":
-            mask = "checkerboard" if index < (self.num_steps_per_block + 1) // 2 else "channel"
-        if mask == "checkerboard":
-            condition_shape, transformed = shape, channels
+            return "checkerboard" if index < (self.config.num_steps_per_block + 1) // 2 else "channel"
+        return mask
+
+    def _make_step(self, shape: Shape, index: int, coupling_fn: Optional[NetworkFn]) -> Chain:
+        config = self.config
+        channels, height, width = shape
+        mask = self._step_mask(index)
+        transformed = channels if mask == "checkerboard" else channels // 2
+        condition_shape = shape if mask == "checkerboard" else (channels - transformed, height, width)
+        if coupling_fn is None:
+            kind = config.coupling or "affine"
+            network: nn.Module = glow_network(
+                condition_shape[0], network_channels(kind, transformed), config.hidden_channels,
+                config.coupling_dropout)
         else:
-            transformed = channels // 2
-            condition_shape = (channels - transformed, height, width)
-        network = build_network(
-            coupling_fn, condition_shape, transformed,
-            network_channels(kind, transformed), "coupling_bijector_fn",
-        )
+            network, kind = build_coupling_network(
+                coupling_fn, condition_shape, transformed, config.coupling, "coupling_bijector_fn")
         coupling: Bijector
         if isinstance(network, Bijector):
             coupling = network
         elif mask == "checkerboard":
-            coupling = CheckerboardCoupling(shape, network, kind, self.config["scale_fn"], index % 2)
+            coupling = CheckerboardCoupling(shape, network, kind, config.scale_fn, index % 2)
         else:
-            coupling = ChannelCoupling(channels, network, kind, self.config["scale_fn"], transformed)
-        layers = [ActNorm(channels)] if self.config["use_actnorm"] else []
-        layers += [make_permutation(self.config["permutation"], channels), coupling]
+            coupling = ChannelCoupling(channels, network, kind, config.scale_fn, transformed)
+        layers = [ActNorm(channels)] if config.use_actnorm else []
+        layers += [make_permutation(config.permutation, channels), coupling]
         return Chain(*layers, event_shape=shape)
 
     # ----------------------------------------------------------------------------- running
-    def run_steps(self, steps: nn.ModuleList, h: Tensor, context: Optional[Tensor]) -> tuple[Tensor, Tensor]:
-        """Apply a level's flow steps in :attr:`memory_mode`; returns ``(h, summed log-det)``."""
-        return run_steps(steps, h, context, self.memory_mode)
-
-    def forward_levels(self, x: Tensor, context: Optional[Tensor] = None) -> GlowEncoding:
-        """Images ``(B, C, H, W)`` -> per-level latents (finest first), log-det, raw top."""
-        if self.validate_args:
-            check_batch(x, self.output_shape, "Glow.forward")
+    def forward_levels(self, x: Tensor, context: Optional[Tensor] = None) -> LevelEncoding:
+        """Images ``(B, C, H, W)`` -> per-level latents (finest first) and the log-det ``(B,)``."""
+        check_event_shape(x, self.event_shape, "Glow.forward")
+        if self.config.validate_args:
+            check_batch(x, self.event_shape, "Glow.forward")
         total = zero_logdet(x)
-        latents: list[Tensor] = []
+        slots: list[Tensor] = []
         h = x
         for level in self.levels:
             h, _ = level.squeeze(h)
-            h, logdet = self.run_steps(level.steps, h, context)
-            h, exit_logdet = level.exit(h, context)
+            h, logdet = run_steps(level.steps, h, context, self.config.memory_mode)
+            h, latent, exit_logdet = level.exit(h, context)
             total = total + logdet + exit_logdet
-            h, exiting = level.exit.split(h)
-            if exiting.shape[1]:
-                latents.append(exiting)
-        if self.has_top_remainder:
-            latents.append(h)
-        top = latents[-1]
+            slots.append(latent)
+        slots.append(h)
+        latents = [z for z in slots if z.shape[1]]
         if self.top_prior is not None:
-            latents[-1], logdet = self.top_prior(top, context)
+            latents[-1], logdet = self.top_prior(latents[-1], context)
             total = total + logdet
-        return GlowEncoding(latents, total, top)
+        return LevelEncoding(latents, total)
 
     def inverse_levels(
         self, latents: Sequence[Tensor], context: Optional[Tensor] = None
@@ -296,24 +220,22 @@ class Glow(Bijector):
         if len(latents) != len(self.latent_shapes):
             raise ValueError(
                 f"Glow.inverse: expected {len(self.latent_shapes)} latents of shapes "
-                f"{self.latent_shapes}, got {len(latents)}"
-            )
-        if self.validate_args:
-            for index, (z, shape) in enumerate(zip(latents, self.latent_shapes)):
+                f"{self.latent_shapes}, got {len(latents)}")
+        for index, (z, shape) in enumerate(zip(latents, self.latent_shapes)):
+            check_event_shape(z, shape, "Glow.inverse", f"latent {index}")
+            if self.config.validate_args:
                 check_batch(z, shape, "Glow.inverse", f"latent {index}")
         total = zero_logdet(latents[0])
         if self.top_prior is not None:
             latents[-1], logdet = self.top_prior.inverse(latents[-1], context)
             total = total + logdet
-        if self.has_top_remainder:
-            h = latents.pop()
-        else:
-            top = latents[-1]
-            h = top.new_zeros(top.shape[0], 0, *top.shape[2:])
+        given = iter(latents)
+        reference = latents[0]
+        slots = [next(given) if shape[0] else reference.new_empty(reference.shape[0], *shape)
+                 for shape in self._slot_shapes]
+        h = slots.pop()
         for level in reversed(self.levels):
-            if level.exit.num_exit:
-                h = level.exit.merge(h, latents.pop())
-            h, logdet = level.exit.inverse(h, context)
+            h, logdet = level.exit.inverse(h, slots.pop(), context)
             total = total + logdet
             for step in reversed(level.steps):
                 h, logdet = step.inverse(h, context)
@@ -321,37 +243,9 @@ class Glow(Bijector):
             h, _ = level.squeeze.inverse(h)
         return h, total
 
-    def flatten_latents(self, latents: Sequence[Tensor]) -> Tensor:
-        """Per-level latents -> the flat ``(B, D)`` latent (levels concatenated in order)."""
-        return torch.cat([z.reshape(z.shape[0], -1) for z in latents], dim=1)
+    def raw_top(self, latents: Sequence[Tensor], context: Optional[Tensor] = None) -> Tensor:
+        """The top latent before the learned prior (what a classifier head reads), from the
+        latents of :meth:`forward_levels`: ``(B, *latent_shapes[-1])``."""
+        top = latents[-1]
+        return top if self.top_prior is None else self.top_prior.inverse(top, context)[0]
 
-    def unflatten_latents(self, z: Tensor) -> list[Tensor]:
-        """The flat ``(B, D)`` latent -> per-level latents; inverse of :meth:`flatten_latents`."""
-        sizes = [math.prod(shape) for shape in self.latent_shapes]
-        if z.dim() != 2 or z.shape[1] != sum(sizes):
-            raise ValueError(f"Glow: flat latent must have shape (B, {sum(sizes)}), got {tuple(z.shape)}")
-        parts = z.split(sizes, dim=1)
-        return [p.reshape(z.shape[0], *shape) for p, shape in zip(parts, self.latent_shapes)]
-
-    def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        encoding = self.forward_levels(x, context)
-        return self.flatten_latents(encoding.latents), encoding.logdet
-
-    def inverse(self, y: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        return self.inverse_levels(self.unflatten_latents(y), context)
-
-    def class_logits(self, top: Tensor) -> Optional[Tensor]:
-        """Classifier logits from the raw top latent, when the prior is class-conditional."""
-        if isinstance(self.top_prior, ClassConditionalPrior):
-            return self.top_prior.class_logits(top)
-        return None
-
-    def forward_shape(self, shape: Shape) -> Shape:
-        if tuple(shape) != self.output_shape:
-            raise ValueError(f"Glow was built for event shape {self.output_shape}, got {shape}")
-        return (math.prod(self.output_shape),)
-
-    def inverse_shape(self, shape: Shape) -> Shape:
-        if tuple(shape) != (math.prod(self.output_shape),):
-            raise ValueError(f"Glow's latent has shape ({math.prod(self.output_shape)},), got {shape}")
-        return self.output_shape

@@ -18,14 +18,20 @@ def check_batch(x: object, event_shape: Sequence[int], where: str, what: str = "
         raise ValueError(f"{where}: {what} must be a torch.Tensor, got {type(x).__name__}")
     if not torch.is_floating_point(x):
         raise ValueError(f"{where}: {what} must be a floating-point tensor, got dtype {x.dtype}")
+    check_event_shape(x, event_shape, where, what)
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        kind = "NaN" if bool(torch.isnan(x).any()) else "infinite"
+        raise ValueError(f"{where}: {what} has {bad} non-finite ({kind}) entries")
+
+
+def check_event_shape(x: Tensor, event_shape: Sequence[int], where: str, what: str = "input") -> None:
+    """The one cheap check every entry makes, ``validate_args`` or not: ``x`` is
+    ``(B, *event_shape)``, else a ``ValueError`` naming ``where`` and both shapes."""
     expected = tuple(event_shape)
     if x.dim() != len(expected) + 1 or tuple(x.shape[1:]) != expected:
         raise ValueError(
             f"{where}: {what} must have shape (B, {', '.join(map(str, expected))}), "
             f"got {tuple(x.shape)}"
         )
-    finite = torch.isfinite(x)
-    if not bool(finite.all()):
-        bad = int((~finite).sum())
-        kind = "NaN" if bool(torch.isnan(x).any()) else "infinite"
-        raise ValueError(f"{where}: {what} has {bad} non-finite ({kind}) entries")

@@ -36,7 +36,13 @@ class ActNorm(Bijector):
         self.bias = nn.Parameter(torch.zeros(num_channels))
         self.log_scale = nn.Parameter(torch.zeros(num_channels))
         self.register_buffer("initialized", torch.tensor(False))
-        self._is_initialized = False  # mirror of the buffer, read without a device sync
+        self._initialized_on_host = False  # mirror of the buffer, read without a device sync
+
+    @property
+    def is_initialized(self) -> bool:
+        """Whether the data-dependent initialization has happened (the persistent
+        ``initialized`` buffer, mirrored on the host so reading it costs no device sync)."""
+        return self._initialized_on_host
 
     def _broadcast(self, param: Tensor, x: Tensor) -> Tensor:
         return param.view(1, -1, *([1] * (x.dim() - 2))).to(x.dtype)
@@ -46,10 +52,15 @@ class ActNorm(Bijector):
         value = self.log_scale.to(logdet_dtype(x)).sum() * positions
         return value.expand(x.shape[0])
 
+    def set_initialized(self, flag: bool) -> None:
+        """Mark the layer initialized (its parameters are used as they are) or not (the next
+        ``forward`` initializes them from its batch)."""
+        self.initialized.fill_(flag)
+        self._initialized_on_host = flag
+
     def reset_initialization(self) -> None:
         """Forget the initialization: the next ``forward`` initializes from its batch again."""
-        self.initialized.fill_(False)
-        self._is_initialized = False
+        self.set_initialized(False)
 
     @torch.no_grad()
     def initialize(self, x: Tensor) -> None:
@@ -60,11 +71,10 @@ class ActNorm(Bijector):
         log_scale = torch.where(std > self.eps, -torch.log(std.clamp_min(self.eps)), 0.0)
         self.bias.copy_(-mean)
         self.log_scale.copy_(log_scale)
-        self.initialized.fill_(True)
-        self._is_initialized = True
+        self.set_initialized(True)
 
     def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        if not self._is_initialized:
+        if not self._initialized_on_host:
             self.initialize(x)
         y = (x + self._broadcast(self.bias, x)) * self._broadcast(self.log_scale, x).exp()
         return y, self._logdet(x)
@@ -80,7 +90,7 @@ class ActNorm(Bijector):
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args)
-        self._is_initialized = bool(self.initialized)
+        self._initialized_on_host = bool(self.initialized)
 
     def extra_repr(self) -> str:
         return f"num_channels={self.num_channels}"

@@ -16,7 +16,7 @@ through :meth:`Bijector.forward_shape` / :meth:`Bijector.inverse_shape`.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +39,25 @@ def sum_except_batch(t: Tensor) -> Tensor:
     return t.reshape(t.shape[0], -1).to(logdet_dtype(t)).sum(dim=1)
 
 
+class Rebuilt(NamedTuple):
+    """What :meth:`Bijector.rebuild` returns: a layer's input rebuilt from its output, and the
+    output recomputed from it with the layer's local autograd graph.
+
+    Attributes:
+        x: the rebuilt input, a leaf that requires grad.
+        y: the recomputed output, a function of ``x`` and the layer's parameters.
+        logdet: the recomputed ``log|det|``, ``(B,)``, likewise.
+        links: pairs ``(leaf, value)``: further leaves of the graph that stand for ``value``, a
+            function of ``x`` equal to the leaf (a coupling's network input). A gradient that
+            reaches ``leaf`` reaches ``x`` through ``value``.
+    """
+
+    x: Tensor
+    y: Tensor
+    logdet: Tensor
+    links: tuple[tuple[Tensor, Tensor], ...] = ()
+
+
 class Bijector(nn.Module):
     """Base class: an invertible map with exact log-determinant, as an ``nn.Module``.
 
@@ -50,9 +69,12 @@ class Bijector(nn.Module):
     Attributes:
         event_shape: the input event shape ``(C, H, W)`` (or ``(D,)``) this bijector was built
             for, or ``None`` when it accepts any shape its :meth:`forward_shape` allows.
+        validate_args: whether it checks its inputs (a :class:`~glowflow.Flow` over it then
+            checks too).
     """
 
     event_shape: Optional[Shape] = None
+    validate_args: bool = False
 
     def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         """Data -> latent: returns ``(f(x), log|det df/dx|)``, the log-det of shape ``(B,)``."""
@@ -77,6 +99,20 @@ class Bijector(nn.Module):
     def inverse_shape(self, shape: Shape) -> Shape:
         """Event shape of ``inverse``'s output for an input of event shape ``shape``."""
         return Bijector.forward_shape(self, shape)
+
+    def rebuild(self, y: Tensor, context: Optional[Tensor] = None) -> Rebuilt:
+        """The hook of the invertible memory mode (:mod:`glowflow.memory`): rebuild the input
+        ``x = f^{-1}(y)`` from the output and recompute ``(f(x), log|det|)`` with a local graph.
+
+        Default: invert without a graph, then run ``forward`` again from a leaf ``x``. Layers
+        that can share work between the two override it (a coupling runs its network once).
+        """
+        with torch.no_grad():
+            x, _ = self.inverse(y, context)
+        x = x.detach().requires_grad_()
+        with torch.enable_grad():
+            output, logdet = self(x, context)
+        return Rebuilt(x, output, logdet)
 
     @property
     def inv(self) -> "Bijector":

@@ -21,19 +21,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Bijector, Shape, check_channels, sum_except_batch, zero_logdet
+from ..config import GlowConfig
+from .base import Bijector, Rebuilt, Shape, check_channels, sum_except_batch, zero_logdet
 
 SCALE_FUNCTIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "exp": lambda raw: raw,
     "sigmoid": lambda raw: F.logsigmoid(raw + 2.0),
 }
-COUPLING_KINDS = ("affine", "additive")
+"""``log s`` from the network's raw scale output ``h``, by ``GlowConfig.scale_fn`` name."""
 
 
 def network_channels(kind: str, transformed_channels: int) -> int:
     """Output channels the network needs: ``2 * C_a`` (shift, scale) for affine, ``C_a`` else."""
-    if kind not in COUPLING_KINDS:
-        raise ValueError(f"coupling must be one of {COUPLING_KINDS}, got {kind!r}")
+    kinds = GlowConfig.choices("coupling")
+    if kind not in kinds:
+        raise ValueError(f"coupling must be one of {kinds}, got {kind!r}")
     return 2 * transformed_channels if kind == "affine" else transformed_channels
 
 
@@ -42,8 +44,8 @@ class _Coupling(Bijector):
 
     ``y = couple(x, NN(condition(x)))``: :meth:`condition` is the part of the input that passes
     unchanged (so ``condition(y) == condition(x)`` and the inverse reads the same network
-    output), :meth:`couple` the map given the network's output. :mod:`glowflow.memory` relies
-    on this split to evaluate the network once when it rebuilds a step's input from its output.
+    output), :meth:`couple` the map given the network's output. :meth:`rebuild` uses this split
+    to evaluate the network once when the invertible memory mode rebuilds an input.
     """
 
     def __init__(self, network: nn.Module, kind: str, scale_fn: str) -> None:
@@ -75,6 +77,20 @@ class _Coupling(Bijector):
 
     def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         return self.couple(x, *self.shift_and_log_scale(self.condition(x)))
+
+    def rebuild(self, y: Tensor, context: Optional[Tensor] = None) -> Rebuilt:
+        """One network pass serves the inverse and the recomputed forward: the network reads
+        ``condition(y) == condition(x)``, a leaf linked to ``condition(x)``."""
+        with torch.enable_grad():
+            condition = self.condition(y).detach().requires_grad_()
+            shift, log_scale = self.shift_and_log_scale(condition)
+        with torch.no_grad():
+            x, _ = self.couple(y, shift, log_scale, inverse=True)
+        x = x.detach().requires_grad_()
+        with torch.enable_grad():
+            output, logdet = self.couple(x, shift, log_scale)
+            link = self.condition(x)
+        return Rebuilt(x, output, logdet, ((condition, link),))
 
     def inverse(self, y: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         return self.couple(y, *self.shift_and_log_scale(self.condition(y)), inverse=True)

@@ -1,8 +1,9 @@
-"""Exits of the multi-scale architecture, with the learned split prior as a bijector."""
+"""Exits of the multi-scale architecture: channels leave the flow, whitened by a learned
+split prior (TFP's ``exit_bijector_fn``, Glow's ``split2d``)."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
@@ -18,22 +19,36 @@ def default_exit_network(input_shape: Shape, output_channels: int) -> nn.Module:
     return ZeroConv2d(input_shape[0], 2 * output_channels)
 
 
-class Exit(Bijector):
-    """Marks the last ``num_exit`` of ``C`` channels as exiting, and normalizes them given the
-    channels that go on (TFP's ``exit_bijector_fn``, Glow's learned split prior).
+class ExitOutput(NamedTuple):
+    """What :meth:`Exit.forward` returns.
+
+    Attributes:
+        continuing: the channels that go on, ``(B, C - num_exit, H, W)``.
+        latent: the exiting channels, whitened, ``(B, num_exit, H, W)``.
+        logdet: ``log|det|`` of the whitening, ``(B,)``.
+    """
+
+    continuing: Tensor
+    latent: Tensor
+    logdet: Tensor
+
+
+class Exit(nn.Module):
+    """Takes the last ``num_exit`` of ``C`` channels out of the flow and whitens them given the
+    channels that go on. A bijection between ``x`` and the pair ``(continuing, latent)``.
 
     With ``x = [h, z]`` (``h`` continuing, ``C - num_exit`` channels; ``z`` exiting) and a
-    network giving ``(mu, log sigma) = NN(h)``:
+    network giving ``(t, log s) = NN(h)``:
 
-    * forward:  ``[h, (z - mu) / sigma]`` -- written as the affine coupling
-      ``z * s + t`` with ``log s = -log sigma`` learned directly, so the exiting latent is
-      standard normal under the base distribution; ``log|det| = sum(log s)``;
-    * inverse:  ``[h, z' * sigma + mu]``, the negated log-det.
+    * forward:  ``(h, z * s + t)``, ``log|det| = sum(log s)`` -- the affine coupling that
+      whitens ``z`` under its learned prior ``N(-t / s, 1 / s^2)``, so the exiting latent is
+      standard normal under the base distribution;
+    * inverse:  ``[h, (z' - t) / s]``, the negated log-det.
 
     The network starts at zero, so an exit starts as a standard normal prior on its channels.
-    Special cases: ``num_exit == 0`` (nothing exits) and ``num_exit == C`` (everything exits,
-    nothing to condition on) are the identity. :meth:`split` and :meth:`merge` separate and
-    rejoin the two parts; the map itself keeps the shape ``(B, C, H, W)``.
+    With nothing to condition on (``num_exit`` 0 or ``C``) the whitening is the identity and
+    the latent (or the continuing part) simply has no channel. ``exit_bijector_fn`` may also
+    return a :class:`Bijector` on the whole ``(C, H, W)`` tensor, used as the whitening itself.
     """
 
     def __init__(
@@ -52,11 +67,8 @@ class Exit(Bijector):
         if 0 < num_exit < channels:
             continuing_shape = (channels - num_exit, height, width)
             network = build_network(
-                exit_bijector_fn or default_exit_network,
-                continuing_shape,
-                num_exit,
-                2 * num_exit,
-                "exit_bijector_fn",
+                exit_bijector_fn or default_exit_network, continuing_shape, num_exit,
+                2 * num_exit, "exit_bijector_fn",
             )
             if isinstance(network, Bijector):
                 network.forward_shape(self.event_shape)
@@ -69,24 +81,22 @@ class Exit(Bijector):
         """Channels that go on to the next block."""
         return self.event_shape[0] - self.num_exit
 
-    def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(B, C, H, W) -> (continuing (B, C - num_exit, H, W), exiting (B, num_exit, H, W))``."""
-        return x[:, : self.num_continuing], x[:, self.num_continuing :]
+    def forward(self, x: Tensor, context: Optional[Tensor] = None) -> ExitOutput:
+        """``(B, C, H, W)`` -> continuing ``(B, C - num_exit, H, W)``, whitened latent
+        ``(B, num_exit, H, W)`` and the log-det ``(B,)``."""
+        logdet = zero_logdet(x)
+        if self.coupling is not None:
+            x, logdet = self.coupling(x, context)
+        return ExitOutput(x[:, : self.num_continuing], x[:, self.num_continuing :], logdet)
 
-    @staticmethod
-    def merge(continuing: Tensor, exiting: Tensor) -> Tensor:
-        """Inverse of :meth:`split`: channel concatenation."""
-        return torch.cat([continuing, exiting], dim=1)
-
-    def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    def inverse(
+        self, continuing: Tensor, latent: Tensor, context: Optional[Tensor] = None
+    ) -> tuple[Tensor, Tensor]:
+        """The exact inverse of :meth:`forward`: ``(x (B, C, H, W), log|det| (B,))``."""
+        x = torch.cat([continuing, latent], dim=1)
         if self.coupling is None:
             return x, zero_logdet(x)
-        return self.coupling(x, context)
-
-    def inverse(self, y: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        if self.coupling is None:
-            return y, zero_logdet(y)
-        return self.coupling.inverse(y, context)
+        return self.coupling.inverse(x, context)
 
     def extra_repr(self) -> str:
         return f"event_shape={self.event_shape}, num_exit={self.num_exit}"

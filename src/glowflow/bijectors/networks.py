@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Callable, Union
+from typing import Callable, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -33,22 +33,32 @@ class ZeroConv2d(nn.Module):
         return self.conv(x) * torch.exp(self.log_gain * self.gain_scale)
 
 
-def glow_network(in_channels: int, out_channels: int, hidden_channels: int = 512) -> nn.Module:
+def glow_network(
+    in_channels: int, out_channels: int, hidden_channels: int = 512, dropout: float = 0.0
+) -> nn.Module:
     """Glow's coupling network ``NN()``: conv3x3 -> ReLU -> conv1x1 -> ReLU -> zero conv3x3.
 
     Shapes: ``(B, in_channels, H, W) -> (B, out_channels, H, W)``. The last layer is a
-    :class:`ZeroConv2d`, so the coupling it drives starts as the identity.
+    :class:`ZeroConv2d`, so the coupling it drives starts as the identity. ``dropout > 0``
+    adds channel dropout (``nn.Dropout2d``) after each ReLU; it acts in training mode only, so
+    encoding and decoding in eval mode stay exact inverses.
     """
+    def activation() -> list[nn.Module]:
+        return [nn.ReLU(), nn.Dropout2d(dropout)] if dropout else [nn.ReLU()]
+
     return nn.Sequential(
         nn.Conv2d(in_channels, hidden_channels, kernel_size=3, padding=1),
-        nn.ReLU(),
+        *activation(),
         nn.Conv2d(hidden_channels, hidden_channels, kernel_size=1),
-        nn.ReLU(),
+        *activation(),
         ZeroConv2d(hidden_channels, out_channels),
     )
 
 
-def _positional_arity(fn: Callable[..., object]) -> int:
+def _required_positional(fn: Callable[..., object]) -> int:
+    """How many positional parameters ``fn`` requires (2 for ``*args``); parameters with
+    defaults do not count, so they keep their defaults (TFP's ``fn(input_shape, num_hidden=400)``
+    gets the shape alone)."""
     try:
         parameters = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
@@ -56,7 +66,7 @@ def _positional_arity(fn: Callable[..., object]) -> int:
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     if any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in parameters):
         return 2
-    return sum(1 for p in parameters if p.kind in kinds)
+    return sum(1 for p in parameters if p.kind in kinds and p.default is inspect.Parameter.empty)
 
 
 def _shape_probe(network: nn.Module, shape: tuple[int, ...]) -> object:
@@ -78,36 +88,78 @@ def _shape_probe(network: nn.Module, shape: tuple[int, ...]) -> object:
             return network(torch.zeros(shape, dtype=dtype))
 
 
+def _call_network_fn(
+    fn: NetworkFn, input_shape: Shape, output_channels: int, what: str
+) -> Union[nn.Module, Bijector]:
+    """``fn(input_shape)`` or, when it requires two positional parameters,
+    ``fn(input_shape, output_channels)``; anything but a module is a ``ValueError``."""
+    args = (tuple(input_shape), output_channels)[: 2 if _required_positional(fn) >= 2 else 1]
+    result = fn(*args)
+    if not isinstance(result, nn.Module):
+        raise ValueError(
+            f"{what} must return an nn.Module or a Bijector, got {type(result).__name__}"
+        )
+    return result
+
+
+def _output_channels(network: nn.Module, input_shape: Shape, what: str) -> int:
+    """The channel count ``network`` gives for ``(1, *input_shape)``; it must keep ``H, W``."""
+    try:
+        output = _shape_probe(network, (1, *input_shape))
+    except Exception as error:  # noqa: BLE001 - re-raised with the layer named
+        raise ValueError(f"{what}: the network failed on input shape {(1, *input_shape)}: {error}")
+    if not isinstance(output, Tensor) or output.dim() != 4 or tuple(output.shape[2:]) != tuple(
+        input_shape[1:]
+    ):
+        got = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
+        raise ValueError(f"{what}: the network must map input shape {(1, *input_shape)} to "
+                         f"(1, channels, {input_shape[1]}, {input_shape[2]}), got {got}")
+    return int(output.shape[1])
+
+
 def build_network(
     fn: NetworkFn, input_shape: Shape, output_channels: int, expected_channels: int, what: str
 ) -> Union[nn.Module, Bijector]:
     """Call a user's network function and check what it returns.
 
-    ``fn`` is called as ``fn(input_shape)`` or, if it takes two positional arguments,
-    ``fn(input_shape, output_channels)``. A returned :class:`Bijector` is passed through
-    unchanged (the caller uses it as the layer itself). A returned ``nn.Module`` is run once
-    on zeros of shape ``(1, *input_shape)`` and must give ``(1, expected_channels, H, W)``.
-    Anything else is a ``ValueError`` that names ``what`` (e.g. "coupling_bijector_fn").
+    ``fn`` is called as in :func:`_call_network_fn`. A returned :class:`Bijector` is passed
+    through unchanged (the caller uses it as the layer itself). A returned ``nn.Module`` is run
+    once on zeros of shape ``(1, *input_shape)`` (on the meta device) and must give
+    ``(1, expected_channels, H, W)``. Anything else is a ``ValueError`` that names ``what``.
     """
-    args = (tuple(input_shape), output_channels) if _positional_arity(fn) >= 2 else (
-        tuple(input_shape),
-    )
-    result = fn(*args)
-    if isinstance(result, Bijector):
-        return result
-    if not isinstance(result, nn.Module):
+    network = _call_network_fn(fn, input_shape, output_channels, what)
+    if isinstance(network, Bijector):
+        return network
+    channels = _output_channels(network, input_shape, what)
+    if channels != expected_channels:
         raise ValueError(
-            f"{what} must return an nn.Module or a Bijector, got {type(result).__name__}"
-        )
-    expected = (1, expected_channels, *input_shape[1:])
-    try:
-        output = _shape_probe(result, (1, *input_shape))
-    except Exception as error:  # noqa: BLE001 - re-raised with the layer named
-        raise ValueError(f"{what}: the network failed on input shape {(1, *input_shape)}: {error}")
-    if not isinstance(output, Tensor) or tuple(output.shape) != expected:
-        got = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
+            f"{what}: the network must map input shape {(1, *input_shape)} to "
+            f"{(1, expected_channels, *input_shape[1:])} ({expected_channels} channels), got "
+            f"{channels} channels")
+    return network
+
+
+def build_coupling_network(
+    fn: NetworkFn, input_shape: Shape, transformed_channels: int, kind: Optional[str], what: str
+) -> tuple[Union[nn.Module, Bijector], str]:
+    """A coupling's network from a user's function, and the coupling kind.
+
+    With ``kind=None`` the network's output decides, as in TFP: ``C_a`` channels (as many as
+    the transformed part) means ``"additive"``, ``2 C_a`` means ``"affine"``. With a given kind
+    the output must match it. A returned :class:`Bijector` is the coupling itself (kind
+    ``"bijector"``).
+    """
+    network = _call_network_fn(fn, input_shape, transformed_channels, what)
+    if isinstance(network, Bijector):
+        return network, "bijector"
+    channels = _output_channels(network, input_shape, what)
+    kinds = {2 * transformed_channels: "affine", transformed_channels: "additive"}
+    found = kinds.get(channels)
+    if found is None or (kind is not None and found != kind):
+        wanted = {"affine": 2 * transformed_channels, "additive": transformed_channels}
+        expected = (f"{wanted[kind]} ({kind})" if kind is not None else
+                    f"{transformed_channels} (additive) or {2 * transformed_channels} (affine)")
         raise ValueError(
             f"{what}: the network must map input shape {(1, *input_shape)} to {expected} "
-            f"({expected_channels} channels), got {got}"
-        )
-    return result
+            f"channels at {input_shape[1]}x{input_shape[2]}, got {channels} channels")
+    return network, found

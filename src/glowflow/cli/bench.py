@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         rounds=args.rounds, compile=args.compile, tf32=args.tf32, allocator=args.allocator,
         channels_last=args.channels_last,
     )
-    configs = [get_config(name) for name in args.config]
+    configs = {name: get_config(name) for name in args.config}
     document = run_benchmark(
         configs, args.modes, devices, settings,
         log=lambda line: print(f"bench: {line}", file=sys.stderr, flush=True),

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import typing
 
-from ..training.config import CHOICES, FIELD_HELP, PRESETS, TrainConfig, coerce, field_types
+from ..training.config import PRESETS, TrainConfig, choices_of, coerce, field_types, help_text
 
 HELP = "Train a Glow; writes a run folder with config, metrics, samples and checkpoints."
 
@@ -16,7 +15,7 @@ def _flag_for(parser: argparse.ArgumentParser, name: str, kind: typing.Any, defa
     """Add ``--name-with-dashes`` for one config field; absent flags leave the field alone."""
     flag = "--" + name.replace("_", "-")
     shown = repr(default) if default == "" else default
-    text = f"{FIELD_HELP[name]} (default: {shown})".replace("%", "%%")
+    text = f"{help_text(name)} (default: {shown})".replace("%", "%%")
     options: dict[str, typing.Any] = {"default": argparse.SUPPRESS, "help": text, "dest": name}
     if kind is bool:
         parser.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
@@ -25,8 +24,8 @@ def _flag_for(parser: argparse.ArgumentParser, name: str, kind: typing.Any, defa
     if typing.get_origin(kind) is tuple:
         options.update(nargs="+", metavar="X")
         item_kind = typing.get_args(kind)[0]  # argparse converts each token on its own
-    elif name in CHOICES:
-        options["choices"] = CHOICES[name]
+    elif choices_of(name):
+        options["choices"] = choices_of(name)
     else:
         options["metavar"] = {int: "N", float: "X", str: "TEXT"}.get(kind, "N|none")
     parser.add_argument(flag, type=lambda text: coerce(name, item_kind, text), **options)
@@ -45,15 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "an error if the run folder already has checkpoints)")
     defaults = TrainConfig()
     for name, kind in field_types().items():
-        _flag_for(parser, name, kind, getattr(defaults, name))
+        _flag_for(parser, name, kind, defaults.value(name))
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The resolved :class:`TrainConfig`: preset <- ``--config`` file <- flags."""
     from ..training.config import resolve_config
 
-    names = [f.name for f in dataclasses.fields(TrainConfig)]
-    overrides = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    overrides = {name: getattr(args, name) for name in field_types() if hasattr(args, name)}
     return resolve_config(getattr(args, "preset", None), getattr(args, "config", None), overrides)
 
 

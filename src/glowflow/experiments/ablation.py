@@ -65,8 +65,8 @@ def variant_configs(base: TrainConfig, seeds: Sequence[int], out_dir: Path) -> l
     if not seeds:
         raise ValueError("the ablation needs at least one seed")
     return [
-        dataclasses.replace(base, name=name, run_dir=str(Path(out_dir) / name),
-                            permutation=permutation, coupling=coupling, seed=seed)
+        dataclasses.replace(base, name=name, run_dir=str(Path(out_dir) / name), seed=seed,
+                            model=base.model.replace(permutation=permutation, coupling=coupling))
         for permutation in PERMUTATIONS
         for coupling in COUPLINGS
         for seed in seeds
@@ -84,7 +84,7 @@ def _run_of(config: TrainConfig, result: Optional[TrainResult]) -> AblationRun:
     else:
         test_bpd, wall, metrics = result.test_bpd, result.wall_time_s, result.metrics
     curve = [(row["step"], row["test_bpd"]) for row in metrics if row.get("test_bpd") is not None]
-    return AblationRun(config.permutation, config.coupling, config.seed, test_bpd, curve, wall,
+    return AblationRun(config.model.permutation, config.model.coupling, config.seed, test_bpd, curve, wall,
                        run_dir)
 
 

@@ -2,7 +2,9 @@
 
 Resolution order (later wins): :class:`TrainConfig` defaults (the ``digits`` preset) <- the
 preset's entries <- a JSON or TOML config file <- explicit overrides (command-line flags).
-Every value is checked against the field's type; unknown names are errors that list them.
+Every value is checked against the field's type; unknown names are errors that list them. The
+model's fields come from :class:`~glowflow.GlowConfig` (their help, choices and validation
+too); the run's own fields carry theirs in this module's dataclass metadata.
 """
 
 from __future__ import annotations
@@ -11,91 +13,96 @@ import dataclasses
 import json
 import sys
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "coupling": ("affine", "additive"),
-    "permutation": ("invconv", "invconv_lu", "shuffle", "reverse"),
-    "scale_fn": ("exp", "sigmoid"),
-    "mask": ("channel", "checkerboard", "checkerboard_channel"),
-    "memory_mode": ("none", "checkpoint", "invertible"),
-    "optimizer": ("adam", "adamax"),
-    "lr_schedule": ("constant", "cosine"),
-    "device": ("auto", "cpu", "cuda"),
-    "test_split": ("test", "val"),
-}
+from ..config import GlowConfig, option
+
+MODEL_FIELDS_SET_BY_RUN = ("output_shape", "num_classes", "seed")
+""":class:`GlowConfig` fields a training run decides: the data's shape, its class count (with
+``conditional``) and the run's ``seed``. Every other model field is a ``train`` flag."""
+
+DIGITS_MODEL = GlowConfig(
+    output_shape=None, num_glow_blocks=2, num_steps_per_block=16, hidden_channels=64,
+    coupling="affine", scale_fn="sigmoid", learn_top_prior=True,
+)
+"""The ``digits`` preset's model: small enough to train on 2 CPU cores in minutes."""
 
 
 @dataclass
 class TrainConfig:
     """Everything a training run depends on; saved as JSON with the run and every checkpoint.
 
-    The defaults are the ``digits`` preset: a small Glow that trains on 2 CPU cores in minutes.
+    The model is a nested :class:`GlowConfig` (``model``); its fields are set by the same
+    flat names as the run's own (``--num-steps-per-block 8``, ``hidden_channels = 96`` in a
+    file) or as a nested ``model`` table. The defaults are the ``digits`` preset.
     ``batch_size`` is per process (the global batch under torchrun is ``batch_size * world``).
     """
 
     # run
-    name: str = "digits"
-    run_dir: str = ""
-    seed: int = 0
-    deterministic: bool = False
-    device: str = "auto"
-    threads: int = 1
+    name: str = option("digits", "run name; the run folder defaults to runs/NAME")
+    run_dir: str = option("", "run folder (empty: runs/NAME)")
+    seed: int = option(0, "seed of the model initialization, data order and dequantization noise")
+    deterministic: bool = option(
+        False, "deterministic algorithms, so a resumed run repeats an uninterrupted one")
+    device: str = option("auto", "auto (CUDA when available), cpu or cuda", ("auto", "cpu", "cuda"))
+    threads: int = option(1, "CPU threads for torch (0: torch's default, one per core)")
     # data
-    dataset: str = "digits"
-    data_root: str = "data"
-    download: bool = False
-    image_size: Optional[int] = None
-    n_bits: Optional[int] = None
-    hflip: bool = False
-    val_size: int = 0
-    test_split: str = "test"
-    num_workers: int = 0
-    # model (glowflow.Glow options)
-    num_glow_blocks: int = 2
-    num_steps_per_block: int = 16
-    hidden_channels: int = 64
-    coupling: str = "affine"
-    permutation: str = "invconv"
-    scale_fn: str = "sigmoid"
-    mask: str = "channel"
-    use_actnorm: bool = True
-    learn_top_prior: bool = True
-    conditional: bool = False
-    class_loss_weight: float = 0.0
-    memory_mode: str = "none"
+    dataset: str = option("digits", "digits, mnist, fashion-mnist, cifar10, svhn, celeba or "
+                                    "folder:PATH")
+    data_root: str = option("data", "folder holding (or receiving) the downloadable datasets")
+    download: bool = option(False, "download the dataset if missing")
+    image_size: Optional[int] = option(
+        None, "resize (CelebA: center crop, then resize) to this size; none keeps it")
+    n_bits: Optional[int] = option(
+        None, "reduce to this many bits per channel (5 in the paper's CelebA runs); none keeps it")
+    hflip: bool = option(False, "random horizontal flips of training images")
+    val_size: int = option(0, "training images held out as the 'val' split (last of the training "
+                              "part)")
+    test_split: str = option("test", "split evaluated during and after training: test, or val "
+                                     "(needs val_size)", ("test", "val"))
+    num_workers: int = option(0, "data loader worker processes")
+    # model
+    model: GlowConfig = field(default=DIGITS_MODEL, metadata={"help": "the Glow", "choices": None})
+    conditional: bool = option(False, "class-conditional top prior (needs a labelled dataset)")
+    class_loss_weight: float = option(
+        0.0, "weight of the cross-entropy on the top latent's class logits")
     # optimization
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    warmup_steps: int = 100
-    lr_schedule: str = "cosine"
-    max_grad_norm: float = 50.0
-    batch_size: int = 64
-    max_steps: int = 1000
-    init_images: int = 512
-    ema_decay: float = 0.0
-    nan_patience: int = 5
-    nan_lr_factor: float = 0.5
+    optimizer: str = option("adam", "adam or adamax", ("adam", "adamax"))
+    lr: float = option(1e-3, "peak learning rate")
+    warmup_steps: int = option(100, "linear learning-rate warm-up steps")
+    lr_schedule: str = option("cosine", "after warm-up: constant, or cosine decay to 0 at "
+                                        "max_steps", ("constant", "cosine"))
+    max_grad_norm: float = option(50.0, "clip the gradient norm to this (<= 0: no clipping)")
+    batch_size: int = option(64, "training images per step and process")
+    max_steps: int = option(1000, "optimizer steps to train for")
+    init_images: int = option(512, "training images for the data-dependent ActNorm initialization")
+    ema_decay: float = option(0.0, "decay of an exponential moving average of the weights (0: none)")
+    nan_patience: int = option(5, "non-finite steps in a row before restoring the last checkpoint")
+    nan_lr_factor: float = option(0.5, "learning-rate factor applied at each such restore")
     # evaluation, logging, checkpoints
-    eval_batch_size: int = 512
-    eval_every: int = 200
-    eval_draws: int = 1
-    final_eval_draws: int = 8
-    log_every: int = 25
-    sample_every: int = 500
-    sample_count: int = 64
-    sample_temperatures: tuple[float, ...] = (0.0, 0.5, 0.7, 1.0)
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 2
-    tensorboard: bool = False
-    progress: bool = True
+    eval_batch_size: int = option(512, "images per evaluation batch")
+    eval_every: int = option(200, "steps between test evaluations")
+    eval_draws: int = option(1, "dequantization draws per test image in periodic evaluations")
+    final_eval_draws: int = option(8, "dequantization draws per test image in the final evaluation")
+    log_every: int = option(25, "steps between metrics.csv rows")
+    sample_every: int = option(500, "steps between sample grids")
+    sample_count: int = option(64, "images per sample grid")
+    sample_temperatures: tuple[float, ...] = option(
+        (0.0, 0.5, 0.7, 1.0), "temperatures of the sample grids")
+    checkpoint_every: int = option(500, "steps between checkpoints")
+    keep_checkpoints: int = option(2, "checkpoints kept (the newest)")
+    tensorboard: bool = option(False, "also log to TensorBoard (RUN_DIR/tb)")
+    progress: bool = option(True, "show a progress bar")
 
     def __post_init__(self) -> None:
-        for name, choices in CHOICES.items():
-            if getattr(self, name) not in choices:
-                raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+        if isinstance(self.model, Mapping):
+            self.model = GlowConfig.from_dict(self.model, where="TrainConfig.model")
+        for f in dataclasses.fields(self):
+            choices = f.metadata["choices"]
+            if choices is not None and getattr(self, f.name) not in choices:
+                raise ValueError(f"{f.name} must be one of {choices}, got {getattr(self, f.name)!r}")
         positive = ("batch_size", "eval_batch_size", "max_steps", "init_images", "log_every",
                     "eval_every", "eval_draws", "final_eval_draws", "sample_every",
                     "sample_count", "checkpoint_every", "keep_checkpoints", "nan_patience")
@@ -112,67 +119,36 @@ class TrainConfig:
             raise ValueError(f"nan_lr_factor must be in (0, 1], got {self.nan_lr_factor}")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
-        return dataclasses.asdict(self)
+        """JSON-ready dict: the run's fields and the nested ``model`` (tuples become lists)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values["model"] = self.model.to_dict()
+        return json.loads(json.dumps(values))
+
+    def value(self, name: str) -> Any:
+        """A settable field's value by its flat name: a run field, else a model field."""
+        return getattr(self if name in _run_fields() else self.model, name)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], where: str = "config") -> "TrainConfig":
-        """Build from a (possibly partial) mapping, type-checking every entry."""
-        return dataclasses.replace(cls(), **check_values(values, where))
+        """Build from a (possibly partial) mapping of run and model fields, flat or with a
+        nested ``model`` table, type-checking every entry."""
+        run, model = check_values(values, where)
+        return dataclasses.replace(cls(), **run, model=DIGITS_MODEL.replace(**model))
 
 
-FIELD_HELP: dict[str, str] = {
-    "name": "run name; the run folder defaults to runs/NAME",
-    "run_dir": "run folder (empty: runs/NAME)",
-    "seed": "seed of the model initialization, data order and dequantization noise",
-    "deterministic": "deterministic algorithms, so a resumed run repeats an uninterrupted one",
-    "device": "auto (CUDA when available), cpu or cuda",
-    "threads": "CPU threads for torch (0: torch's default, one per core)",
-    "dataset": "digits, mnist, fashion-mnist, cifar10, svhn, celeba or folder:PATH",
-    "data_root": "folder holding (or receiving) the downloadable datasets",
-    "download": "download the dataset if missing",
-    "image_size": "resize (CelebA: center crop, then resize) to this size; none keeps it",
-    "n_bits": "reduce to this many bits per channel (5 in the paper's CelebA runs); none keeps it",
-    "hflip": "random horizontal flips of training images",
-    "val_size": "training images held out as the 'val' split (last of the training part)",
-    "test_split": "split evaluated during and after training: test, or val (needs val_size)",
-    "num_workers": "data loader worker processes",
-    "num_glow_blocks": "levels L of the multi-scale architecture",
-    "num_steps_per_block": "flow steps K per level",
-    "hidden_channels": "width of the coupling networks",
-    "coupling": "coupling layer",
-    "permutation": "channel mixing between couplings",
-    "scale_fn": "affine coupling scale: exp or sigmoid(h + 2)",
-    "mask": "coupling mask",
-    "use_actnorm": "an ActNorm first in every flow step",
-    "learn_top_prior": "a learned Gaussian prior on the top latent",
-    "conditional": "class-conditional top prior (needs a labelled dataset)",
-    "class_loss_weight": "weight of the cross-entropy on the top latent's class logits",
-    "memory_mode": "activation memory in training: none, checkpoint or invertible",
-    "optimizer": "adam or adamax",
-    "lr": "peak learning rate",
-    "warmup_steps": "linear learning-rate warm-up steps",
-    "lr_schedule": "after warm-up: constant, or cosine decay to 0 at max_steps",
-    "max_grad_norm": "clip the gradient norm to this (<= 0: no clipping)",
-    "batch_size": "training images per step and process",
-    "max_steps": "optimizer steps to train for",
-    "init_images": "training images for the data-dependent ActNorm initialization",
-    "ema_decay": "decay of an exponential moving average of the weights (0: none)",
-    "nan_patience": "non-finite steps in a row before restoring the last checkpoint",
-    "nan_lr_factor": "learning-rate factor applied at each such restore",
-    "eval_batch_size": "images per evaluation batch",
-    "eval_every": "steps between test evaluations",
-    "eval_draws": "dequantization draws per test image in periodic evaluations",
-    "final_eval_draws": "dequantization draws per test image in the final evaluation",
-    "log_every": "steps between metrics.csv rows",
-    "sample_every": "steps between sample grids",
-    "sample_count": "images per sample grid",
-    "sample_temperatures": "temperatures of the sample grids",
-    "checkpoint_every": "steps between checkpoints",
-    "keep_checkpoints": "checkpoints kept (the newest)",
-    "tensorboard": "also log to TensorBoard (RUN_DIR/tb)",
-    "progress": "show a progress bar",
-}
+def help_text(name: str) -> str:
+    """The help of a settable field: a run field of :class:`TrainConfig` or a model field."""
+    if name in _run_fields():
+        return TrainConfig.__dataclass_fields__[name].metadata["help"]
+    return GlowConfig.help(name)
+
+
+def choices_of(name: str) -> Optional[tuple[str, ...]]:
+    """The choices of a settable field, or ``None``."""
+    if name in _run_fields():
+        return TrainConfig.__dataclass_fields__[name].metadata["choices"]
+    return GlowConfig.choices(name)
+
 
 _LONG_RUN: dict[str, Any] = dict(
     threads=0, lr_schedule="constant", warmup_steps=5000, init_images=256, log_every=100,
@@ -218,9 +194,22 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def _run_fields() -> dict[str, Any]:
+    types = typing.get_type_hints(TrainConfig)
+    del types["model"]
+    return types
+
+
+def _model_fields() -> dict[str, Any]:
+    types = typing.get_type_hints(GlowConfig)
+    return {name: kind for name, kind in types.items() if name not in MODEL_FIELDS_SET_BY_RUN}
+
+
 def field_types() -> dict[str, Any]:
-    """``{field name: resolved type}`` of :class:`TrainConfig`."""
-    return typing.get_type_hints(TrainConfig)
+    """``{name: type}`` of every field a preset, file or flag sets: the run's own fields of
+    :class:`TrainConfig`, then the model's (:class:`GlowConfig` less
+    :data:`MODEL_FIELDS_SET_BY_RUN`)."""
+    return {**_run_fields(), **_model_fields()}
 
 
 def _is_optional(kind: Any) -> tuple[bool, Any]:
@@ -260,13 +249,24 @@ def coerce(name: str, kind: Any, value: Any) -> Any:
     return value
 
 
-def check_values(values: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """Type-check a partial config mapping; ``ValueError`` naming unknown keys and ``where``."""
-    types = field_types()
-    unknown = sorted(set(values) - set(types))
+def check_values(values: Mapping[str, Any], where: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Type-check a partial config mapping (flat, or with a nested ``model`` table); returns
+    ``(run fields, model fields)``. ``ValueError`` naming unknown keys and ``where``."""
+    values = dict(values)
+    nested = values.pop("model", None) or {}
+    if not isinstance(nested, Mapping):
+        raise ValueError(f"{where}: 'model' must be a table of Glow options, got {nested!r}")
+    run_types, model_types = _run_fields(), typing.get_type_hints(GlowConfig)
+    unknown = sorted(set(values) - set(field_types())) + sorted(
+        f"model.{key}" for key in set(nested) - set(model_types))
     if unknown:
-        raise ValueError(f"{where}: unknown config field(s) {unknown}; known: {sorted(types)}")
-    return {key: coerce(key, types[key], value) for key, value in values.items()}
+        raise ValueError(f"{where}: unknown config field(s) {unknown}; known: "
+                         f"{sorted(field_types())}")
+    run = {key: coerce(key, run_types[key], value) for key, value in values.items()
+           if key in run_types}
+    model = {key: coerce(key, model_types[key], value) for key, value in
+             {**nested, **{k: v for k, v in values.items() if k not in run_types}}.items()}
+    return run, model
 
 
 def read_config_file(path: Union[str, Path]) -> dict[str, Any]:
@@ -305,7 +305,9 @@ def resolve_config(
     file_values.pop("preset", None)
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    values: dict[str, Any] = dict(PRESETS[preset])
-    values.update(check_values(file_values, str(config_file)))
-    values.update(check_values(overrides or {}, "overrides"))
-    return TrainConfig.from_dict(values, where=f"preset {preset}")
+    run, model = check_values(PRESETS[preset], f"preset {preset}")
+    for source, where in ((file_values, str(config_file)), (overrides or {}, "overrides")):
+        more_run, more_model = check_values(source, where)
+        run.update(more_run)
+        model.update(more_model)
+    return TrainConfig.from_dict({**run, "model": model}, where=f"preset {preset}")

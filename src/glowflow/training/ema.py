@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 
+from typing import Optional, Union
+
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 
 class EMA:
@@ -24,10 +26,13 @@ class EMA:
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, model: nn.Module, t: int) -> None:
-        """Averaging step ``t`` towards ``model``'s current weights."""
-        decay = min(self.decay, (1.0 + t) / (10.0 + t))
+    def update(self, model: nn.Module, t: int, taken: Optional[Tensor] = None) -> None:
+        """Averaging step ``t`` towards ``model``'s current weights; with ``taken`` (a 0-dim
+        bool tensor) only where it holds, decided on the device without a host sync."""
+        weight: Union[float, Tensor] = 1.0 - min(self.decay, (1.0 + t) / (10.0 + t))
+        if taken is not None:
+            weight = taken.to(torch.float32) * weight
         for average, current in zip(self.module.parameters(), model.parameters()):
-            average.lerp_(current.detach(), 1.0 - decay)
+            average.lerp_(current.detach(), weight)
         for average, current in zip(self.module.buffers(), model.buffers()):
             average.copy_(current)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Optional
 
+from ..config import GlowConfig
 from ..flow import Flow
 from ..glow import Glow
 from .config import TrainConfig
@@ -41,29 +42,17 @@ class DatasetInfo:
                    int(values["n_bins"]), values.get("num_classes"))
 
 
-def build_flow(config: TrainConfig, info: DatasetInfo) -> Flow:
-    """A fresh (not yet data-initialized) ``Flow(Glow(...))`` for ``config`` on ``info``'s data.
-
-    ``config.conditional`` makes the top prior class-conditional on ``info.num_classes`` labels.
-    """
+def model_config(config: TrainConfig, info: DatasetInfo) -> GlowConfig:
+    """The run's complete :class:`GlowConfig`: ``config.model`` with the data's shape, the run's
+    seed and, with ``config.conditional``, the data's class count."""
     num_classes = None
     if config.conditional:
         if not info.num_classes:
             raise ValueError(f"conditional=true needs a labelled dataset; {info.name} has no labels")
         num_classes = info.num_classes
-    glow = Glow(
-        output_shape=info.shape,
-        num_glow_blocks=config.num_glow_blocks,
-        num_steps_per_block=config.num_steps_per_block,
-        use_actnorm=config.use_actnorm,
-        seed=config.seed,
-        hidden_channels=config.hidden_channels,
-        coupling=config.coupling,
-        permutation=config.permutation,
-        scale_fn=config.scale_fn,
-        mask=config.mask,
-        learn_top_prior=config.learn_top_prior,
-        num_classes=num_classes,
-        memory_mode=config.memory_mode,
-    )
-    return Flow(glow)
+    return config.model.replace(output_shape=info.shape, seed=config.seed, num_classes=num_classes)
+
+
+def build_flow(config: TrainConfig, info: DatasetInfo) -> Flow:
+    """A fresh (not yet data-initialized) ``Flow(Glow(model_config(config, info)))``."""
+    return Flow(Glow(model_config(config, info)))

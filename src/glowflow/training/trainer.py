@@ -2,10 +2,13 @@
 
 Per step ``s`` (0-based): ``lr(s)`` from :class:`LRSchedule`; a batch of integer levels
 (:class:`StepBatches`), uniformly dequantized to ``x`` with a generator seeded by
-``(seed, s, rank)``; loss ``mean_i bpd(x_i) + class_loss_weight * CE(logits, y)``; backward;
-gradient-norm clipping; an optimizer step; the EMA update. A non-finite loss or gradient norm
-skips the step (counted); ``nan_patience`` of them in a row restore the last checkpoint and
-multiply the learning rate by ``nan_lr_factor``. Only rank 0 writes files.
+``(seed, s, rank)``; then :func:`~glowflow.training.step.training_step` (the step the benchmark
+times too): loss ``mean_i bpd(x_i) + class_loss_weight * CE(logits, y)``, backward,
+gradient-norm clipping, the optimizer step and the EMA update, skipped when the loss or the
+gradient norm is non-finite. The step's results, the skip counters and the metrics window stay
+on the device; the host reads them only when a metrics row, an evaluation or a checkpoint is
+due. ``nan_patience`` skipped steps in a row, seen at such a point, restore the last checkpoint
+and multiply the learning rate by ``nan_lr_factor``. Only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -20,14 +23,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..data import dequantize, load_dataset
 from ..flow import Flow
-from ..metrics import bits_per_dim
 from . import distributed
 from .batches import StepBatches, noise_generator, take_images
 from .checkpoint import (EMA_FILE, MODEL_FILE, checkpoint_path, list_checkpoints, load_weights,
@@ -41,6 +42,7 @@ from .model import DatasetInfo, build_flow
 from .plots import plot_bpd_curves
 from .run_log import RunLog, read_metrics
 from .schedule import LRSchedule
+from .step import Objective, StepOutput, make_optimizer, training_step
 
 
 @dataclass
@@ -102,17 +104,43 @@ def train(config: TrainConfig, resume: Optional[str] = None) -> TrainResult:
 
 
 class _Window:
-    """Sums over the steps since the last metrics row: ``[bpd, grad norm, good steps, images]``."""
+    """The steps since the last metrics row, on the training device: sums of bits/dim and
+    gradient norm over taken steps, taken steps, images; the skip counters; and the wall time
+    spent stepping (periodic work excluded). Saved with every checkpoint, so a resumed run
+    writes the same rows as an uninterrupted one."""
 
     def __init__(self, device: torch.device) -> None:
         self.sums = torch.zeros(4, dtype=torch.float64, device=device)
+        self.bad_run = torch.zeros((), dtype=torch.long, device=device)  # skipped in a row
+        self.worst_run = torch.zeros((), dtype=torch.long, device=device)
+        self.skipped = torch.zeros((), dtype=torch.long, device=device)  # since the last read
         self.seconds = 0.0
+        self.started = time.perf_counter()
 
-    def add(self, bpd: float, grad_norm: float, ok: bool, images: int, seconds: float) -> None:
-        if ok:
-            self.sums += self.sums.new_tensor([bpd, grad_norm, 1.0, 0.0])
-        self.sums[3] += images
-        self.seconds += seconds
+    def add(self, out: StepOutput, images: int) -> None:
+        taken = out.ok.to(torch.float64)
+        values = torch.stack([torch.where(out.ok, out.bpd.double(), 0.0),
+                              torch.where(out.ok, out.grad_norm.double(), 0.0), taken,
+                              taken.new_tensor(float(images))])
+        self.sums += values
+        self.bad_run = (self.bad_run + 1) * (~out.ok)
+        self.worst_run = torch.maximum(self.worst_run, self.bad_run)
+        self.skipped += (~out.ok).long()
+
+    def pause(self) -> None:
+        """Stop the clock (periodic work follows)."""
+        self.seconds += time.perf_counter() - self.started
+
+    def resume(self) -> None:
+        self.started = time.perf_counter()
+
+    def read_skips(self) -> tuple[int, int]:
+        """``(steps skipped since the last read, longest run of skipped steps)``; resets both
+        (a host sync)."""
+        skipped, worst = torch.stack([self.skipped, self.worst_run]).tolist()
+        self.skipped.zero_()
+        self.worst_run.copy_(self.bad_run)
+        return int(skipped), int(worst)
 
     def row(self, process: distributed.Process) -> dict[str, Optional[float]]:
         bpd, grad, good, images = distributed.all_reduce_sum(self.sums, process).tolist()
@@ -122,6 +150,15 @@ class _Window:
         self.sums.zero_()
         self.seconds = 0.0
         return row
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sums": self.sums.cpu(), "bad_run": int(self.bad_run), "seconds": self.seconds}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sums.copy_(state["sums"])
+        self.bad_run.fill_(int(state["bad_run"]))
+        self.worst_run.copy_(self.bad_run)
+        self.seconds = float(state["seconds"])
 
 
 class Trainer:
@@ -156,21 +193,23 @@ class Trainer:
         self.train_set, self.test_set = self._load_data()
         self.info = DatasetInfo.of(config.dataset, self.train_set)
         self.flow: Flow = build_flow(config, self.info).to(self.device)
-        optimizer_class = torch.optim.Adam if config.optimizer == "adam" else torch.optim.Adamax
-        self.optimizer = optimizer_class(self.flow.parameters(), lr=config.lr)
+        self.objective = Objective(self.flow, self.info.n_bins, config.class_loss_weight)
+        self.optimizer = make_optimizer(config.optimizer, list(self.flow.parameters()),
+                                        config.lr, self.device)
         self.schedule = LRSchedule(config.lr, config.warmup_steps, config.max_steps,
                                    config.lr_schedule)
-        self.step, self.skipped, self.bad_run, self.elapsed_before = 0, 0, 0, 0.0
+        self.step, self.skipped, self.elapsed_before = 0, 0, 0.0
+        self.window = _Window(self.device)
         if start is None:
             self._initialize()
         self.ema = EMA(self.flow, config.ema_decay) if config.ema_decay > 0 else None
         if start is not None:
             self._restore(start, resume=True)
             self._say(f"resumed from {start} at step {self.step}")
-        self.model: torch.nn.Module = self.flow
+        self.model: torch.nn.Module = self.objective
         if self.process.distributed:
             self.model = DistributedDataParallel(
-                self.flow, device_ids=[self.device] if self.device.type == "cuda" else None,
+                self.objective, device_ids=[self.device] if self.device.type == "cuda" else None,
                 find_unused_parameters=config.conditional and config.class_loss_weight == 0,
             )
         if self.process.is_main:
@@ -243,6 +282,8 @@ class Trainer:
                 self.schedule.load_state_dict(state["schedule"])
                 self.step, self.skipped = int(state["step"]), int(state["skipped"])
                 self.elapsed_before = float(state["elapsed_s"])
+                if "window" in state:  # older checkpoints start an empty window
+                    self.window.load_state_dict(state["window"])
                 torch.set_rng_state(state["rng"]["torch"])
                 if self.device.type == "cuda" and state["rng"]["cuda"]:
                     torch.cuda.set_rng_state_all(state["rng"]["cuda"])
@@ -264,6 +305,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "schedule": self.schedule.state_dict(),
                 "skipped": self.skipped,
+                "window": self.window.state_dict(),
                 "elapsed_s": self.elapsed(),
                 "rng": {"torch": torch.get_rng_state(),
                         "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
@@ -283,8 +325,8 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.flow
 
     # ---------------------------------------------------------------------------- stepping
-    def train_step(self, levels: torch.Tensor, labels: torch.Tensor) -> tuple[float, float, bool]:
-        """One optimizer step on a batch; returns ``(mean bpd, grad norm, taken)``."""
+    def train_step(self, levels: torch.Tensor, labels: torch.Tensor) -> StepOutput:
+        """One optimizer step on a batch of integer levels (see the module docstring)."""
         config, process = self.config, self.process
         self.schedule.apply(self.optimizer, self.step)
         levels = levels.to(self.device, non_blocking=True)
@@ -292,41 +334,24 @@ class Trainer:
         generator = noise_generator(self.device, config.seed, self.step, process.rank,
                                     process.world_size)
         x = dequantize(levels, self.info.n_bins, generator=generator)
-        output = self.model(x, y)
-        bpd = bits_per_dim(output.log_prob, self.flow.num_dims, self.info.n_bins).mean()
-        loss = bpd
-        if config.class_loss_weight:
-            loss = loss + config.class_loss_weight * F.cross_entropy(output.class_logits, y)
-        bad = distributed.all_reduce_sum((~torch.isfinite(loss)).float(), process)
-        self.optimizer.zero_grad(set_to_none=True)
-        if bad.item():
-            return float("nan"), float("nan"), False
-        loss.backward()
-        max_norm = config.max_grad_norm if config.max_grad_norm > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.flow.parameters(), max_norm)
-        if not torch.isfinite(grad_norm).item():
-            self.optimizer.zero_grad(set_to_none=True)
-            return bpd.item(), float("nan"), False
-        self.optimizer.step()
-        if self.ema is not None:
-            self.ema.update(self.flow, self.step)
-        return bpd.item(), grad_norm.item(), True
+        return training_step(self.model, self.optimizer, x, y, config.max_grad_norm, self.ema,
+                             self.step)
 
-    def _guard(self, taken: bool) -> None:
-        """Count a skipped step; after ``nan_patience`` in a row restore and lower the lr."""
-        if taken:
-            self.bad_run = 0
+    def _check_skips(self) -> None:
+        """Count the skipped steps (a host read); after ``nan_patience`` in a row restore the
+        last checkpoint and lower the learning rate."""
+        skipped, worst = self.window.read_skips()
+        if not skipped:
             return
-        self.skipped += 1
-        self.bad_run += 1
-        self._say(f"step {self.step}: non-finite loss or gradient, step skipped")
-        if self.bad_run >= self.config.nan_patience:
+        self.skipped += skipped
+        self._say(f"non-finite loss or gradient: step skipped ({skipped} up to step {self.step})")
+        if worst >= self.config.nan_patience:
             self._restore(self.last_checkpoint, resume=False)
             self.schedule.scale *= self.config.nan_lr_factor
-            self.bad_run = 0
-            self._say(f"{self.config.nan_patience} non-finite steps in a row: restored "
-                      f"{self.last_checkpoint} and lowered the learning rate to "
-                      f"{self.schedule(self.step):.3g}")
+            self.window.bad_run.zero_()
+            self.window.worst_run.zero_()
+            self._say(f"{worst} non-finite steps in a row: restored {self.last_checkpoint} and "
+                      f"lowered the learning rate to {self.schedule(self.step):.3g}")
 
     def evaluate(self, draws: int) -> BpdResult:
         """Test bits/dim of :attr:`eval_flow`, each process taking every ``world``-th image."""
@@ -352,10 +377,17 @@ class Trainer:
         )
         flow.train(was_training)
 
-    def _periodic(self, window: _Window, bar: tqdm) -> None:
-        """Metrics row, test evaluation, sample grids and checkpoint when due."""
-        config, step = self.config, self.step
+    def _periodic(self, bar: tqdm) -> None:
+        """Metrics row, test evaluation, sample grids and checkpoint when due; the only place
+        the host reads the step's results."""
+        config, step, window = self.config, self.step, self.window
         due = lambda every: step % every == 0 or step == config.max_steps  # noqa: E731
+        cadences = (config.log_every, config.eval_every, config.sample_every,
+                    config.checkpoint_every)
+        if not any(due(every) for every in cadences):
+            return
+        window.pause()
+        self._check_skips()
         if due(config.log_every) or due(config.eval_every):
             row: dict[str, Any] = window.row(self.process)
             if due(config.eval_every):
@@ -373,6 +405,7 @@ class Trainer:
             self._samples()
         if due(config.checkpoint_every):
             self.last_checkpoint = self._save()
+        window.resume()
 
     def run(self) -> TrainResult:
         """Train up to ``max_steps``, then evaluate with ``final_eval_draws`` and finish the
@@ -385,17 +418,14 @@ class Trainer:
                                   pin_memory=self.device.type == "cuda"))
         bar = tqdm(total=config.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
                    disable=not (process.is_main and config.progress), file=sys.stderr)
-        window = _Window(self.device)
         self.flow.train()
+        self.window.resume()
         while self.step < config.max_steps:
             levels, labels = next(batches)
-            tick = time.perf_counter()
-            bpd, grad_norm, taken = self.train_step(levels, labels)
+            self.window.add(self.train_step(levels, labels), levels.shape[0])
             self.step += 1
-            window.add(bpd, grad_norm, taken, levels.shape[0], time.perf_counter() - tick)
-            self._guard(taken)
             bar.update(1)
-            self._periodic(window, bar)
+            self._periodic(bar)
         bar.close()
         return self._finish()
 

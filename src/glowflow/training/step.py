@@ -1,0 +1,116 @@
+"""One training step, shared by the trainer and the benchmark.
+
+A step on a dequantized batch ``x`` (and labels ``y``):
+
+1. ``loss = mean_i bpd(x_i) + w * CE(class_logits, y)`` through :class:`Objective` (the module
+   that DDP and ``torch.compile`` wrap);
+2. ``loss.backward()``, then gradient-norm clipping (the norm before clipping is reported);
+3. ``ok = isfinite(loss) and isfinite(grad norm)``, a device tensor; the optimizer step (and
+   the EMA update) happen only where ``ok`` holds.
+
+No host sync happens inside a step: a fused optimizer (CUDA Adam) reads ``ok`` on the device
+through its ``found_inf`` input and skips the update there; other optimizers read it on the
+host, which costs nothing on CPU. Under DDP every rank runs the backward pass and the gradients
+are averaged, so a non-finite loss on any rank makes the gradient norm non-finite on all of them
+and every rank skips the same step.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..flow import Flow, log_prob_of
+from ..glow import Glow
+from ..metrics import bits_per_dim
+from .ema import EMA
+
+
+class Objective(nn.Module):
+    """The training loss of a flow on dequantized images: ``(loss, mean bits/dim)``.
+
+    ``loss = mean_i bpd(x_i) + class_loss_weight * CE(logits, y)``, the logits from the class-
+    conditional prior's classifier head on the top latent before the prior (the official
+    Glow code's ``ycond`` loss). The head is the objective's business: a flow's own output is
+    only ``log p(x | y)``.
+    """
+
+    def __init__(self, flow: Flow, n_bins: int, class_loss_weight: float = 0.0) -> None:
+        super().__init__()
+        if class_loss_weight and not (isinstance(flow.bijector, Glow)
+                                      and flow.bijector.config.num_classes):
+            raise ValueError("class_loss_weight needs a class-conditional Glow (num_classes)")
+        self.flow = flow
+        self.n_bins = n_bins
+        self.class_loss_weight = class_loss_weight
+
+    def forward(self, x: Tensor, y: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        """``x`` ``(B, *event_shape)`` -> ``(loss, mean bits/dim)``, both 0-dim."""
+        encoding = self.flow.forward_levels(x, y)
+        bpd = bits_per_dim(log_prob_of(encoding), self.flow.num_dims, self.n_bins).mean()
+        if not self.class_loss_weight:
+            return bpd, bpd
+        glow = self.flow.bijector
+        assert isinstance(glow, Glow) and glow.top_prior is not None and y is not None
+        logits = glow.top_prior.class_logits(glow.raw_top(encoding.latents, y))
+        return bpd + self.class_loss_weight * F.cross_entropy(logits, y), bpd
+
+
+class StepOutput(NamedTuple):
+    """What :func:`training_step` returns, all 0-dim tensors on the training device."""
+
+    bpd: Tensor
+    grad_norm: Tensor
+    ok: Tensor
+
+
+def make_optimizer(
+    name: str, parameters: list[nn.Parameter], lr: float, device: torch.device
+) -> torch.optim.Optimizer:
+    """Adam (fused on CUDA, so a skipped step needs no host sync) or Adamax."""
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=lr, fused=device.type == "cuda" or None)
+    if name == "adamax":
+        return torch.optim.Adamax(parameters, lr=lr)
+    raise ValueError(f"optimizer must be adam or adamax, got {name!r}")
+
+
+def training_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: Tensor,
+    y: Optional[Tensor],
+    max_grad_norm: float,
+    ema: Optional[EMA] = None,
+    ema_step: int = 0,
+) -> StepOutput:
+    """One optimizer step of ``model`` (an :class:`Objective`, possibly DDP-wrapped) on ``x``.
+
+    See the module docstring. ``max_grad_norm <= 0`` turns clipping off (the norm is still
+    measured). Returns the batch's mean bits/dim, the gradient norm and whether the step was
+    taken, without reading any of them on the host.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    loss, bpd = model(x, y)
+    loss.backward()
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    max_norm = max_grad_norm if max_grad_norm > 0 else float("inf")
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    ok = torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)
+    if optimizer.defaults.get("fused"):
+        optimizer.found_inf = (~ok).float()  # type: ignore[attr-defined]
+        optimizer.step()
+    elif bool(ok):
+        optimizer.step()
+    if ema is not None:
+        ema.update(_unwrap(model).flow, ema_step, ok)
+    return StepOutput(bpd.detach(), grad_norm.detach(), ok)
+
+
+def _unwrap(model: nn.Module) -> Objective:
+    inner = getattr(model, "module", model)  # DistributedDataParallel keeps it as .module
+    assert isinstance(inner, Objective)
+    return inner
