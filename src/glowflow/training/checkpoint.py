@@ -9,31 +9,53 @@ Layout of ``RUN_DIR/checkpoints/step-00001000/``:
 * ``state.pt``: optimizer, learning-rate schedule, step, RNG and NaN-guard states.
 
 A folder is filled under a temporary name and renamed into place (``os.replace``), so a killed
-run leaves either a complete checkpoint or none. Unreadable, truncated or foreign files raise
-``RuntimeError`` naming the file.
+run leaves either a complete checkpoint or none (plus a ``.tmp-*``/``.old-*`` folder, which
+:func:`remove_stale_temporaries` deletes). Guarantees:
+
+* a failed write (full disk, read-only folder, ...) raises one ``RuntimeError`` naming the
+  checkpoint and the cause, leaves no temporary folder and the previous checkpoints intact;
+* non-finite weights or optimizer state are never written (:class:`NonFiniteStateError`);
+* each ``.safetensors`` file stores the sha256 of its tensors (``sha256`` metadata), checked by
+  :func:`read_weights`; files from before that only load when all their floats are finite.
+
+Unreadable, truncated, corrupt or foreign files raise ``RuntimeError`` naming the file.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import io
 import json
 import os
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 
 from ..flow import Flow
 from .config import TrainConfig
 from .model import DatasetInfo, build_flow
+from .run_lock import os_error_text
 
 FORMAT = "glowflow.checkpoint/1"
 MODEL_FILE, EMA_FILE, STATE_FILE = "model.safetensors", "ema.safetensors", "state.pt"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
+# Metadata every glowflow weights file must hold (checked by read_weights).
+REQUIRED_METADATA = ("step", "config", "dataset")
+# Temporaries a killed write leaves, with the writer's pid: checkpoint folders, metrics.csv.
+_CHECKPOINT_TEMPORARY = re.compile(r"^\.(?:tmp|old)-step-\d+-(\d+)$")
+_RUN_TEMPORARY = re.compile(r"^\.metrics\.csv\.tmp-(\d+)$")
+# What to do about a failed write, by errno.
+_WRITE_HINTS = {errno.ENOSPC: "free space", errno.EDQUOT: "free space",
+                errno.EACCES: "make the run folder writable",
+                errno.EPERM: "make the run folder writable",
+                errno.EROFS: "make the run folder writable"}
 
 PathLike = Union[str, Path]
 
@@ -48,13 +70,127 @@ def checkpoint_path(run_dir: PathLike, step: int) -> Path:
     return checkpoint_dir(run_dir) / f"step-{step:08d}"
 
 
+class NonFiniteStateError(RuntimeError):
+    """:func:`save_checkpoint` refused to write a NaN or infinite weight or optimizer state."""
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def _fsync_tree(folder: Path) -> None:
     for path in [*folder.iterdir(), folder]:
-        descriptor = os.open(path, os.O_RDONLY)
+        _fsync(path)
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """Hex sha256 over the tensors' names, dtypes, shapes and bytes, in sorted name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().contiguous().cpu()
+        digest.update(json.dumps([name, str(tensor.dtype), list(tensor.shape)]).encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def _tensors_in(value: Any, where: str) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(dotted path, tensor)`` for every tensor in nested dicts, lists and tuples."""
+    if isinstance(value, torch.Tensor):
+        yield where, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _tensors_in(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _tensors_in(item, f"{where}.{index}" if where else str(index))
+
+
+def _first_non_finite(value: Any, where: str) -> Optional[str]:
+    """The dotted path of the first floating tensor in ``value`` holding a NaN or inf."""
+    for path, tensor in _tensors_in(value, where):
+        if (tensor.is_floating_point() or tensor.is_complex()) and not torch.isfinite(tensor).all():
+            return path
+    return None
+
+
+def _torch_bytes(value: Any) -> bytes:
+    """``torch.save`` into memory, so that writing the file raises plain ``OSError``s (torch's
+    own writer reports a full disk as "unexpected pos")."""
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()
+
+
+def _write_error(final: Path, error: OSError) -> RuntimeError:
+    hint = _WRITE_HINTS.get(error.errno, "fix this")
+    return RuntimeError(f"cannot write checkpoint {final}: {os_error_text(error)}; {hint} and "
+                        f"resume with --resume auto")
+
+
+def _move_into_place(temporary: Path, final: Path) -> None:
+    """Rename ``temporary`` to ``final``, replacing an existing ``final`` (restored if the
+    rename fails), and make the rename durable."""
+    if final.exists():
+        old = final.parent / f".old-{final.name}-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
         try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+            os.replace(temporary, final)
+        except OSError:
+            os.replace(old, final)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(temporary, final)
+    _fsync(final.parent)
+
+
+def _is_leftover(pid: int) -> bool:
+    """Whether a temporary named with ``pid`` is no longer being written: ``pid`` is this
+    process (which is not saving when it cleans up) or no live process. Off POSIX, never
+    (``os.kill`` there would end the process)."""
+    if os.name != "posix":
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, under another user
+        return False
+    return False
+
+
+def remove_stale_temporaries(run_dir: PathLike) -> list[Path]:
+    """Delete what killed writes left in a run folder; returns the deleted paths.
+
+    Those are ``checkpoints/.tmp-step-*-PID`` and ``checkpoints/.old-step-*-PID`` folders and
+    ``.metrics.csv.tmp-PID`` files whose PID is this process or no live process (see
+    :func:`_is_leftover`); a temporary of another live process is kept, so this is safe without
+    the :class:`~glowflow.training.run_lock.RunLock` (a pid reused by an unrelated process only
+    delays the cleanup). Call it at run start, after taking the run lock, not while this process
+    is inside :func:`save_checkpoint`.
+    """
+    run_dir = Path(run_dir)
+    candidates = [(checkpoint_dir(run_dir), _CHECKPOINT_TEMPORARY), (run_dir, _RUN_TEMPORARY)]
+    removed = []
+    for folder, pattern in candidates:
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            match = pattern.match(path.name)
+            if match and _is_leftover(int(match.group(1))):
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+                removed.append(path)
+    return removed
 
 
 def _weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -74,29 +210,44 @@ def save_checkpoint(
 
     ``state`` is the training state for ``state.pt`` (optimizer, schedule, RNG, ...); ``step``
     is added to it. An existing checkpoint of the same step is replaced.
+
+    Raises :class:`NonFiniteStateError` (writing nothing) when a model or EMA weight or a
+    floating tensor of ``state`` is NaN or infinite, and ``RuntimeError`` naming the checkpoint
+    and the cause when writing fails; either way no temporary folder is left and the existing
+    checkpoints are untouched.
     """
     final = checkpoint_path(run_dir, step)
     root = final.parent
-    root.mkdir(parents=True, exist_ok=True)
-    temporary = root / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir()
+    files = {MODEL_FILE: _weights(flow)}
+    if ema_flow is not None:
+        files[EMA_FILE] = _weights(ema_flow)
+    state = {"format": FORMAT, "step": step, **state}
+    bad = _first_non_finite(files, "") or _first_non_finite(state, STATE_FILE)
+    if bad is not None:
+        raise NonFiniteStateError(f"refusing to write checkpoint {final}: {bad} is "
+                                  f"not finite (NaN or inf); the previous checkpoints are kept")
     metadata = {
         "format": FORMAT,
         "step": str(step),
         "config": json.dumps(config.to_dict()),
         "dataset": json.dumps(info.to_dict()),
     }
-    save_file(_weights(flow), str(temporary / MODEL_FILE), metadata=metadata)
-    if ema_flow is not None:
-        save_file(_weights(ema_flow), str(temporary / EMA_FILE), metadata=metadata)
-    torch.save({"format": FORMAT, "step": step, **state}, temporary / STATE_FILE)
-    _fsync_tree(temporary)
-    if final.exists():
-        stale = root / f".old-{final.name}-{os.getpid()}"
-        os.replace(final, stale)
-        shutil.rmtree(stale)
-    os.replace(temporary, final)
+    temporary = root / f".tmp-{final.name}-{os.getpid()}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir()
+        for name, tensors in files.items():
+            signed = {**metadata, "sha256": tensors_sha256(tensors)}
+            (temporary / name).write_bytes(safetensors_bytes(tensors, signed))
+        (temporary / STATE_FILE).write_bytes(_torch_bytes(state))
+        _fsync_tree(temporary)
+        _move_into_place(temporary, final)
+    except BaseException as error:
+        shutil.rmtree(temporary, ignore_errors=True)
+        if isinstance(error, OSError):
+            raise _write_error(final, error) from None
+        raise
     return final
 
 
@@ -132,7 +283,12 @@ def resolve_checkpoint(path: PathLike) -> Path:
 
 
 def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """``(state_dict, metadata)`` of a glowflow ``.safetensors`` file; clear errors if not."""
+    """``(state_dict, metadata)`` of a glowflow ``.safetensors`` file.
+
+    Guarantees the metadata holds :data:`REQUIRED_METADATA` and the tensors match the stored
+    ``sha256`` (or, in files saved before it, are all finite); otherwise ``RuntimeError``
+    naming the file (``FileNotFoundError`` when it is missing).
+    """
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file {path} is missing")
     try:
@@ -146,7 +302,26 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
             f"{path} is not a glowflow checkpoint (format {metadata.get('format')!r}, "
             f"expected {FORMAT!r})"
         )
+    missing = [key for key in REQUIRED_METADATA if key not in metadata]
+    if missing:
+        raise RuntimeError(f"{path} lacks the checkpoint metadata entry {missing[0]!r} "
+                           f"(damaged or not written by glowflow train)")
+    _check_integrity(path, tensors, metadata.get("sha256"))
     return tensors, metadata
+
+
+def _check_integrity(path: Path, tensors: dict[str, torch.Tensor], stored: Optional[str]) -> None:
+    if stored is None:  # saved before checkpoints had a hash
+        bad = _first_non_finite(tensors, "")
+        if bad is not None:
+            raise RuntimeError(f"{path} holds non-finite values (NaN or inf) in {bad}; "
+                               f"use an earlier checkpoint")
+        return
+    computed = tensors_sha256(tensors)
+    if computed != stored:
+        raise RuntimeError(f"{path} is corrupt: its tensors do not match the stored sha256 "
+                           f"({stored[:16]}..., computed {computed[:16]}...); use an earlier "
+                           f"checkpoint")
 
 
 def read_state(folder: Path) -> dict[str, Any]:
