@@ -90,3 +90,48 @@ def test_cifar10_bad_meta_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "cifar-10-batches-py" / "batches.meta").write_bytes(pickle.dumps({"label_names": ["a"]}))
     with pytest.raises(ValueError, match=r"batches\.meta has no list of 10 'label_names'"):
         load_dataset("cifar10", tmp_path)
+
+
+# ---------------------------------------------------------------- MNIST idx files
+
+
+def test_mnist_label_count_mismatch_names_both_files(tmp_path: Path) -> None:
+    write_mnist(tmp_path, "MNIST")
+    raw = tmp_path / "MNIST" / "raw"
+    write_idx(raw / "train-labels-idx1-ubyte", np.arange(5, dtype=np.uint8))  # 7 images, 5 labels
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte holds 7 images but .*train-labels-idx1-ubyte holds 5"):
+        load_dataset("mnist", tmp_path)
+    write_idx(raw / "train-labels-idx1-ubyte", np.arange(9, dtype=np.uint8))  # 7 images, 9 labels
+    with pytest.raises(ValueError, match="holds 7 images but .* holds 9 labels"):
+        load_dataset("mnist", tmp_path)
+
+
+def test_mnist_wrong_magic_names_file_and_both_numbers(tmp_path: Path) -> None:
+    write_mnist(tmp_path, "MNIST")
+    labels = tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    images = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    images.write_bytes(labels.read_bytes())  # a labels file where the images belong: magic 2049
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte .*magic number 2049 \(0x00000801\), expected 2051"):
+        load_dataset("mnist", tmp_path, "test")
+    images.write_bytes(b"\x1f\x8b\x08\x00" + bytes(100))  # still gzipped
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte .*magic number 529205248 .*expected 2051"):
+        load_dataset("mnist", tmp_path, "test")
+
+
+def test_mnist_truncated_or_padded_file_names_it(tmp_path: Path) -> None:
+    write_mnist(tmp_path, "FashionMNIST")
+    images = tmp_path / "FashionMNIST" / "raw" / "train-images-idx3-ubyte"
+    whole = images.read_bytes()
+    images.write_bytes(whole[:-100])
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte holds 5388 data bytes but its header says 5488"):
+        load_dataset("fashion-mnist", tmp_path)
+    images.write_bytes(whole + b"\0")
+    with pytest.raises(ValueError, match="holds 5489 data bytes .* trailing data"):
+        load_dataset("fashion-mnist", tmp_path)
+
+
+def test_mnist_label_out_of_range(tmp_path: Path) -> None:
+    write_mnist(tmp_path, "MNIST")
+    write_idx(tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte", np.array([1, 12, 3], dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"t10k-labels-idx1-ubyte has label 12"):
+        load_dataset("mnist", tmp_path, "test")
