@@ -135,3 +135,155 @@ def test_mnist_label_out_of_range(tmp_path: Path) -> None:
     write_idx(tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte", np.array([1, 12, 3], dtype=np.uint8))
     with pytest.raises(ValueError, match=r"t10k-labels-idx1-ubyte has label 12"):
         load_dataset("mnist", tmp_path, "test")
+
+
+# ---------------------------------------------------------------- image files
+
+
+def write_png(path: Path, rows: Iterable[bytes], size: tuple[int, int], bit_depth: int, colour_type: int) -> None:
+    """A PNG written by hand (filter 0 on every row), streaming ``rows`` through zlib."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor = zlib.compressobj(9)
+    idat = b"".join(compressor.compress(b"\0" + row) for row in rows) + compressor.flush()
+    header = struct.pack(">IIBBBBB", *size, bit_depth, colour_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def test_sixteen_bit_grey_png_is_scaled_not_white(tmp_path: Path) -> None:
+    image_module = pytest.importorskip("PIL.Image")
+    values = (np.arange(48, dtype=np.uint16) * 1393).reshape(6, 8)  # 0 .. 65471
+    values[0, 0], values[0, 1] = 65535, 257 * 128
+    image_module.fromarray(values).save(tmp_path / "deep.png")
+    assert image_module.open(tmp_path / "deep.png").mode == "I;16"
+    data = load_dataset(f"folder:{tmp_path}")
+    expected = np.floor(values / 257 + 0.5).astype(np.uint8)
+    assert data.shape == (1, 6, 8)
+    assert torch.equal(data[0][0][0], torch.from_numpy(expected))
+    assert data[0][0][0, 0, :2].tolist() == [255, 128]
+
+
+def test_sixteen_bit_rgb_png_is_scaled(tmp_path: Path) -> None:
+    pytest.importorskip("PIL.Image")
+    levels = random_levels((5, 4, 3), 4)
+    values = levels.astype(">u2") * 257  # the 16-bit value of each 8-bit level
+    write_png(tmp_path / "deep.png", (row.tobytes() for row in values), (4, 5), 16, 2)
+    data = load_dataset(f"folder:{tmp_path}")
+    assert data.shape == (3, 5, 4)
+    assert torch.equal(data[0][0], torch.from_numpy(levels).permute(2, 0, 1))
+
+
+def test_sixteen_bit_grey_in_an_rgb_folder(tmp_path: Path) -> None:
+    image_module = pytest.importorskip("PIL.Image")
+    image_module.fromarray(random_levels((4, 4, 3), 0)).save(tmp_path / "a.png")
+    image_module.fromarray(np.full((4, 4), 257 * 200, dtype=np.uint16)).save(tmp_path / "b.png")
+    data = load_dataset(f"folder:{tmp_path}")
+    assert data.shape == (3, 4, 4) and data[1][0].unique().tolist() == [200]
+
+
+def save_pictures(folder: Path, shape: tuple[int, ...], count: int = 2) -> None:
+    image_module = pytest.importorskip("PIL.Image")
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        image_module.fromarray(random_levels(shape, i)).save(folder / f"{i}.png")
+
+
+def test_folder_test_part_of_another_size(tmp_path: Path) -> None:
+    save_pictures(tmp_path / "train" / "a", (8, 8, 3))
+    save_pictures(tmp_path / "test" / "a", (16, 12, 3))
+    assert len(load_dataset(f"folder:{tmp_path}")) == 2
+    with pytest.raises(ValueError, match=r"train/a/0\.png is 8x8 but .*test/a/0\.png is 12x16"):
+        load_dataset(f"folder:{tmp_path}", split="test")
+    test = load_dataset(f"folder:{tmp_path}", split="test", image_size=8)
+    assert test.shape == (3, 8, 8) and test[0][0].shape == (3, 8, 8)
+
+
+def test_folder_test_part_takes_train_channels(tmp_path: Path) -> None:
+    save_pictures(tmp_path / "train", (8, 8, 3))
+    save_pictures(tmp_path / "test", (8, 8))  # greyscale
+    train, test = load_dataset(f"folder:{tmp_path}"), load_dataset(f"folder:{tmp_path}", split="test")
+    assert train.shape == test.shape == (3, 8, 8) and test[0][0].shape == (3, 8, 8)
+
+
+def test_folder_test_part_with_other_classes(tmp_path: Path) -> None:
+    for label in ("cat", "dog", "fox"):
+        save_pictures(tmp_path / "train" / label, (4, 4))
+    for label in ("dog", "fox"):
+        save_pictures(tmp_path / "test" / label, (4, 4))
+    with pytest.raises(ValueError, match=r"test/ has classes \['dog', 'fox'\] but train/ has \['cat', 'dog', 'fox'\]"):
+        load_dataset(f"folder:{tmp_path}", split="test")
+
+
+def test_folder_a_later_image_of_another_size(tmp_path: Path) -> None:
+    save_pictures(tmp_path / "a", (8, 8), count=3)
+    save_pictures(tmp_path / "b", (8, 8), count=1)
+    image_module = pytest.importorskip("PIL.Image")
+    image_module.fromarray(random_levels((8, 9), 0)).save(tmp_path / "b" / "z.png")
+    with pytest.raises(ValueError, match=r"a/0\.png is 8x8 but .*b/z\.png is 9x8"):
+        load_dataset(f"folder:{tmp_path}")
+
+
+def broken_files(folder: Path) -> dict[str, bytes]:
+    """Three broken ``.png`` files: cut short, not an image at all, and a 20000x20000 bomb."""
+    image_module = pytest.importorskip("PIL.Image")
+    image_module.fromarray(random_levels((64, 64, 3), 0)).save(folder / "whole.png")
+    whole = (folder / "whole.png").read_bytes()
+    (folder / "whole.png").unlink()
+    bomb = folder / "bomb.png"
+    row = bytes(20000 // 8)
+    write_png(bomb, (row for _ in range(20000)), (20000, 20000), 1, 0)  # 1-bit: ~60 kB on disk
+    return {"truncated": whole[: len(whole) // 2], "text": b"this is not a picture\n", "bomb": bomb.read_bytes()}
+
+
+@pytest.mark.parametrize(
+    ("kind", "cause"),
+    [("truncated", "image file is truncated"), ("text", "cannot identify image file"), ("bomb", "decompression bomb")],
+)
+@pytest.mark.parametrize("part", ["train", "test"])
+def test_folder_broken_image_found_at_load(tmp_path: Path, kind: str, cause: str, part: str) -> None:
+    contents = broken_files(tmp_path)
+    for name in ("train", "test"):
+        save_pictures(tmp_path / "data" / name / "a", (64, 64, 3))
+    bad = tmp_path / "data" / part / "a" / "9.png"
+    bad.write_bytes(contents[kind])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=rf"^cannot read image {bad}: .*({cause})") as error:
+            load_dataset(f"folder:{tmp_path / 'data'}", split=part)
+    assert "\n" not in str(error.value)
+    other = "test" if part == "train" else "train"
+    assert len(load_dataset(f"folder:{tmp_path / 'data'}", split=other)) == 2
+
+
+def test_decompression_bomb_warning_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    image_module = pytest.importorskip("PIL.Image")
+    save_pictures(tmp_path, (12, 12))  # 144 pixels: past the limit below, within twice it
+    monkeypatch.setattr(image_module, "MAX_IMAGE_PIXELS", 100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"cannot read image .*0\.png: .*exceeds limit of 100 pixels"):
+            load_dataset(f"folder:{tmp_path}")
+
+
+def test_celeba_broken_image_names_it_on_access(tmp_path: Path) -> None:
+    from test_data import write_celeba
+
+    names, _ = write_celeba(tmp_path)
+    (tmp_path / "celeba" / "img_align_celeba" / names[1]).write_bytes(b"\xff\xd8\xff\xe0 cut")
+    data = load_dataset("celeba", tmp_path)
+    with pytest.raises(ValueError, match=rf"^cannot read image .*{names[1]}: "):
+        data[1]
+
+
+def test_celeba_image_of_another_size_names_it(tmp_path: Path) -> None:
+    image_module = pytest.importorskip("PIL.Image")
+    from test_data import write_celeba
+
+    names, _ = write_celeba(tmp_path)
+    image_module.fromarray(random_levels((250, 200, 3), 0)).save(tmp_path / "celeba" / "img_align_celeba" / names[4])
+    data = load_dataset("celeba", tmp_path)
+    assert data[1][0].shape == (3, 178, 178)
+    with pytest.raises(ValueError, match=rf"image .*{names[4]} is 200x200 but .*{names[0]} is 178x178 \(width x height, after cropping\)"):
+        data[2]
