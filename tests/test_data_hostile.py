@@ -287,3 +287,65 @@ def test_celeba_image_of_another_size_names_it(tmp_path: Path) -> None:
     assert data[1][0].shape == (3, 178, 178)
     with pytest.raises(ValueError, match=rf"image .*{names[4]} is 200x200 but .*{names[0]} is 178x178 \(width x height, after cropping\)"):
         data[2]
+
+
+# ---------------------------------------------------------------- SVHN and CelebA files
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"X": np.zeros((32, 32, 3, 2), np.float64), "y": np.ones((2, 1))}, r"'X' must be uint8 \(32, 32, 3, N\), found float64"),
+        ({"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.ones((3, 1), np.uint8)}, r"2 images but 'y' is uint8 \(3, 1\)"),
+        ({"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.array([[3], [0]], np.uint8)}, r"labels must be 1..10 .*found 0"),
+        ({"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.array([[11], [1]], np.uint8)}, r"found 11"),
+        ({"images": np.zeros(3)}, "lacks the variables 'X' and 'y'"),
+    ],
+)
+def test_svhn_bad_file_names_it(tmp_path: Path, arrays: dict[str, np.ndarray], message: str) -> None:
+    scipy_io = pytest.importorskip("scipy.io")
+    scipy_io.savemat(tmp_path / "train_32x32.mat", arrays)
+    with pytest.raises(ValueError, match=rf"SVHN file .*train_32x32\.mat.*{message}"):
+        load_dataset("svhn", tmp_path)
+
+
+def test_svhn_not_a_mat_file(tmp_path: Path) -> None:
+    pytest.importorskip("scipy.io")
+    (tmp_path / "test_32x32.mat").write_bytes(b"<html>quota exceeded</html>" * 20)
+    with pytest.raises(ValueError, match=r"cannot read SVHN file .*test_32x32\.mat as a MATLAB v5 file"):
+        load_dataset("svhn", tmp_path, "test")
+
+
+def test_svhn_float_labels_load(tmp_path: Path) -> None:
+    scipy_io = pytest.importorskip("scipy.io")
+    x = random_levels((32, 32, 3, 2), 1)
+    scipy_io.savemat(tmp_path / "train_32x32.mat", {"X": x, "y": np.array([[10.0], [4.0]])})
+    data = load_dataset("svhn", tmp_path)
+    assert [data[i][1] for i in range(2)] == [0, 4]
+
+
+def test_celeba_bad_lists_name_the_file(tmp_path: Path) -> None:
+    from test_data import write_celeba
+
+    names, _ = write_celeba(tmp_path)
+    attributes, partition = tmp_path / "celeba" / "list_attr_celeba.txt", tmp_path / "celeba" / "list_eval_partition.txt"
+    good_attributes, good_partition = attributes.read_text(), partition.read_text()
+    attributes.write_text(good_attributes.replace(" 1", " 2", 1))
+    with pytest.raises(ValueError, match=r"list_attr_celeba\.txt line 3: expected 40 values of -1 or 1 after 000001\.jpg"):
+        load_dataset("celeba", tmp_path)
+    attributes.write_text("\n".join(good_attributes.splitlines()[:-1]) + "\n")  # the last row lost
+    with pytest.raises(ValueError, match=r"list_attr_celeba\.txt says it lists 5 images but lists 4"):
+        load_dataset("celeba", tmp_path)
+    attributes.write_text(good_attributes)
+    partition.write_text(good_partition.replace(f"{names[1]} 0", f"{names[1]} 3"))
+    with pytest.raises(ValueError, match=rf"list_eval_partition\.txt line 2: expected 'NAME 0\|1\|2', found '{names[1]} 3'"):
+        load_dataset("celeba", tmp_path)
+    partition.write_text(good_partition.replace(names[4], "999999.jpg"))
+    with pytest.raises(ValueError, match=r"list different images \(5 and 5; 2 in one only, first 000005\.jpg\)"):
+        load_dataset("celeba", tmp_path)
+    partition.write_text(good_partition)
+    (tmp_path / "celeba" / "img_align_celeba" / names[4]).unlink()
+    with pytest.raises(ValueError, match=r"1 of the 3 train images are missing from .*img_align_celeba, first 000005\.jpg"):
+        load_dataset("celeba", tmp_path)
+    assert len(load_dataset("celeba", tmp_path, "test")) == 1
+

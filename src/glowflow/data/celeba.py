@@ -11,6 +11,11 @@ The files are read here rather than by ``torchvision.datasets.CelebA``, which ch
 of the text files even offline. Each face is cropped to the 178x178 square around the centre of
 the aligned image, as in the official Glow code; ``image_size`` then resizes it. Labels are the
 40 attributes as a 0/1 int64 vector; their names are the dataset's ``attribute_names``.
+
+The text files are checked (every row has one -1/1 value per attribute, every partition is 0, 1
+or 2, both files list the same images) and so is that every image of the part exists; a
+``ValueError`` names the file and line. Images are decoded on access, where a broken one is
+reported by name.
 """
 
 from __future__ import annotations
@@ -32,21 +37,45 @@ CELEBA_HINT = (
 
 
 def read_attributes(path: Path) -> tuple[tuple[str, ...], dict[str, list[int]]]:
-    """Attribute names and, per file name, its attributes as 0/1, from ``list_attr_celeba.txt``."""
+    """Attribute names and, per file name, its attributes as 0/1, from ``list_attr_celeba.txt``.
+
+    Raises ``ValueError`` naming the file (and line) when a row has not one -1/1 per attribute
+    or the count on the first line is not the number of rows.
+    """
     lines = path.read_text().splitlines()
+    if len(lines) < 2 or not lines[0].strip().isdigit():
+        raise ValueError(f"{path} does not start with an image count and a line of attribute names")
     names = tuple(lines[1].split())
     rows = {}
-    for line in lines[2:]:
-        file_name, *values = line.split()
-        if values:
-            rows[file_name] = [int(value == "1") for value in values]
+    for number, line in enumerate(lines[2:], start=3):
+        fields = line.split()
+        if not fields:
+            continue
+        file_name, *values = fields
+        if len(values) != len(names) or not set(values) <= {"-1", "1"}:
+            raise ValueError(
+                f"{path} line {number}: expected {len(names)} values of -1 or 1 after {file_name}"
+            )
+        rows[file_name] = [int(value == "1") for value in values]
+    if len(rows) != int(lines[0]):
+        raise ValueError(f"{path} says it lists {int(lines[0])} images but lists {len(rows)}")
     return names, rows
 
 
 def read_partition(path: Path) -> dict[str, int]:
-    """Partition (0 train, 1 val, 2 test) per file name, from ``list_eval_partition.txt``."""
-    pairs = (line.split() for line in path.read_text().splitlines())
-    return {pair[0]: int(pair[1]) for pair in pairs if len(pair) == 2}
+    """Partition (0 train, 1 val, 2 test) per file name, from ``list_eval_partition.txt``.
+
+    Raises ``ValueError`` naming the file and line of anything but ``NAME 0|1|2``.
+    """
+    partition = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
+            raise ValueError(f"{path} line {number}: expected 'NAME 0|1|2', found {line.strip()!r}")
+        partition[fields[0]] = int(fields[1])
+    return partition
 
 
 def read_celeba(root: Path, part: str, download: bool) -> ImageSource:
@@ -57,9 +86,22 @@ def read_celeba(root: Path, part: str, download: bool) -> ImageSource:
     images = require(folder / "img_align_celeba", "CelebA", CELEBA_HINT)
     names, attributes = read_attributes(require(folder / "list_attr_celeba.txt", "CelebA", CELEBA_HINT))
     partition = read_partition(require(folder / "list_eval_partition.txt", "CelebA", CELEBA_HINT))
-    files = [name for name in attributes if partition.get(name) == PARTITIONS[part]]
+    if attributes.keys() != partition.keys():
+        unmatched = sorted(attributes.keys() ^ partition.keys())
+        raise ValueError(
+            f"CelebA under {folder}: list_attr_celeba.txt and list_eval_partition.txt list different "
+            f"images ({len(attributes)} and {len(partition)}; {len(unmatched)} in one only, "
+            f"first {unmatched[0]})"
+        )
+    files = [name for name in attributes if partition[name] == PARTITIONS[part]]
     if not files:
         raise ValueError(f"CelebA under {folder} has no images in its {part!r} partition")
+    missing = [name for name in files if not (images / name).is_file()]
+    if missing:
+        raise ValueError(
+            f"CelebA: {len(missing)} of the {len(files)} {part} images are missing from {images}, "
+            f"first {missing[0]}; the download or extraction is incomplete"
+        )
     return ImageSource(
         images=ImageFiles([images / name for name in files], mode="RGB", crop_square=True),
         labels=torch.tensor([attributes[name] for name in files], dtype=torch.int64),
