@@ -57,7 +57,8 @@ def test_finished_variants_are_read_back_not_retrained(tmp_path):
     done = tmp_path / "reverse-additive-seed0"
     done.mkdir()
     (done / "result.json").write_text(json.dumps({"test_bpd": 9.0, "wall_time_s": 5.0}))
-    (done / "metrics.csv").write_text("step,test_bpd\n4,9.5\n")
+    header = "step,train_bpd,test_bpd,test_bpd_stderr,lr,grad_norm,images_per_s,skipped_steps,elapsed_s"
+    (done / "metrics.csv").write_text(f"{header}\n4,,9.5,,,,,,\n")
     trained = []
 
     def recording_train(config: TrainConfig, resume: str | None = None) -> TrainResult:

@@ -4,7 +4,8 @@ Layout of ``RUN_DIR/checkpoints/step-00001000/``:
 
 * ``model.safetensors``: the flow's ``state_dict`` (parameters and persistent buffers, ActNorm's
   ``initialized`` flag included, so a loaded model never re-initializes); its metadata holds
-  ``format``, ``step``, the :class:`TrainConfig` and the :class:`DatasetInfo` as JSON;
+  ``format``, ``step``, the :class:`TrainConfig`, the :class:`DatasetInfo` and the model's
+  complete :class:`~glowflow.GlowConfig` (``glow``, which alone rebuilds the model) as JSON;
 * ``ema.safetensors``: the EMA weights, when the run keeps them;
 * ``state.pt``: optimizer, learning-rate schedule, step, RNG and NaN-guard states.
 
@@ -38,9 +39,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
+from ..config import GlowConfig
 from ..flow import Flow
+from ..glow import Glow
 from .config import TrainConfig
-from .model import DatasetInfo, build_flow
+from .model import DatasetInfo, model_config
 from .run_lock import os_error_text
 
 FORMAT = "glowflow.checkpoint/1"
@@ -231,6 +234,7 @@ def save_checkpoint(
         "step": str(step),
         "config": json.dumps(config.to_dict()),
         "dataset": json.dumps(info.to_dict()),
+        "glow": json.dumps(model_config(config, info).to_dict()),
     }
     temporary = root / f".tmp-{final.name}-{os.getpid()}"
     try:
@@ -394,9 +398,13 @@ def load_run(path: PathLike, device: Union[str, torch.device] = "cpu",
         config = TrainConfig.from_dict(json.loads(metadata["config"]), where=str(weights_path))
         info = DatasetInfo.from_dict(json.loads(metadata["dataset"]))
         step = int(metadata["step"])
+        # The complete model description; checkpoints older than it are rebuilt from the
+        # run's config and data description, which determine the same model.
+        glow = (GlowConfig.from_dict(json.loads(metadata["glow"]), where=str(weights_path))
+                if "glow" in metadata else model_config(config, info))
     except (KeyError, TypeError, json.JSONDecodeError) as error:
         raise RuntimeError(f"{weights_path}: damaged checkpoint metadata ({error!r})") from None
-    flow = build_flow(config, info)
+    flow = Flow(Glow(glow))
     load_weights(flow, weights_path, state_dict)
     flow.to(device).eval()
     return LoadedRun(flow, config, info, step, folder, folder.parent.parent, use_ema)
