@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
+import torch
 from torch import Tensor, nn
 
 from .bijectors.actnorm import ActNorm
@@ -195,7 +196,7 @@ class Glow(MultiScaleBijector):
         """Images ``(B, C, H, W)`` -> per-level latents (finest first) and the log-det ``(B,)``."""
         check_event_shape(x, self.event_shape, "Glow.forward")
         if self.config.validate_args:
-            check_batch(x, self.event_shape, "Glow.forward")
+            check_batch(x, self.event_shape, "Glow.forward", dtype=self._dtype())
         total = zero_logdet(x)
         slots: list[Tensor] = []
         h = x
@@ -224,7 +225,7 @@ class Glow(MultiScaleBijector):
         for index, (z, shape) in enumerate(zip(latents, self.latent_shapes)):
             check_event_shape(z, shape, "Glow.inverse", f"latent {index}")
             if self.config.validate_args:
-                check_batch(z, shape, "Glow.inverse", f"latent {index}")
+                check_batch(z, shape, "Glow.inverse", f"latent {index}", dtype=self._dtype())
         total = zero_logdet(latents[0])
         if self.top_prior is not None:
             latents[-1], logdet = self.top_prior.inverse(latents[-1], context)
@@ -242,6 +243,10 @@ class Glow(MultiScaleBijector):
                 total = total + logdet
             h, _ = level.squeeze.inverse(h)
         return h, total
+
+    def _dtype(self) -> torch.dtype:
+        """The floating dtype of the parameters (what inputs must have)."""
+        return next(self.parameters()).dtype
 
     def raw_top(self, latents: Sequence[Tensor], context: Optional[Tensor] = None) -> Tensor:
         """The top latent before the learned prior (what a classifier head reads), from the

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
 
 
-def check_batch(x: object, event_shape: Sequence[int], where: str, what: str = "input") -> None:
-    """Check that ``x`` is a floating tensor of shape ``(B, *event_shape)`` with finite values.
+def check_batch(
+    x: object, event_shape: Sequence[int], where: str, what: str = "input",
+    dtype: Optional[torch.dtype] = None,
+) -> None:
+    """Check that ``x`` is a non-empty floating tensor of shape ``(B, *event_shape)`` with
+    finite values, of ``dtype`` (the model's) when given.
 
     Raises ``ValueError`` whose message starts with ``where`` (the layer or method) and names
-    the problem: not a tensor, wrong dtype, wrong shape, or NaN / infinite entries.
+    the problem: not a tensor, wrong dtype, wrong shape, an empty batch, or NaN / infinite
+    entries.
     """
     if not isinstance(x, Tensor):
         raise ValueError(f"{where}: {what} must be a torch.Tensor, got {type(x).__name__}")
     if not torch.is_floating_point(x):
         raise ValueError(f"{where}: {what} must be a floating-point tensor, got dtype {x.dtype}")
+    if dtype is not None and x.dtype != dtype:
+        raise ValueError(f"{where}: {what} has dtype {x.dtype} but the model's parameters are "
+                         f"{dtype}; convert one of them (x.to({dtype}) or model.to({x.dtype}))")
     check_event_shape(x, event_shape, where, what)
+    if x.shape[0] == 0:
+        raise ValueError(f"{where}: {what} is an empty batch (shape {tuple(x.shape)})")
     finite = torch.isfinite(x)
     if not bool(finite.all()):
         bad = int((~finite).sum())

@@ -48,11 +48,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The resolved :class:`TrainConfig`: preset <- ``--config`` file <- flags."""
-    from ..training.config import resolve_config
+    """The resolved :class:`TrainConfig`: preset <- ``--config`` file <- flags; with
+    ``--resume``, the run's own saved config, where the given settings may only change what
+    :data:`~glowflow.training.config.RESUME_MAY_CHANGE` lists."""
+    from ..training.checkpoint import list_checkpoints, read_run_config, resolve_checkpoint
+    from ..training.config import PRESETS, read_config_file, resolve_config, resume_config
+    from ..training.trainer import run_dir_of
 
+    preset, config_file = getattr(args, "preset", None), getattr(args, "config", None)
     overrides = {name: getattr(args, name) for name in field_types() if hasattr(args, name)}
-    return resolve_config(getattr(args, "preset", None), getattr(args, "config", None), overrides)
+    config = resolve_config(preset, config_file, overrides)
+    resume = getattr(args, "resume", None)
+    if resume is None:
+        return config
+    if resume == "auto":
+        found = list_checkpoints(run_dir_of(config))
+        if not found:
+            return config  # nothing to resume: a fresh run
+        start = found[-1]
+    else:
+        start = resolve_checkpoint(resume)
+    given: dict[str, typing.Any] = dict(PRESETS[preset]) if preset else {}
+    if config_file is not None:
+        given.update(read_config_file(config_file))
+        given.pop("preset", None)
+    given.update(overrides)
+    return resume_config(read_run_config(start), given, f"resuming {start}")
 
 
 def run(args: argparse.Namespace) -> int:

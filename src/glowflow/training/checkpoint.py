@@ -39,9 +39,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
+from ..bijectors.actnorm import ActNorm
 from ..config import GlowConfig
 from ..flow import Flow
 from ..glow import Glow
+from .atomic import fsync_path
 from .config import TrainConfig
 from .model import DatasetInfo, model_config
 from .run_lock import os_error_text
@@ -53,7 +55,7 @@ _STEP_DIR = re.compile(r"^step-(\d+)$")
 REQUIRED_METADATA = ("step", "config", "dataset")
 # Temporaries a killed write leaves, with the writer's pid: checkpoint folders, metrics.csv.
 _CHECKPOINT_TEMPORARY = re.compile(r"^\.(?:tmp|old)-step-\d+-(\d+)$")
-_RUN_TEMPORARY = re.compile(r"^\.metrics\.csv\.tmp-(\d+)$")
+_RUN_TEMPORARY = re.compile(r"^\.[\w.]+\.tmp-(\d+)$")  # write_text_atomically's leftovers
 # What to do about a failed write, by errno.
 _WRITE_HINTS = {errno.ENOSPC: "free space", errno.EDQUOT: "free space",
                 errno.EACCES: "make the run folder writable",
@@ -77,17 +79,9 @@ class NonFiniteStateError(RuntimeError):
     """:func:`save_checkpoint` refused to write a NaN or infinite weight or optimizer state."""
 
 
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def _fsync_tree(folder: Path) -> None:
     for path in [*folder.iterdir(), folder]:
-        _fsync(path)
+        fsync_path(path)
 
 
 def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
@@ -112,7 +106,7 @@ def _tensors_in(value: Any, where: str) -> Iterator[tuple[str, torch.Tensor]]:
             yield from _tensors_in(item, f"{where}.{index}" if where else str(index))
 
 
-def _first_non_finite(value: Any, where: str) -> Optional[str]:
+def first_non_finite(value: Any, where: str) -> Optional[str]:
     """The dotted path of the first floating tensor in ``value`` holding a NaN or inf."""
     for path, tensor in _tensors_in(value, where):
         if (tensor.is_floating_point() or tensor.is_complex()) and not torch.isfinite(tensor).all():
@@ -149,7 +143,7 @@ def _move_into_place(temporary: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(temporary, final)
-    _fsync(final.parent)
+    fsync_path(final.parent)
 
 
 def _is_leftover(pid: int) -> bool:
@@ -225,7 +219,7 @@ def save_checkpoint(
     if ema_flow is not None:
         files[EMA_FILE] = _weights(ema_flow)
     state = {"format": FORMAT, "step": step, **state}
-    bad = _first_non_finite(files, "") or _first_non_finite(state, STATE_FILE)
+    bad = first_non_finite(files, "") or first_non_finite(state, STATE_FILE)
     if bad is not None:
         raise NonFiniteStateError(f"refusing to write checkpoint {final}: {bad} is "
                                   f"not finite (NaN or inf); the previous checkpoints are kept")
@@ -316,7 +310,7 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 
 def _check_integrity(path: Path, tensors: dict[str, torch.Tensor], stored: Optional[str]) -> None:
     if stored is None:  # saved before checkpoints had a hash
-        bad = _first_non_finite(tensors, "")
+        bad = first_non_finite(tensors, "")
         if bad is not None:
             raise RuntimeError(f"{path} holds non-finite values (NaN or inf) in {bad}; "
                                f"use an earlier checkpoint")
@@ -342,12 +336,35 @@ def read_state(folder: Path) -> dict[str, Any]:
     return state
 
 
+def read_run_config(folder: Path) -> TrainConfig:
+    """The :class:`TrainConfig` a checkpoint folder was written with (what a resume continues)."""
+    path = folder / MODEL_FILE
+    _, metadata = read_weights(path)
+    try:
+        return TrainConfig.from_dict(json.loads(metadata["config"]), where=str(path))
+    except (TypeError, json.JSONDecodeError) as error:
+        raise RuntimeError(f"{path}: damaged checkpoint metadata 'config' ({error})") from None
+
+
+def check_initialized(module: torch.nn.Module, path: Path) -> None:
+    """Refuse a model whose ActNorm layers were never initialized: using it would initialize
+    them from whatever data it sees first (the test set, in ``eval``)."""
+    names = [name for name, layer in module.named_modules()
+             if isinstance(layer, ActNorm) and not layer.is_initialized]
+    if names:
+        raise RuntimeError(f"{path} holds {len(names)} ActNorm layers that were never "
+                           f"initialized (first: {names[0]}); it was not written by a training "
+                           f"run, or is damaged")
+
+
 def load_weights(module: torch.nn.Module, path: Path, state_dict: dict[str, torch.Tensor]) -> None:
-    """``module.load_state_dict(state_dict)`` (strict), re-raised naming ``path``."""
+    """``module.load_state_dict(state_dict)`` (strict), re-raised naming ``path``; then
+    :func:`check_initialized`."""
     try:
         module.load_state_dict(state_dict)
     except RuntimeError as error:
         raise RuntimeError(f"{path} does not fit this model: {error}") from None
+    check_initialized(module, path)
 
 
 @dataclass

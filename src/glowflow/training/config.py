@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 from ..config import GlowConfig, option
+
+MIN_INIT_IMAGES = 16
+"""Fewest images the data-dependent ActNorm initialization accepts."""
 
 MODEL_FIELDS_SET_BY_RUN = ("output_shape", "num_classes", "seed")
 """:class:`GlowConfig` fields a training run decides: the data's shape, its class count (with
@@ -81,6 +85,8 @@ class TrainConfig:
     ema_decay: float = option(0.0, "decay of an exponential moving average of the weights (0: none)")
     nan_patience: int = option(5, "non-finite steps in a row before restoring the last checkpoint")
     nan_lr_factor: float = option(0.5, "learning-rate factor applied at each such restore")
+    nan_max_restores: int = option(
+        3, "restores with no checkpoint written between them before the run stops as diverged")
     # evaluation, logging, checkpoints
     eval_batch_size: int = option(512, "images per evaluation batch")
     eval_every: int = option(200, "steps between test evaluations")
@@ -105,12 +111,27 @@ class TrainConfig:
                 raise ValueError(f"{f.name} must be one of {choices}, got {getattr(self, f.name)!r}")
         positive = ("batch_size", "eval_batch_size", "max_steps", "init_images", "log_every",
                     "eval_every", "eval_draws", "final_eval_draws", "sample_every",
-                    "sample_count", "checkpoint_every", "keep_checkpoints", "nan_patience")
+                    "sample_count", "checkpoint_every", "keep_checkpoints", "nan_patience",
+                    "nan_max_restores")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
+        for f in dataclasses.fields(self):
+            values = getattr(self, f.name)
+            for value in values if isinstance(values, tuple) else (values,):
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ValueError(f"{f.name} must be a finite number, got {value}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if min(self.sample_temperatures, default=0.0) < 0:
+            raise ValueError(f"sample_temperatures must be >= 0, got {self.sample_temperatures}")
+        if self.init_images < MIN_INIT_IMAGES:
+            raise ValueError(
+                f"init_images must be >= {MIN_INIT_IMAGES}: the data-dependent initialization "
+                f"sets every ActNorm's scale from the batch's per-channel spread, which a few "
+                f"images cannot estimate at the coarse levels (got {self.init_images})")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.class_loss_weight and not self.conditional:
@@ -134,6 +155,36 @@ class TrainConfig:
         nested ``model`` table, type-checking every entry."""
         run, model = check_values(values, where)
         return dataclasses.replace(cls(), **run, model=DIGITS_MODEL.replace(**model))
+
+
+RESUME_MAY_CHANGE = (
+    "max_steps", "run_dir", "device", "threads", "num_workers", "data_root", "download",
+    "progress", "tensorboard", "eval_batch_size",
+)
+"""Settings a resumed run may change: how long it trains (a cosine schedule stretches to the
+new ``max_steps``), where it runs and how it shows progress. Everything else is the run's."""
+
+
+def resume_config(saved: TrainConfig, given: Mapping[str, Any], where: str) -> TrainConfig:
+    """The config of a resumed run: the run's ``saved`` config with the ``given`` settings
+    (flags, file entries, preset entries) applied where they may change
+    (:data:`RESUME_MAY_CHANGE`). A given setting that differs from the run's and may not
+    change is a ``ValueError`` naming each conflict."""
+    run, model = check_values(given, where)
+    conflicts = [f"{key}={value!r} (the run has {saved.value(key)!r})"
+                 for key, value in {**run, **model}.items()
+                 if key not in RESUME_MAY_CHANGE and value != saved.value(key)]
+    if conflicts:
+        raise ValueError(f"{where}: resuming keeps the run's settings; these differ: "
+                         f"{', '.join(conflicts)}. Only {', '.join(RESUME_MAY_CHANGE)} may change "
+                         f"on resume; start a fresh run (another --run-dir) to change the rest")
+    return dataclasses.replace(saved, **{k: v for k, v in run.items() if k in RESUME_MAY_CHANGE})
+
+
+def resume_conflicts(saved: TrainConfig, config: TrainConfig) -> list[str]:
+    """The settings in which ``config`` differs from the run's ``saved`` one and may not."""
+    return [f"{name}: {saved.value(name)!r} -> {config.value(name)!r}" for name in field_types()
+            if name not in RESUME_MAY_CHANGE and saved.value(name) != config.value(name)]
 
 
 def help_text(name: str) -> str:

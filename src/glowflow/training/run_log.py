@@ -19,6 +19,8 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
+from .atomic import fsync_path, write_text_atomically
+
 COLUMNS = (
     "step",            # optimizer steps taken (skipped steps included)
     "train_bpd",       # mean training bits/dim over the steps since the previous row
@@ -76,26 +78,6 @@ def _csv_text(rows: list[dict[str, str]], header: bool = False) -> str:
     return buffer.getvalue()
 
 
-def _fsync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _replace_atomically(path: Path, text: str) -> None:
-    """Give ``path`` the content ``text``: after a kill at any point it holds either its old
-    content or ``text``, plus at worst a leftover ``.<name>.tmp-<pid>`` beside it."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "w", newline="") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    _fsync_folder(path.parent)
-
-
 class RunLog:
     """Appends rows to ``RUN_DIR/metrics.csv`` and, if asked, to TensorBoard (``RUN_DIR/tb``).
 
@@ -110,7 +92,7 @@ class RunLog:
         kept: list[dict[str, str]] = []
         if resume_step is not None and self.path.is_file():
             kept = [row for row in _read_rows(self.path) if int(row["step"]) <= resume_step]
-        _replace_atomically(self.path, _csv_text(kept, header=True))
+        write_text_atomically(self.path, _csv_text(kept, header=True))
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter

@@ -14,6 +14,7 @@ and multiply the learning rate by ``nan_lr_factor``. Only rank 0 writes files.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import sys
@@ -31,15 +32,18 @@ from ..data import dequantize, load_dataset
 from ..flow import Flow
 from . import distributed
 from .batches import StepBatches, noise_generator, take_images
-from .checkpoint import (EMA_FILE, MODEL_FILE, checkpoint_path, list_checkpoints, load_weights,
-                         prune_checkpoints, read_state, read_weights, resolve_checkpoint,
+from .atomic import write_text_atomically
+from .checkpoint import (EMA_FILE, MODEL_FILE, checkpoint_path, first_non_finite,
+                         list_checkpoints, load_weights, prune_checkpoints, read_run_config,
+                         read_state, read_weights, remove_stale_temporaries, resolve_checkpoint,
                          save_checkpoint)
-from .config import TrainConfig
+from .config import RESUME_MAY_CHANGE, TrainConfig, resume_conflicts
 from .ema import EMA
 from .evaluate import BpdResult, bpd_sums, summarize
 from .images import save_sample_grids
 from .model import DatasetInfo, build_flow
 from .plots import plot_bpd_curves
+from .run_lock import RunLock
 from .run_log import RunLog, read_metrics
 from .schedule import LRSchedule
 from .step import Objective, StepOutput, make_optimizer, training_step
@@ -101,6 +105,10 @@ def train(config: TrainConfig, resume: Optional[str] = None) -> TrainResult:
         return trainer.run()
     finally:
         trainer.close()
+
+
+class TrainingDiverged(RuntimeError):
+    """Training cannot recover from non-finite values; the message says what to change."""
 
 
 class _Window:
@@ -180,7 +188,13 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.started = time.perf_counter()
         self.run_dir = run_dir_of(config)
+        self.lock: Optional[RunLock] = None
+        self.restores = 0  # recoveries since the last checkpoint written
         try:
+            if self.process.is_main:  # one writer per run folder; leftovers of killed writes go
+                self.lock = RunLock(self.run_dir).acquire()
+                for path in remove_stale_temporaries(self.run_dir):
+                    self._say(f"removed {path}, left by a killed write")
             self._set_up(resume)
         except BaseException:
             self.close()
@@ -213,10 +227,15 @@ class Trainer:
                 find_unused_parameters=config.conditional and config.class_loss_weight == 0,
             )
         if self.process.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+            write_text_atomically(self.run_dir / "config.json",
+                                  json.dumps(config.to_dict(), indent=2))
             self.log = RunLog(self.run_dir, self.step if start else None, config.tensorboard)
-        self.last_checkpoint = start if start is not None else self._save()
+        if start is None:
+            start = self._save()
+            if start is None:
+                raise TrainingDiverged("the initialized model is not finite: check the data "
+                                       "(constant images?) and --init-images")
+        self.last_checkpoint: Path = start
 
     # ------------------------------------------------------------------------------ set-up
     def _say(self, message: str) -> None:
@@ -270,10 +289,15 @@ class Trainer:
         """Load weights, EMA and optimizer from a checkpoint; on ``resume`` also the step,
         counters, schedule and RNG states (the NaN guard keeps its own step and lr)."""
         state = read_state(folder)
-        weights, metadata = read_weights(folder / MODEL_FILE)
-        load_weights(self.flow, folder / MODEL_FILE, weights)
+        weights, _ = read_weights(folder / MODEL_FILE)
         if resume:
-            self._note_changes(json.loads(metadata["config"]))
+            saved = read_run_config(folder)
+            conflicts = resume_conflicts(saved, self.config)
+            if conflicts:
+                raise ValueError(
+                    f"{folder} was trained with other settings ({'; '.join(conflicts)}); a "
+                    f"resumed run keeps the run's settings except {', '.join(RESUME_MAY_CHANGE)}")
+        load_weights(self.flow, folder / MODEL_FILE, weights)
         if self.ema is not None:
             load_weights(self.ema.module, folder / EMA_FILE, read_weights(folder / EMA_FILE)[0])
         try:
@@ -290,16 +314,21 @@ class Trainer:
         except (KeyError, ValueError, TypeError) as error:
             raise RuntimeError(f"{folder / 'state.pt'} does not fit this run: {error!r}") from None
 
-    def _note_changes(self, saved: dict[str, Any]) -> None:
-        """Say which settings differ from the checkpoint's (e.g. a longer ``max_steps``)."""
-        current = json.loads(json.dumps(self.config.to_dict()))
-        changes = [f"{key} {saved[key]!r} -> {current[key]!r}" for key in current
-                   if key in saved and saved[key] != current[key]]
-        if changes:
-            self._say("resuming with settings changed from the checkpoint's: " + ", ".join(changes))
+    def _known_good(self) -> Optional[str]:
+        """Why the current state may not be checkpointed (``None``: it may): a non-finite
+        weight or optimizer state, or a last step that was skipped. The same on every rank."""
+        if int(self.window.bad_run):
+            return f"step {self.step} was skipped (non-finite loss or gradient)"
+        return first_non_finite({"model": self.flow.state_dict(),
+                                 "optimizer": self.optimizer.state_dict()["state"]}, "")
 
-    def _save(self) -> Path:
-        """Checkpoint the current step (rank 0 writes, everyone waits); returns its folder."""
+    def _save(self) -> Optional[Path]:
+        """Checkpoint the current step if it is known-good (rank 0 writes, everyone waits);
+        returns its folder, or ``None`` after recovering from a bad state instead."""
+        problem = self._known_good()
+        if problem is not None:
+            self._recover(f"not checkpointing step {self.step}: {problem}")
+            return None
         if self.process.is_main:
             state = {
                 "optimizer": self.optimizer.state_dict(),
@@ -314,7 +343,26 @@ class Trainer:
                             self.ema.module if self.ema is not None else None)
             prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
         distributed.barrier(self.process)
+        self.restores = 0
         return checkpoint_path(self.run_dir, self.step)
+
+    def _recover(self, reason: str) -> None:
+        """Restore the last checkpoint (known-good: only such are written) and scale the
+        learning rate by ``nan_lr_factor``; after ``nan_max_restores`` recoveries with no new
+        checkpoint between them, stop with :class:`TrainingDiverged`."""
+        self.restores += 1
+        if self.restores > self.config.nan_max_restores:
+            raise TrainingDiverged(
+                f"training diverged: {reason}, and {self.config.nan_max_restores} restores of "
+                f"{self.last_checkpoint} with the learning rate lowered to "
+                f"{self.schedule(self.step):.3g} did not help. Start a fresh run with a lower "
+                f"--lr (this run: {self.config.lr:g}), more --warmup-steps or a --max-grad-norm")
+        self._restore(self.last_checkpoint, resume=False)
+        self.schedule.scale *= self.config.nan_lr_factor
+        self.window.bad_run.zero_()
+        self.window.worst_run.zero_()
+        self._say(f"{reason}: restored {self.last_checkpoint} and lowered the learning rate "
+                  f"to {self.schedule(self.step):.3g}")
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
@@ -346,12 +394,7 @@ class Trainer:
         self.skipped += skipped
         self._say(f"non-finite loss or gradient: step skipped ({skipped} up to step {self.step})")
         if worst >= self.config.nan_patience:
-            self._restore(self.last_checkpoint, resume=False)
-            self.schedule.scale *= self.config.nan_lr_factor
-            self.window.bad_run.zero_()
-            self.window.worst_run.zero_()
-            self._say(f"{worst} non-finite steps in a row: restored {self.last_checkpoint} and "
-                      f"lowered the learning rate to {self.schedule(self.step):.3g}")
+            self._recover(f"{worst} non-finite steps in a row")
 
     def evaluate(self, draws: int) -> BpdResult:
         """Test bits/dim of :attr:`eval_flow`, each process taking every ``world``-th image."""
@@ -404,7 +447,7 @@ class Trainer:
         if self.process.is_main and due(config.sample_every):
             self._samples()
         if due(config.checkpoint_every):
-            self.last_checkpoint = self._save()
+            self.last_checkpoint = self._save() or self.last_checkpoint
         window.resume()
 
     def run(self) -> TrainResult:
@@ -431,6 +474,10 @@ class Trainer:
 
     def _finish(self) -> TrainResult:
         result = self.evaluate(self.config.final_eval_draws)
+        if not math.isfinite(result.bpd):
+            raise TrainingDiverged(
+                f"the final test bits/dim is {result.bpd} (weights of {self.last_checkpoint}); "
+                f"start a fresh run with a lower --lr (this run: {self.config.lr:g})")
         wall = self.elapsed()
         metrics: list[dict[str, Optional[float]]] = []
         if self.process.is_main:
@@ -444,7 +491,8 @@ class Trainer:
                 "threads": torch.get_num_threads(),
                 "checkpoint": str(self.last_checkpoint),
             }
-            (self.run_dir / "result.json").write_text(json.dumps(summary, indent=2))
+            write_text_atomically(self.run_dir / "result.json",
+                                  json.dumps(summary, indent=2, allow_nan=False))
             metrics_csv = self.run_dir / "metrics.csv"
             plot_bpd_curves(metrics_csv, self.run_dir / "bpd.png", title=self.config.name)
             metrics = read_metrics(metrics_csv)
@@ -457,6 +505,8 @@ class Trainer:
     def close(self) -> None:
         if self.log is not None:
             self.log.close()
+        if self.lock is not None:
+            self.lock.release()
         torch.use_deterministic_algorithms(self._deterministic_before)
         torch.set_num_threads(self._threads_before)
         distributed.teardown(self.process)
