@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .config import GlowConfig
+from .config import GlowConfig as GlowConfig
 
 __version__ = "0.1.0"
 
@@ -17,7 +17,10 @@ _HOMES = {
     "Flow": ".flow",
     "Glow": ".glow",
     "bits_per_dim": ".metrics",
+    "from_pretrained": ".pretrained",
+    "load_model": ".pretrained",
     "models": ".models",
+    "save_pretrained": ".pretrained",
 }
 """Where each torch-backed top-level name lives; the bijectors come from :mod:`.bijectors`."""
 
