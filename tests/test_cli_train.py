@@ -44,7 +44,8 @@ def test_two_step_run_writes_every_file(run_dir):
     result = json.loads((run_dir / "result.json").read_text())
     assert result["steps"] == 2 and math.isfinite(result["test_bpd"])
     header, *rows = (run_dir / "metrics.csv").read_text().splitlines()
-    assert header.split(",")[:4] == ["step", "train_bpd", "test_bpd", "test_bpd_stderr"]
+    assert header.split(",")[:4] == ["step", "train_bpd", "val_bpd", "val_bpd_stderr"]
+    assert "test_bpd" in header  # filled only on rows asked for with --test-every
     assert "skipped_steps" in header and "images_per_s" in header and len(rows) == 2
     with Image.open(run_dir / "samples/step-00000002_t0.7.png") as picture:
         assert picture.mode == "L"  # digits are grey
@@ -89,9 +90,11 @@ def test_corrupted_checkpoint_is_a_clear_error(tmp_path, capsys):
     run = tmp_path / "run"
     assert train_cli(run) == 0
     weights = run / "checkpoints" / "step-00000002" / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:64])
+    best = run / "checkpoints" / "best" / "model.safetensors"  # what eval reads by default
+    for path in (weights, best):
+        path.write_bytes(path.read_bytes()[:64])
     assert main(["eval", str(run), "--device", "cpu"]) == 2
-    assert str(weights) in capsys.readouterr().err
+    assert str(best) in capsys.readouterr().err
     assert train_cli(run, "--resume", "auto", "--max-steps", "4") == 2
     assert str(weights) in capsys.readouterr().err  # never a silent fresh start
     assert train_cli(run) == 2

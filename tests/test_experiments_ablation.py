@@ -25,8 +25,9 @@ GAIN = {"reverse": 0.0, "shuffle": 0.1, "invconv": 0.2, "additive": 0.0, "affine
 def paper_like_train(config: TrainConfig, resume: str | None = None) -> TrainResult:
     """A stand-in for ``train``: bits/dim ordered as in the paper, plus a little per seed."""
     bpd = 3.0 - GAIN[config.model.permutation] - GAIN[config.model.coupling] + 0.01 * config.seed
-    metrics = [{"step": 1.0, "test_bpd": bpd + 1.0}, {"step": 2.0, "test_bpd": bpd}]
-    return TrainResult(Path(config.run_dir), 2, bpd, 0.0, 1.0, Path(config.run_dir), metrics)
+    metrics = [{"step": 1.0, "val_bpd": bpd + 1.0}, {"step": 2.0, "val_bpd": bpd}]
+    return TrainResult(Path(config.run_dir), 2, bpd, 0.0, 1.0, Path(config.run_dir), metrics,
+                       Path(config.run_dir), bpd)
 
 
 def test_variants_share_everything_but_permutation_coupling_and_seed(tmp_path):
@@ -57,8 +58,9 @@ def test_finished_variants_are_read_back_not_retrained(tmp_path):
     done = tmp_path / "reverse-additive-seed0"
     done.mkdir()
     (done / "result.json").write_text(json.dumps({"test_bpd": 9.0, "wall_time_s": 5.0}))
-    header = "step,train_bpd,test_bpd,test_bpd_stderr,lr,grad_norm,images_per_s,skipped_steps,elapsed_s"
-    (done / "metrics.csv").write_text(f"{header}\n4,,9.5,,,,,,\n")
+    header = ("step,train_bpd,val_bpd,val_bpd_stderr,test_bpd,test_bpd_stderr,lr,grad_norm,"
+              "images_per_s,skipped_steps,elapsed_s")
+    (done / "metrics.csv").write_text(f"{header}\n4,,9.5,,,,,,,,\n")
     trained = []
 
     def recording_train(config: TrainConfig, resume: str | None = None) -> TrainResult:

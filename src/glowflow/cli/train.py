@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
 
     result = train(config_from_args(args), resume=getattr(args, "resume", None))
     if os.environ.get("RANK", "0") == "0":
-        print(f"test bits/dim {result.test_bpd:.4f} +- {result.test_bpd_stderr:.4f} after "
-              f"{result.steps} steps in {result.wall_time_s:.0f} s; run folder {result.run_dir}")
+        print(f"test bits/dim {result.test_bpd:.4f} +- {result.test_bpd_stderr:.4f} "
+              f"(best checkpoint {result.best_checkpoint.name}; last: {result.last_test_bpd:.4f}) "
+              f"after {result.steps} steps in {result.wall_time_s:.0f} s; run folder "
+              f"{result.run_dir}")
     return 0

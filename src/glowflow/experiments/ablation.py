@@ -29,8 +29,8 @@ class AblationRun:
 
     Attributes:
         permutation, coupling, seed: the variant.
-        test_bpd: final test bits/dim.
-        curve: ``(step, test bits/dim)`` at every evaluation.
+        test_bpd: test bits/dim of the run's best checkpoint (chosen on validation).
+        curve: ``(step, validation bits/dim)`` at every evaluation.
         wall_time_s: training wall time.
         run_dir: the run folder.
     """
@@ -83,7 +83,7 @@ def _run_of(config: TrainConfig, result: Optional[TrainResult]) -> AblationRun:
             run_dir / "metrics.csv")
     else:
         test_bpd, wall, metrics = result.test_bpd, result.wall_time_s, result.metrics
-    curve = [(row["step"], row["test_bpd"]) for row in metrics if row.get("test_bpd") is not None]
+    curve = [(row["step"], row["val_bpd"]) for row in metrics if row.get("val_bpd") is not None]
     return AblationRun(config.model.permutation, config.model.coupling, config.seed, test_bpd, curve, wall,
                        run_dir)
 
@@ -158,7 +158,7 @@ def write_table(summaries: Sequence[VariantSummary], csv_path: Path, markdown_pa
 
 
 def plot_curves(runs: Sequence[AblationRun], path: Path, title: str = "") -> Path:
-    """Test bits/dim against steps, one line per variant (mean over seeds at each step)."""
+    """Validation bits/dim against steps, one line per variant (mean over seeds at each step)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -180,7 +180,7 @@ def plot_curves(runs: Sequence[AblationRun], path: Path, title: str = "") -> Pat
                           styles[coupling], color=colors[permutation], marker="o", markersize=2,
                           label=f"{permutation} + {coupling}")
     axes.set_xlabel("step")
-    axes.set_ylabel("test bits/dim")
+    axes.set_ylabel("validation bits/dim")
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)

@@ -49,12 +49,14 @@ from .model import DatasetInfo, model_config
 from .run_lock import os_error_text
 
 FORMAT = "glowflow.checkpoint/1"
+BEST = "best"
+"""The folder name of a run's best checkpoint (lowest validation bits/dim), beside the steps'."""
 MODEL_FILE, EMA_FILE, STATE_FILE = "model.safetensors", "ema.safetensors", "state.pt"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 # Metadata every glowflow weights file must hold (checked by read_weights).
 REQUIRED_METADATA = ("step", "config", "dataset")
 # Temporaries a killed write leaves, with the writer's pid: checkpoint folders, metrics.csv.
-_CHECKPOINT_TEMPORARY = re.compile(r"^\.(?:tmp|old)-step-\d+-(\d+)$")
+_CHECKPOINT_TEMPORARY = re.compile(r"^\.(?:tmp|old)-(?:step-\d+|best)-(\d+)$")
 _RUN_TEMPORARY = re.compile(r"^\.[\w.]+\.tmp-(\d+)$")  # write_text_atomically's leftovers
 # What to do about a failed write, by errno.
 _WRITE_HINTS = {errno.ENOSPC: "free space", errno.EDQUOT: "free space",
@@ -202,18 +204,20 @@ def save_checkpoint(
     info: DatasetInfo,
     state: dict[str, Any],
     ema_flow: Optional[Flow] = None,
+    name: Optional[str] = None,
 ) -> Path:
     """Write checkpoint ``step`` of a run atomically; returns its folder.
 
     ``state`` is the training state for ``state.pt`` (optimizer, schedule, RNG, ...); ``step``
-    is added to it. An existing checkpoint of the same step is replaced.
+    is added to it. The folder is ``checkpoints/step-<step>``, or ``checkpoints/<name>`` (the
+    best checkpoint: :data:`BEST`); an existing one of the same name is replaced.
 
     Raises :class:`NonFiniteStateError` (writing nothing) when a model or EMA weight or a
     floating tensor of ``state`` is NaN or infinite, and ``RuntimeError`` naming the checkpoint
     and the cause when writing fails; either way no temporary folder is left and the existing
     checkpoints are untouched.
     """
-    final = checkpoint_path(run_dir, step)
+    final = checkpoint_dir(run_dir) / name if name else checkpoint_path(run_dir, step)
     root = final.parent
     files = {MODEL_FILE: _weights(flow)}
     if ema_flow is not None:
@@ -265,8 +269,9 @@ def prune_checkpoints(run_dir: PathLike, keep: int) -> None:
 
 
 def resolve_checkpoint(path: PathLike) -> Path:
-    """A checkpoint folder from a run folder (its newest checkpoint), a checkpoint folder, or
-    a file inside one. ``FileNotFoundError`` when there is none."""
+    """A checkpoint folder from a run folder (its best checkpoint, chosen by validation
+    bits/dim, else its newest), a checkpoint folder, or a file inside one.
+    ``FileNotFoundError`` when there is none."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
@@ -274,6 +279,9 @@ def resolve_checkpoint(path: PathLike) -> Path:
         path = path.parent
     if (path / MODEL_FILE).exists() or (path / STATE_FILE).exists():
         return path
+    best = checkpoint_dir(path) / BEST
+    if (best / MODEL_FILE).exists():
+        return best
     found = list_checkpoints(path)
     if not found:
         raise FileNotFoundError(f"{path} is neither a checkpoint nor a run folder with checkpoints")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -19,6 +20,10 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 from ..config import GlowConfig, option
+
+RETIRED_FIELDS = ("test_split",)
+"""Fields older runs' configs hold and this version ignores: ``test_split`` (periodic
+evaluations now use the validation split, the test set only the end)."""
 
 MIN_INIT_IMAGES = 16
 """Fewest images the data-dependent ActNorm initialization accepts."""
@@ -62,10 +67,10 @@ class TrainConfig:
     n_bits: Optional[int] = option(
         None, "reduce to this many bits per channel (5 in the paper's CelebA runs); none keeps it")
     hflip: bool = option(False, "random horizontal flips of training images")
-    val_size: int = option(0, "training images held out as the 'val' split (last of the training "
-                              "part)")
-    test_split: str = option("test", "split evaluated during and after training: test, or val "
-                                     "(needs val_size)", ("test", "val"))
+    val_size: int = option(
+        200, "training images held out as the validation split (the last of the training part), "
+             "which chooses the best checkpoint and early stopping; 0: no validation (CelebA "
+             "uses its official validation partition)")
     num_workers: int = option(0, "data loader worker processes")
     # model
     model: GlowConfig = field(default=DIGITS_MODEL, metadata={"help": "the Glow", "choices": None})
@@ -89,8 +94,14 @@ class TrainConfig:
         3, "restores with no checkpoint written between them before the run stops as diverged")
     # evaluation, logging, checkpoints
     eval_batch_size: int = option(512, "images per evaluation batch")
-    eval_every: int = option(200, "steps between test evaluations")
-    eval_draws: int = option(1, "dequantization draws per test image in periodic evaluations")
+    eval_every: int = option(100, "steps between validation evaluations (each may write the best "
+                                  "checkpoint)")
+    eval_draws: int = option(1, "dequantization draws per image in the validation evaluations")
+    early_stopping: int = option(
+        0, "stop after this many validation evaluations without improvement (0: never)")
+    test_every: int = option(
+        0, "steps between test evaluations logged to metrics.csv (0: the test set is evaluated "
+           "only at the end; it never chooses anything)")
     final_eval_draws: int = option(8, "dequantization draws per test image in the final evaluation")
     log_every: int = option(25, "steps between metrics.csv rows")
     sample_every: int = option(500, "steps between sample grids")
@@ -116,8 +127,9 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.threads < 0:
-            raise ValueError(f"threads must be >= 0, got {self.threads}")
+        for name in ("threads", "val_size", "early_stopping", "test_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for f in dataclasses.fields(self):
             values = getattr(self, f.name)
             for value in values if isinstance(values, tuple) else (values,):
@@ -152,7 +164,9 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], where: str = "config") -> "TrainConfig":
         """Build from a (possibly partial) mapping of run and model fields, flat or with a
-        nested ``model`` table, type-checking every entry."""
+        nested ``model`` table, type-checking every entry. Retired fields of older runs
+        (:data:`RETIRED_FIELDS`) are ignored."""
+        values = {k: v for k, v in values.items() if k not in RETIRED_FIELDS}
         run, model = check_values(values, where)
         return dataclasses.replace(cls(), **run, model=DIGITS_MODEL.replace(**model))
 
@@ -203,7 +217,8 @@ def choices_of(name: str) -> Optional[tuple[str, ...]]:
 
 _LONG_RUN: dict[str, Any] = dict(
     threads=0, lr_schedule="constant", warmup_steps=5000, init_images=256, log_every=100,
-    eval_every=5000, sample_every=5000, checkpoint_every=5000, num_workers=4,
+    eval_every=5000, sample_every=5000, checkpoint_every=5000,
+    num_workers=min(4, os.cpu_count() or 1),  # never more loader processes than cores
 )
 """What the presets for real datasets share: the paper's constant lr after warm-up, GPU-sized
 cadences, all CPU threads."""
@@ -211,17 +226,18 @@ cadences, all CPU threads."""
 PRESETS: dict[str, dict[str, Any]] = {
     "digits": {},
     "mnist": dict(
-        _LONG_RUN, name="mnist", dataset="mnist", num_glow_blocks=2, num_steps_per_block=16,
+        _LONG_RUN, name="mnist", dataset="mnist", val_size=5000, num_glow_blocks=2,
+        num_steps_per_block=16,
         hidden_channels=256, warmup_steps=2000, max_steps=50_000, eval_every=2500,
         sample_every=2500, checkpoint_every=2500,
     ),
     "cifar10": dict(
-        _LONG_RUN, name="cifar10", dataset="cifar10", num_glow_blocks=3,
+        _LONG_RUN, name="cifar10", dataset="cifar10", val_size=5000, num_glow_blocks=3,
         num_steps_per_block=32, hidden_channels=512, coupling="affine", permutation="invconv",
         learn_top_prior=True, lr=1e-3, batch_size=64, max_steps=200_000,
     ),
     "celeba64": dict(
-        _LONG_RUN, name="celeba64", dataset="celeba", image_size=64, n_bits=5, hflip=True,
+        _LONG_RUN, name="celeba64", dataset="celeba", val_size=0, image_size=64, n_bits=5, hflip=True,
         num_glow_blocks=4, num_steps_per_block=32, hidden_channels=512, coupling="affine",
         learn_top_prior=True, batch_size=32, max_steps=200_000, eval_batch_size=128,
     ),
@@ -237,7 +253,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         mask="checkerboard_channel", scale_fn="exp", use_actnorm=False, learn_top_prior=False,
     ),
     "celeba256": dict(
-        _LONG_RUN, name="celeba256", dataset="celeba", image_size=256, n_bits=5, hflip=True,
+        _LONG_RUN, name="celeba256", dataset="celeba", val_size=0, image_size=256, n_bits=5, hflip=True,
         num_glow_blocks=6, num_steps_per_block=32, hidden_channels=512, coupling="additive",
         learn_top_prior=True, batch_size=4, max_steps=300_000, init_images=64,
         eval_batch_size=16, eval_every=10_000, sample_count=16,

@@ -24,7 +24,9 @@ from .atomic import fsync_path, write_text_atomically
 COLUMNS = (
     "step",            # optimizer steps taken (skipped steps included)
     "train_bpd",       # mean training bits/dim over the steps since the previous row
-    "test_bpd",        # test bits/dim (mean over images), on evaluation rows only
+    "val_bpd",         # validation bits/dim (mean over images), on validation rows only
+    "val_bpd_stderr",  # its standard error over images
+    "test_bpd",        # test bits/dim, on rows asked for with test_every only
     "test_bpd_stderr", # its standard error over images
     "lr",              # learning rate of the last step
     "grad_norm",       # mean gradient norm (before clipping) since the previous row

@@ -13,6 +13,7 @@ and multiply the learning rate by ``nan_lr_factor``. Only rank 0 writes files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -33,7 +34,8 @@ from ..flow import Flow
 from . import distributed
 from .batches import StepBatches, noise_generator, take_images
 from .atomic import write_text_atomically
-from .checkpoint import (EMA_FILE, MODEL_FILE, checkpoint_path, first_non_finite,
+from .checkpoint import (BEST, EMA_FILE, MODEL_FILE, checkpoint_dir, checkpoint_path,
+                         first_non_finite,
                          list_checkpoints, load_weights, prune_checkpoints, read_run_config,
                          read_state, read_weights, remove_stale_temporaries, resolve_checkpoint,
                          save_checkpoint)
@@ -56,11 +58,15 @@ class TrainResult:
     Attributes:
         run_dir: the run folder.
         steps: optimizer steps taken in total (skipped ones included).
-        test_bpd: final test bits/dim, averaged over ``config.final_eval_draws`` draws.
+        test_bpd: test bits/dim of the best checkpoint, averaged over
+            ``config.final_eval_draws`` draws (NaN when the dataset has no test split).
         test_bpd_stderr: its standard error over test images.
         wall_time_s: wall time of the run, resumed sessions added up.
         checkpoint: the final checkpoint folder.
         metrics: the rows of ``metrics.csv`` (rank 0; empty on other ranks).
+        best_checkpoint: the checkpoint chosen by validation bits/dim (``checkpoints/best``;
+            the final one when the run has no validation split).
+        last_test_bpd: the final checkpoint's test bits/dim.
     """
 
     run_dir: Path
@@ -70,6 +76,8 @@ class TrainResult:
     wall_time_s: float
     checkpoint: Path
     metrics: list[dict[str, Optional[float]]]
+    best_checkpoint: Path
+    last_test_bpd: float
 
 
 def machine_description(device: torch.device) -> str:
@@ -105,6 +113,15 @@ def train(config: TrainConfig, resume: Optional[str] = None) -> TrainResult:
         return trainer.run()
     finally:
         trainer.close()
+
+
+@dataclass
+class BestRecord:
+    """The best validation result so far: its step, bits/dim, and the validations since."""
+
+    step: int = -1
+    val_bpd: float = math.inf
+    evals_since: int = 0
 
 
 class TrainingDiverged(RuntimeError):
@@ -204,7 +221,7 @@ class Trainer:
         """Data, model, optimizer; then a fresh initialization or the resumed checkpoint."""
         config = self.config
         start = self._find_start(resume)
-        self.train_set, self.test_set = self._load_data()
+        self.train_set, self.val_set, self.test_set = self._load_data()
         self.info = DatasetInfo.of(config.dataset, self.train_set)
         self.flow: Flow = build_flow(config, self.info).to(self.device)
         self.objective = Objective(self.flow, self.info.n_bins, config.class_loss_weight)
@@ -213,6 +230,7 @@ class Trainer:
         self.schedule = LRSchedule(config.lr, config.warmup_steps, config.max_steps,
                                    config.lr_schedule)
         self.step, self.skipped, self.elapsed_before = 0, 0, 0.0
+        self.best = BestRecord()
         self.window = _Window(self.device)
         if start is None:
             self._initialize()
@@ -258,25 +276,31 @@ class Trainer:
             return existing[-1]
         return resolve_checkpoint(resume)
 
-    def _load_data(self) -> tuple[Any, Any]:
-        """Train and test sets; rank 0 loads (and downloads) first, the others after it."""
+    def _load_data(self) -> tuple[Any, Optional[Any], Optional[Any]]:
+        """Train, validation and test sets (``None`` where the dataset has none); rank 0 loads
+        (and downloads) first, the others after it. Every split is read and checked now, so a
+        broken test image stops the run before training, not after it."""
         config, main = self.config, self.process.is_main
         if not main:
             distributed.barrier(self.process)
+        celeba = config.dataset == "celeba"  # an official validation partition
         options = dict(image_size=config.image_size, n_bits=config.n_bits,
                        val_size=config.val_size, download=config.download and main)
         train_set = load_dataset(config.dataset, config.data_root, "train", hflip=config.hflip,
                                  **options)
+        val_set = None
+        if config.val_size or celeba:
+            val_set = load_dataset(config.dataset, config.data_root, "val", **options)
         try:
-            test_set = load_dataset(config.dataset, config.data_root, config.test_split, **options)
+            test_set = load_dataset(config.dataset, config.data_root, "test", **options)
         except ValueError as error:
-            if config.test_split == "val":
+            if "no test split" not in str(error):
                 raise
-            raise ValueError(f"{error} (or hold out training images: --test-split val "
-                             f"--val-size N)") from None
+            self._say(f"{error}: the run reports no test bits/dim")
+            test_set = None
         if main:
             distributed.barrier(self.process)
-        return train_set, test_set
+        return train_set, val_set, test_set
 
     def _initialize(self) -> None:
         """Data-dependent ActNorm initialization on ``init_images`` seeded training images."""
@@ -308,6 +332,8 @@ class Trainer:
                 self.elapsed_before = float(state["elapsed_s"])
                 if "window" in state:  # older checkpoints start an empty window
                     self.window.load_state_dict(state["window"])
+                if "best" in state:
+                    self.best = BestRecord(**state["best"])
                 torch.set_rng_state(state["rng"]["torch"])
                 if self.device.type == "cuda" and state["rng"]["cuda"]:
                     torch.cuda.set_rng_state_all(state["rng"]["cuda"])
@@ -329,22 +355,30 @@ class Trainer:
         if problem is not None:
             self._recover(f"not checkpointing step {self.step}: {problem}")
             return None
+        folder = self._write_checkpoint()
+        self.restores = 0
+        return folder
+
+    def _write_checkpoint(self, name: Optional[str] = None) -> Path:
+        """Write the current state as checkpoint ``name`` (default: this step's, pruning old
+        ones); rank 0 writes, everyone waits. Returns its folder."""
         if self.process.is_main:
             state = {
                 "optimizer": self.optimizer.state_dict(),
                 "schedule": self.schedule.state_dict(),
                 "skipped": self.skipped,
                 "window": self.window.state_dict(),
+                "best": dataclasses.asdict(self.best),
                 "elapsed_s": self.elapsed(),
                 "rng": {"torch": torch.get_rng_state(),
                         "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
             }
             save_checkpoint(self.run_dir, self.step, self.flow, self.config, self.info, state,
-                            self.ema.module if self.ema is not None else None)
-            prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
+                            self.ema.module if self.ema is not None else None, name=name)
+            if name is None:
+                prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
         distributed.barrier(self.process)
-        self.restores = 0
-        return checkpoint_path(self.run_dir, self.step)
+        return checkpoint_dir(self.run_dir) / name if name else checkpoint_path(self.run_dir, self.step)
 
     def _recover(self, reason: str) -> None:
         """Restore the last checkpoint (known-good: only such are written) and scale the
@@ -396,14 +430,34 @@ class Trainer:
         if worst >= self.config.nan_patience:
             self._recover(f"{worst} non-finite steps in a row")
 
-    def evaluate(self, draws: int) -> BpdResult:
-        """Test bits/dim of :attr:`eval_flow`, each process taking every ``world``-th image."""
-        indices = range(self.process.rank, len(self.test_set), self.process.world_size)
-        sums = bpd_sums(self.eval_flow, self.test_set, self.info.n_bins, draws=draws,
+    def evaluate(self, dataset: Any, draws: int, flow: Optional[Flow] = None) -> BpdResult:
+        """Bits/dim of ``flow`` (default :attr:`eval_flow`) on ``dataset``, each process taking
+        every ``world``-th image."""
+        indices = range(self.process.rank, len(dataset), self.process.world_size)
+        sums = bpd_sums(flow or self.eval_flow, dataset, self.info.n_bins, draws=draws,
                         batch_size=self.config.eval_batch_size, device=self.device,
                         seed=self.config.seed, conditional=self.config.conditional,
                         indices=indices)
         return summarize(distributed.all_reduce_sum(sums, self.process), draws)
+
+    def _validate(self) -> dict[str, Any]:
+        """Validation bits/dim; a new best writes ``checkpoints/best`` (known-good states
+        only); returns the metrics-row entries."""
+        assert self.val_set is not None
+        result = self.evaluate(self.val_set, self.config.eval_draws)
+        if math.isfinite(result.bpd) and result.bpd < self.best.val_bpd:
+            if self._known_good() is None:
+                self.best = BestRecord(self.step, result.bpd, 0)
+                self._write_checkpoint(BEST)
+        else:
+            self.best.evals_since += 1
+        return {"val_bpd": result.bpd, "val_bpd_stderr": result.stderr}
+
+    @property
+    def early_stop(self) -> bool:
+        """Whether ``early_stopping`` validations in a row brought no improvement."""
+        patience = self.config.early_stopping
+        return bool(patience) and self.best.evals_since >= patience
 
     def _samples(self) -> None:
         config, flow = self.config, self.eval_flow
@@ -425,22 +479,26 @@ class Trainer:
         the host reads the step's results."""
         config, step, window = self.config, self.step, self.window
         due = lambda every: step % every == 0 or step == config.max_steps  # noqa: E731
+        validate = self.val_set is not None and due(config.eval_every)
+        test = self.test_set is not None and config.test_every and due(config.test_every)
         cadences = (config.log_every, config.eval_every, config.sample_every,
-                    config.checkpoint_every)
+                    config.checkpoint_every) + ((config.test_every,) if config.test_every else ())
         if not any(due(every) for every in cadences):
             return
         window.pause()
         self._check_skips()
-        if due(config.log_every) or due(config.eval_every):
+        if due(config.log_every) or validate or test:
             row: dict[str, Any] = window.row(self.process)
-            if due(config.eval_every):
-                result = self.evaluate(config.eval_draws)
+            if validate:
+                row.update(self._validate())
+            if test:
+                result = self.evaluate(self.test_set, config.eval_draws)
                 row.update(test_bpd=result.bpd, test_bpd_stderr=result.stderr)
             row.update(step=step, lr=self.schedule(step - 1), skipped_steps=self.skipped,
                        elapsed_s=self.elapsed())
             if self.log is not None:
                 self.log.write(**row)
-            postfix = {k: f"{row[k]:.3f}" for k in ("train_bpd", "test_bpd") if row.get(k)}
+            postfix = {k: f"{row[k]:.3f}" for k in ("train_bpd", "val_bpd") if row.get(k)}
             if row.get("images_per_s"):
                 postfix["img/s"] = f"{row['images_per_s']:.0f}"
             bar.set_postfix(postfix)
@@ -463,7 +521,7 @@ class Trainer:
                    disable=not (process.is_main and config.progress), file=sys.stderr)
         self.flow.train()
         self.window.resume()
-        while self.step < config.max_steps:
+        while self.step < config.max_steps and not self.early_stop:
             levels, labels = next(batches)
             self.window.add(self.train_step(levels, labels), levels.shape[0])
             self.step += 1
@@ -472,35 +530,71 @@ class Trainer:
         bar.close()
         return self._finish()
 
-    def _finish(self) -> TrainResult:
-        result = self.evaluate(self.config.final_eval_draws)
+    def _final_test(self, flow: Flow, label: str) -> Optional[BpdResult]:
+        """Test bits/dim of ``flow`` with ``final_eval_draws``; an error if it is not finite."""
+        if self.test_set is None:
+            return None
+        result = self.evaluate(self.test_set, self.config.final_eval_draws, flow)
         if not math.isfinite(result.bpd):
             raise TrainingDiverged(
-                f"the final test bits/dim is {result.bpd} (weights of {self.last_checkpoint}); "
-                f"start a fresh run with a lower --lr (this run: {self.config.lr:g})")
+                f"the {label} checkpoint's test bits/dim is {result.bpd}; start a fresh run with "
+                f"a lower --lr (this run: {self.config.lr:g})")
+        return result
+
+    def _best_flow(self) -> tuple[Flow, Path]:
+        """The best checkpoint's weights (those :attr:`eval_flow` would hold) and folder; the
+        last state when there is no validation split."""
+        folder = checkpoint_dir(self.run_dir) / BEST
+        if self.val_set is None or self.best.step < 0:
+            return self.eval_flow, self.last_checkpoint
+        flow = build_flow(self.config, self.info).to(self.device)
+        weights_file = folder / (EMA_FILE if self.ema is not None else MODEL_FILE)
+        load_weights(flow, weights_file, read_weights(weights_file)[0])
+        return flow, folder
+
+    def _finish(self) -> TrainResult:
+        """Checkpoint the final state, evaluate the last and the best checkpoints on the test
+        set, and write ``result.json`` and ``bpd.png``."""
+        if self.last_checkpoint != checkpoint_path(self.run_dir, self.step):
+            self.last_checkpoint = self._save() or self.last_checkpoint
+        last = self._final_test(self.eval_flow, "last")
+        best_flow, best_folder = self._best_flow()
+        best = last if best_flow is self.eval_flow else self._final_test(best_flow, "best")
         wall = self.elapsed()
         metrics: list[dict[str, Optional[float]]] = []
         if self.process.is_main:
+            def entry(step: int, folder: Path, result: Optional[BpdResult]) -> dict[str, Any]:
+                scores = {} if result is None else {"test_bpd": result.bpd,
+                                                    "test_bpd_stderr": result.stderr}
+                return {"step": step, "checkpoint": str(folder), **scores}
+
+            best_step = self.best.step if best_flow is not self.eval_flow else self.step
             summary = {
-                "test_bpd": result.bpd, "test_bpd_stderr": result.stderr,
-                "num_images": result.num_images, "draws": result.draws, "steps": self.step,
-                "skipped_steps": self.skipped, "wall_time_s": wall, "dataset": self.info.name,
+                "test_bpd": None if best is None else best.bpd,
+                "test_bpd_stderr": None if best is None else best.stderr,
+                "best": {**entry(best_step, best_folder, best),
+                         "val_bpd": self.best.val_bpd if self.best.step >= 0 else None},
+                "last": entry(self.step, self.last_checkpoint, last),
+                "num_images": None if last is None else last.num_images,
+                "draws": self.config.final_eval_draws, "steps": self.step,
+                "early_stopped": self.early_stop, "skipped_steps": self.skipped,
+                "wall_time_s": wall, "dataset": self.info.name,
                 "n_bins": self.info.n_bins, "world_size": self.process.world_size,
                 "device": str(self.device), "torch": torch.__version__,
                 "machine": machine_description(self.device),
                 "threads": torch.get_num_threads(),
-                "checkpoint": str(self.last_checkpoint),
+                "checkpoint": str(best_folder),
             }
             write_text_atomically(self.run_dir / "result.json",
                                   json.dumps(summary, indent=2, allow_nan=False))
             metrics_csv = self.run_dir / "metrics.csv"
             plot_bpd_curves(metrics_csv, self.run_dir / "bpd.png", title=self.config.name)
             metrics = read_metrics(metrics_csv)
-            self._say(f"step {self.step}: test bits/dim {result.bpd:.4f} +- {result.stderr:.4f} "
-                      f"({result.draws} draws, {result.num_images} images), {wall:.0f} s; "
-                      f"run folder {self.run_dir}")
-        return TrainResult(self.run_dir, self.step, result.bpd, result.stderr, wall,
-                           self.last_checkpoint, metrics)
+        best_bpd = math.nan if best is None else best.bpd
+        best_stderr = math.nan if best is None else best.stderr
+        return TrainResult(self.run_dir, self.step, best_bpd, best_stderr, wall,
+                           self.last_checkpoint, metrics, best_folder,
+                           math.nan if last is None else last.bpd)
 
     def close(self) -> None:
         if self.log is not None:
