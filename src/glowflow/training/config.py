@@ -86,6 +86,9 @@ class TrainConfig:
     max_grad_norm: float = option(50.0, "clip the gradient norm to this (<= 0: no clipping)")
     batch_size: int = option(64, "training images per step and process")
     max_steps: int = option(1000, "optimizer steps to train for")
+    max_time: float = option(
+        0.0, "wall-clock budget in seconds (0: none): training stops when it is spent, and the "
+             "learning-rate schedule follows the fraction spent; a resumed run continues it")
     init_images: int = option(512, "training images for the data-dependent ActNorm initialization")
     ema_decay: float = option(0.0, "decay of an exponential moving average of the weights (0: none)")
     nan_patience: int = option(5, "non-finite steps in a row before restoring the last checkpoint")
@@ -135,6 +138,8 @@ class TrainConfig:
             for value in values if isinstance(values, tuple) else (values,):
                 if isinstance(value, float) and not math.isfinite(value):
                     raise ValueError(f"{f.name} must be a finite number, got {value}")
+        if self.max_time < 0:
+            raise ValueError(f"max_time must be >= 0 seconds, got {self.max_time}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if min(self.sample_temperatures, default=0.0) < 0:
@@ -172,7 +177,7 @@ class TrainConfig:
 
 
 RESUME_MAY_CHANGE = (
-    "max_steps", "run_dir", "device", "threads", "num_workers", "data_root", "download",
+    "max_steps", "max_time", "run_dir", "device", "threads", "num_workers", "data_root", "download",
     "progress", "tensorboard", "eval_batch_size",
 )
 """Settings a resumed run may change: how long it trains (a cosine schedule stretches to the

@@ -229,7 +229,7 @@ class Trainer:
                                         config.lr, self.device)
         self.schedule = LRSchedule(config.lr, config.warmup_steps, config.max_steps,
                                    config.lr_schedule)
-        self.step, self.skipped, self.elapsed_before = 0, 0, 0.0
+        self.step, self.skipped, self.elapsed_before, self.lr = 0, 0, 0.0, config.lr
         self.best = BestRecord()
         self.window = _Window(self.device)
         if start is None:
@@ -410,7 +410,7 @@ class Trainer:
     def train_step(self, levels: torch.Tensor, labels: torch.Tensor) -> StepOutput:
         """One optimizer step on a batch of integer levels (see the module docstring)."""
         config, process = self.config, self.process
-        self.schedule.apply(self.optimizer, self.step)
+        self.lr = self.schedule.apply(self.optimizer, self.step, self.progress())
         levels = levels.to(self.device, non_blocking=True)
         y = labels.to(self.device, non_blocking=True) if config.conditional else None
         generator = noise_generator(self.device, config.seed, self.step, process.rank,
@@ -453,6 +453,20 @@ class Trainer:
             self.best.evals_since += 1
         return {"val_bpd": result.bpd, "val_bpd_stderr": result.stderr}
 
+    def progress(self) -> float:
+        """The fraction of the run done: of ``max_steps``, or of the ``max_time`` budget when
+        that is further along (so a budgeted run anneals its learning rate in time)."""
+        fraction = self.step / self.config.max_steps
+        if self.config.max_time:
+            fraction = max(fraction, self.elapsed() / self.config.max_time)
+        return min(fraction, 1.0)
+
+    @property
+    def done(self) -> bool:
+        """``max_steps`` taken, or the ``max_time`` budget spent."""
+        return self.step >= self.config.max_steps or (
+            bool(self.config.max_time) and self.elapsed() >= self.config.max_time)
+
     @property
     def early_stop(self) -> bool:
         """Whether ``early_stopping`` validations in a row brought no improvement."""
@@ -478,7 +492,8 @@ class Trainer:
         """Metrics row, test evaluation, sample grids and checkpoint when due; the only place
         the host reads the step's results."""
         config, step, window = self.config, self.step, self.window
-        due = lambda every: step % every == 0 or step == config.max_steps  # noqa: E731
+        final = self.done
+        due = lambda every: step % every == 0 or final  # noqa: E731
         validate = self.val_set is not None and due(config.eval_every)
         test = self.test_set is not None and config.test_every and due(config.test_every)
         cadences = (config.log_every, config.eval_every, config.sample_every,
@@ -494,7 +509,7 @@ class Trainer:
             if test:
                 result = self.evaluate(self.test_set, config.eval_draws)
                 row.update(test_bpd=result.bpd, test_bpd_stderr=result.stderr)
-            row.update(step=step, lr=self.schedule(step - 1), skipped_steps=self.skipped,
+            row.update(step=step, lr=self.lr, skipped_steps=self.skipped,
                        elapsed_s=self.elapsed())
             if self.log is not None:
                 self.log.write(**row)
@@ -521,7 +536,7 @@ class Trainer:
                    disable=not (process.is_main and config.progress), file=sys.stderr)
         self.flow.train()
         self.window.resume()
-        while self.step < config.max_steps and not self.early_stop:
+        while not (self.done or self.early_stop):
             levels, labels = next(batches)
             self.window.add(self.train_step(levels, labels), levels.shape[0])
             self.step += 1
