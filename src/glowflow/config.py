@@ -30,6 +30,10 @@ from typing import Any, Mapping, Optional, Sequence
 
 Shape = tuple[int, ...]
 
+NETWORK_OUTPUTS = ("shift_scale", "scale_shift", "interleaved")
+"""Orders of a network's ``2 C`` output channels into two ``C``-channel parts (see
+``GlowConfig.coupling_output``)."""
+
 
 def option(default: Any, help: str, choices: Optional[tuple[str, ...]] = None) -> Any:
     """A dataclass field with its help text and choices in the metadata (one place for both)."""
@@ -72,6 +76,34 @@ class GlowConfig:
     scale_fn: str = option(
         "exp", "affine coupling scale: exp(h), or sigmoid(h + 2) as in TFP's and the official "
                "Glow code", ("exp", "sigmoid"))
+    coupling_network: str = option(
+        "glow", "hidden layers of the default coupling network: glow (3x3 and 1x1 convolutions "
+                "with biases) or glow_actnorm (bias-free convolutions each followed by an "
+                "ActNorm, as in the official code and the y0ast and chaiyujin ports)",
+        ("glow", "glow_actnorm"))
+    coupling_output: str = option(
+        "shift_scale", "how an affine coupling network's output channels split: shift_scale "
+                       "(first half shift, second half scale logits), scale_shift (TFP's Glow, "
+                       "rosinality's port) or interleaved (even channels shift, odd channels "
+                       "scale: the official code, y0ast's and chaiyujin's ports)",
+        NETWORK_OUTPUTS)
+    coupling_shift: str = option(
+        "after_scale", "affine coupling update: after_scale, y = x * s + t, or before_scale, "
+                       "y = (x + t) * s (the official code and its PyTorch ports)",
+        ("after_scale", "before_scale"))
+    exit_prior: str = option(
+        "affine", "split prior at each exit, from the network's (a, b) = NN(continuing): "
+                  "affine, z' = z * exp(b) + a, or gaussian, z' = (z - a) * exp(-b), a "
+                  "Gaussian with mean a and log-sigma b (the PyTorch ports' split prior)",
+        ("affine", "gaussian"))
+    exit_output: str = option(
+        "shift_scale", "how the exit network's output channels split into (a, b) of exit_prior: "
+                       "as coupling_output (rosinality: shift_scale; y0ast, chaiyujin: "
+                       "interleaved)", NETWORK_OUTPUTS)
+    zero_conv_padding: str = option(
+        "zeros", "border of the zero-initialized 3x3 convolutions that end the default coupling "
+                 "and exit networks: zeros, or ones (rosinality's port pads with 1)",
+        ("zeros", "ones"))
     mask: str = option(
         "channel", "coupling mask: channel (Glow), checkerboard, or checkerboard_channel "
                    "(RealNVP: checkerboard in the first half of each level's steps)",

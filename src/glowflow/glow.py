@@ -146,7 +146,9 @@ class Glow(MultiScaleBijector):
         levels = []
         for shape, num_exit in zip(config.level_shapes(), config.exit_counts()):
             steps = [self._make_step(shape, k, coupling_fn) for k in range(config.num_steps_per_block)]
-            levels.append(GlowLevel(Squeeze(), steps, Exit(shape, num_exit, exit_fn)))
+            exit = Exit(shape, num_exit, exit_fn, config.exit_prior, config.exit_output,
+                        config.zero_conv_padding)
+            levels.append(GlowLevel(Squeeze(), steps, exit))
         self.levels = nn.ModuleList(levels)
         # Latent slots: each level's exiting part, then the top; the empty ones are not latents.
         channels, height, width = config.level_shapes()[-1]
@@ -176,7 +178,7 @@ class Glow(MultiScaleBijector):
             kind = config.coupling or "affine"
             network: nn.Module = glow_network(
                 condition_shape[0], network_channels(kind, transformed), config.hidden_channels,
-                config.coupling_dropout)
+                config.coupling_dropout, config.coupling_network, config.zero_conv_padding)
         else:
             network, kind = build_coupling_network(
                 coupling_fn, condition_shape, transformed, config.coupling, "coupling_bijector_fn")
@@ -184,9 +186,11 @@ class Glow(MultiScaleBijector):
         if isinstance(network, Bijector):
             coupling = network
         elif mask == "checkerboard":
-            coupling = CheckerboardCoupling(shape, network, kind, config.scale_fn, index % 2)
+            coupling = CheckerboardCoupling(shape, network, kind, config.scale_fn, index % 2,
+                                            config.coupling_output, config.coupling_shift)
         else:
-            coupling = ChannelCoupling(channels, network, kind, config.scale_fn, transformed)
+            coupling = ChannelCoupling(channels, network, kind, config.scale_fn, transformed,
+                                       config.coupling_output, config.coupling_shift)
         layers = [ActNorm(channels)] if config.use_actnorm else []
         layers += [make_permutation(config.permutation, channels), coupling]
         return Chain(*layers, event_shape=shape)

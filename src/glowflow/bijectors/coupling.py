@@ -11,6 +11,12 @@ transformed part ``x_a`` whose shift ``t`` and log-scale ``log s`` come from a n
 ``log s`` is ``scale_fn`` applied to the network's raw output ``h``: ``"exp"`` gives
 ``log s = h`` (TFP, RealNVP), ``"sigmoid"`` gives ``s = sigmoid(h + 2)`` (the official Glow
 code; bounded, so more stable, but not the identity at zero initialization).
+
+Two conventions of other implementations are options: ``output`` says which of the network's
+``2 C_a`` channels are ``t`` and which ``h`` (:func:`split_output`), and ``shift="before_scale"``
+applies the shift first, as the official code and its PyTorch ports do:
+
+* before_scale, forward: ``y_a = (x_a + t) * s``,  inverse: ``x_a = y_a / s - t``
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import GlowConfig
+from ..config import NETWORK_OUTPUTS, GlowConfig
 from .base import Bijector, Rebuilt, Shape, check_channels, sum_except_batch, zero_logdet
 
 SCALE_FUNCTIONS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -29,6 +35,25 @@ SCALE_FUNCTIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "sigmoid": lambda raw: F.logsigmoid(raw + 2.0),
 }
 """``log s`` from the network's raw scale output ``h``, by ``GlowConfig.scale_fn`` name."""
+
+
+SHIFT_ORDERS = ("after_scale", "before_scale")
+"""Where an affine coupling adds its shift: ``x * s + t`` or ``(x + t) * s``."""
+
+
+def split_output(raw: Tensor, order: str) -> tuple[Tensor, Tensor]:
+    """A network's ``(B, 2C, H, W)`` output as its two ``(B, C, H, W)`` parts ``(a, b)`` (shift
+    and scale logits): ``"shift_scale"`` halves in that order, ``"scale_shift"`` halves the
+    other way round, ``"interleaved"`` even channels then odd channels."""
+    if order == "shift_scale":
+        a, b = raw.chunk(2, dim=1)
+        return a, b
+    if order == "scale_shift":
+        b, a = raw.chunk(2, dim=1)
+        return a, b
+    if order == "interleaved":
+        return raw[:, 0::2], raw[:, 1::2]
+    raise ValueError(f"network output order must be one of {NETWORK_OUTPUTS}, got {order!r}")
 
 
 def network_channels(kind: str, transformed_channels: int) -> int:
@@ -48,22 +73,36 @@ class _Coupling(Bijector):
     to evaluate the network once when the invertible memory mode rebuilds an input.
     """
 
-    def __init__(self, network: nn.Module, kind: str, scale_fn: str) -> None:
+    def __init__(self, network: nn.Module, kind: str, scale_fn: str,
+                 output: str = "shift_scale", shift: str = "after_scale") -> None:
         super().__init__()
         network_channels(kind, 1)  # validates kind
         if scale_fn not in SCALE_FUNCTIONS:
             raise ValueError(f"scale_fn must be one of {tuple(SCALE_FUNCTIONS)}, got {scale_fn!r}")
+        if output not in NETWORK_OUTPUTS:
+            raise ValueError(f"output must be one of {NETWORK_OUTPUTS}, got {output!r}")
+        if shift not in SHIFT_ORDERS:
+            raise ValueError(f"shift must be one of {SHIFT_ORDERS}, got {shift!r}")
         self.network = network
         self.kind = kind
         self.scale_fn = scale_fn
+        self.output = output
+        self.shift = shift
 
     def shift_and_log_scale(self, condition: Tensor) -> tuple[Tensor, Optional[Tensor]]:
         """The network's output on ``condition``: shift ``t``, ``log s`` (``None``: additive)."""
         raw = self.network(condition)
         if self.kind == "additive":
             return raw, None
-        shift, scale_raw = raw.chunk(2, dim=1)
+        shift, scale_raw = split_output(raw, self.output)
         return shift, SCALE_FUNCTIONS[self.scale_fn](scale_raw)
+
+    def affine(self, x: Tensor, shift: Tensor, log_scale: Tensor, inverse: bool) -> Tensor:
+        """The affine update of the transformed entries: ``x * s + t`` (inverse
+        ``(x - t) / s``) or, shifting before scaling, ``(x + t) * s`` (inverse ``x / s - t``)."""
+        if self.shift == "after_scale":
+            return (x - shift) * (-log_scale).exp() if inverse else x * log_scale.exp() + shift
+        return x * (-log_scale).exp() - shift if inverse else (x + shift) * log_scale.exp()
 
     def condition(self, x: Tensor) -> Tensor:
         """The network's input: the part of ``x`` the coupling leaves unchanged."""
@@ -96,7 +135,8 @@ class _Coupling(Bijector):
         return self.couple(y, *self.shift_and_log_scale(self.condition(y)), inverse=True)
 
     def extra_repr(self) -> str:
-        return f"kind={self.kind!r}, scale_fn={self.scale_fn!r}"
+        return (f"kind={self.kind!r}, scale_fn={self.scale_fn!r}, output={self.output!r}, "
+                f"shift={self.shift!r}")
 
 
 class ChannelCoupling(_Coupling):
@@ -114,8 +154,10 @@ class ChannelCoupling(_Coupling):
         kind: str = "affine",
         scale_fn: str = "exp",
         num_transformed: Optional[int] = None,
+        output: str = "shift_scale",
+        shift: str = "after_scale",
     ) -> None:
-        super().__init__(network, kind, scale_fn)
+        super().__init__(network, kind, scale_fn, output, shift)
         num_transformed = num_channels // 2 if num_transformed is None else num_transformed
         if not 0 < num_transformed < num_channels:
             raise ValueError(
@@ -139,11 +181,9 @@ class ChannelCoupling(_Coupling):
         if log_scale is None:
             out = transformed - shift if inverse else transformed + shift
             return torch.cat([condition, out], dim=1), zero_logdet(x)
-        if inverse:
-            out = (transformed - shift) * (-log_scale).exp()
-            return torch.cat([condition, out], dim=1), -sum_except_batch(log_scale)
-        out = transformed * log_scale.exp() + shift
-        return torch.cat([condition, out], dim=1), sum_except_batch(log_scale)
+        out = self.affine(transformed, shift, log_scale, inverse)
+        logdet = sum_except_batch(log_scale)
+        return torch.cat([condition, out], dim=1), -logdet if inverse else logdet
 
     def forward_shape(self, shape: Shape) -> Shape:
         return check_channels(self, shape, self.num_channels)
@@ -169,8 +209,10 @@ class CheckerboardCoupling(_Coupling):
         kind: str = "affine",
         scale_fn: str = "exp",
         parity: int = 0,
+        output: str = "shift_scale",
+        shift: str = "after_scale",
     ) -> None:
-        super().__init__(network, kind, scale_fn)
+        super().__init__(network, kind, scale_fn, output, shift)
         if len(event_shape) != 3:
             raise ValueError(f"CheckerboardCoupling needs a (C, H, W) shape, got {event_shape}")
         self.event_shape = tuple(event_shape)
@@ -192,9 +234,8 @@ class CheckerboardCoupling(_Coupling):
         if log_scale is None:
             return (x - shift if inverse else x + shift), zero_logdet(x)
         log_scale = log_scale * free
-        if inverse:
-            return (x - shift) * (-log_scale).exp(), -sum_except_batch(log_scale)
-        return x * log_scale.exp() + shift, sum_except_batch(log_scale)
+        logdet = sum_except_batch(log_scale)
+        return self.affine(x, shift, log_scale, inverse), -logdet if inverse else logdet
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, parity={self.parity}"

@@ -3,6 +3,7 @@ split prior (TFP's ``exit_bijector_fn``, Glow's ``split2d``)."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple, Optional
 
 import torch
@@ -12,11 +13,39 @@ from .base import Bijector, Shape, zero_logdet
 from .coupling import ChannelCoupling
 from .networks import NetworkFn, ZeroConv2d, build_network
 
+EXIT_PRIORS = ("affine", "gaussian")
+"""How an exit whitens its channels (``GlowConfig.exit_prior``)."""
 
-def default_exit_network(input_shape: Shape, output_channels: int) -> nn.Module:
+
+def default_exit_network(input_shape: Shape, output_channels: int,
+                         padding: str = "zeros") -> nn.Module:
     """Glow's split prior: a zero-initialized 3x3 conv giving a shift and a log-scale for each
-    of the ``output_channels`` exiting channels, from the ``input_shape[0]`` continuing ones."""
-    return ZeroConv2d(input_shape[0], 2 * output_channels)
+    of the ``output_channels`` exiting channels, from the ``input_shape[0]`` continuing ones
+    (border ``padding``, see :class:`ZeroConv2d`)."""
+    return ZeroConv2d(input_shape[0], 2 * output_channels, padding=padding)
+
+
+class GaussianSplitPrior(ChannelCoupling):
+    """The PyTorch ports' split prior as a whitening coupling: the network gives the mean
+    ``mu`` and log-sigma ``b`` of the exiting channels ``z`` given the continuing ``h``,
+    and
+
+    * forward:  ``z' = (z - mu) * exp(-b)``,   ``log|det| = -sum(b)``
+    * inverse:  ``z = z' * exp(b) + mu``,      ``log|det| = +sum(b)``
+
+    so ``log N(z'; 0, 1) + log|det|`` is the ports' ``log N(z; mu, exp(b)^2)``. It is the
+    shift-before-scale affine coupling with shift ``-mu`` and log-scale ``-b``.
+    """
+
+    def __init__(self, num_channels: int, network: nn.Module, num_exit: int,
+                 output: str = "shift_scale") -> None:
+        super().__init__(num_channels, network, "affine", "exp", num_exit, output,
+                         shift="before_scale")
+
+    def shift_and_log_scale(self, condition: Tensor) -> tuple[Tensor, Tensor]:
+        mean, log_sigma = super().shift_and_log_scale(condition)
+        assert log_sigma is not None
+        return -mean, -log_sigma
 
 
 class ExitOutput(NamedTuple):
@@ -49,6 +78,11 @@ class Exit(nn.Module):
     With nothing to condition on (``num_exit`` 0 or ``C``) the whitening is the identity and
     the latent (or the continuing part) simply has no channel. ``exit_bijector_fn`` may also
     return a :class:`Bijector` on the whole ``(C, H, W)`` tensor, used as the whitening itself.
+
+    ``prior="gaussian"`` reads the network's two parts as a mean and a log-sigma instead
+    (:class:`GaussianSplitPrior`); ``output`` orders its channels (see
+    :func:`~glowflow.bijectors.coupling.split_output`), and ``padding`` is the border of the
+    default network's zero convolution.
     """
 
     def __init__(
@@ -56,25 +90,33 @@ class Exit(nn.Module):
         event_shape: Shape,
         num_exit: int,
         exit_bijector_fn: Optional[NetworkFn] = None,
+        prior: str = "affine",
+        output: str = "shift_scale",
+        padding: str = "zeros",
     ) -> None:
         super().__init__()
         channels, height, width = event_shape
         if not 0 <= num_exit <= channels:
             raise ValueError(f"Exit needs 0 <= num_exit <= {channels}, got {num_exit}")
+        if prior not in EXIT_PRIORS:
+            raise ValueError(f"Exit prior must be one of {EXIT_PRIORS}, got {prior!r}")
         self.event_shape = tuple(event_shape)
         self.num_exit = num_exit
         self.coupling: Optional[Bijector] = None
         if 0 < num_exit < channels:
             continuing_shape = (channels - num_exit, height, width)
             network = build_network(
-                exit_bijector_fn or default_exit_network, continuing_shape, num_exit,
-                2 * num_exit, "exit_bijector_fn",
+                exit_bijector_fn or partial(default_exit_network, padding=padding),
+                continuing_shape, num_exit, 2 * num_exit, "exit_bijector_fn",
             )
             if isinstance(network, Bijector):
                 network.forward_shape(self.event_shape)
                 self.coupling = network
+            elif prior == "gaussian":
+                self.coupling = GaussianSplitPrior(channels, network, num_exit, output)
             else:
-                self.coupling = ChannelCoupling(channels, network, "affine", "exp", num_exit)
+                self.coupling = ChannelCoupling(channels, network, "affine", "exp", num_exit,
+                                                output)
 
     @property
     def num_continuing(self) -> int:

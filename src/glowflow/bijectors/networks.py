@@ -6,8 +6,10 @@ import inspect
 from typing import Callable, Optional, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .actnorm import ActNorm
 from .base import Bijector, Shape
 
 NetworkFn = Callable[..., Union[nn.Module, Bijector]]
@@ -16,42 +18,76 @@ NetworkFn = Callable[..., Union[nn.Module, Bijector]]
 class ZeroConv2d(nn.Module):
     """A 3x3 convolution initialized to output zeros, with a learned per-channel output gain.
 
-    ``out = conv(x) * exp(gain_scale * log_gain)``; weight, bias and ``log_gain`` all start at
-    zero, so a coupling or prior it feeds starts as the identity (Glow's ``Conv2dZeros``).
-    Shapes: ``(B, C_in, H, W) -> (B, C_out, H, W)``.
+    ``out = conv(pad(x)) * exp(gain_scale * log_gain)``; weight, bias and ``log_gain`` all
+    start at zero, so a coupling or prior it feeds starts as the identity (Glow's
+    ``Conv2dZeros``). ``padding="zeros"`` pads the border with 0 (the convolution's own
+    padding), ``"ones"`` with 1 (rosinality's port). Shapes: ``(B, C_in, H, W) ->
+    (B, C_out, H, W)``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, gain_scale: float = 3.0) -> None:
+    def __init__(self, in_channels: int, out_channels: int, gain_scale: float = 3.0,
+                 padding: str = "zeros") -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
+        if padding not in ("zeros", "ones"):
+            raise ValueError(f"ZeroConv2d padding must be 'zeros' or 'ones', got {padding!r}")
+        self.pad_with_ones = padding == "ones"
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=3,
+                              padding=0 if self.pad_with_ones else 1)
         nn.init.zeros_(self.conv.weight)
         nn.init.zeros_(self.conv.bias)
         self.log_gain = nn.Parameter(torch.zeros(out_channels, 1, 1))
         self.gain_scale = gain_scale
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.pad_with_ones:
+            x = F.pad(x, [1, 1, 1, 1], value=1.0)
         return self.conv(x) * torch.exp(self.log_gain * self.gain_scale)
 
 
+class HiddenActNorm(nn.Module):
+    """An :class:`~glowflow.bijectors.actnorm.ActNorm` on a network's hidden activations:
+    ``y = (x + b) * exp(s)`` per channel, data-initialized like the flow's own; its log-det is
+    no part of the flow's. ``(B, C, H, W) -> (B, C, H, W)``."""
+
+    def __init__(self, num_channels: int) -> None:
+        super().__init__()
+        self.actnorm = ActNorm(num_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.actnorm(x)[0]
+
+
 def glow_network(
-    in_channels: int, out_channels: int, hidden_channels: int = 512, dropout: float = 0.0
+    in_channels: int, out_channels: int, hidden_channels: int = 512, dropout: float = 0.0,
+    hidden: str = "glow", padding: str = "zeros",
 ) -> nn.Module:
     """Glow's coupling network ``NN()``: conv3x3 -> ReLU -> conv1x1 -> ReLU -> zero conv3x3.
 
     Shapes: ``(B, in_channels, H, W) -> (B, out_channels, H, W)``. The last layer is a
-    :class:`ZeroConv2d`, so the coupling it drives starts as the identity. ``dropout > 0``
-    adds channel dropout (``nn.Dropout2d``) after each ReLU; it acts in training mode only, so
-    encoding and decoding in eval mode stay exact inverses.
+    :class:`ZeroConv2d` (border ``padding``), so the coupling it drives starts as the
+    identity. ``hidden="glow_actnorm"`` makes the two hidden convolutions bias-free, each
+    followed by a :class:`HiddenActNorm` (the official code's ``conv2d`` with actnorm).
+    ``dropout > 0`` adds channel dropout (``nn.Dropout2d``) after each ReLU; it acts in
+    training mode only, so encoding and decoding in eval mode stay exact inverses.
     """
+    if hidden not in ("glow", "glow_actnorm"):
+        raise ValueError(f"coupling network must be 'glow' or 'glow_actnorm', got {hidden!r}")
+    actnorm = hidden == "glow_actnorm"
+
+    def convolution(channels_in: int, kernel_size: int) -> list[nn.Module]:
+        conv = nn.Conv2d(channels_in, hidden_channels, kernel_size=kernel_size,
+                         padding=kernel_size // 2, bias=not actnorm)
+        return [conv, HiddenActNorm(hidden_channels)] if actnorm else [conv]
+
     def activation() -> list[nn.Module]:
         return [nn.ReLU(), nn.Dropout2d(dropout)] if dropout else [nn.ReLU()]
 
     return nn.Sequential(
-        nn.Conv2d(in_channels, hidden_channels, kernel_size=3, padding=1),
+        *convolution(in_channels, 3),
         *activation(),
-        nn.Conv2d(hidden_channels, hidden_channels, kernel_size=1),
+        *convolution(hidden_channels, 1),
         *activation(),
-        ZeroConv2d(hidden_channels, out_channels),
+        ZeroConv2d(hidden_channels, out_channels, padding=padding),
     )
 
 
