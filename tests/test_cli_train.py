@@ -130,3 +130,18 @@ def test_help_lists_every_option_with_its_default(capsys):
         assert flag in text
     assert "(default: [0.7])" in text and "(default: digits)" in text
     assert "(default: 1000)" in text  # --max-steps
+
+
+def test_sample_grids_are_enlarged_with_nearest_neighbour(run_dir):
+    with Image.open(run_dir / "samples/step-00000002_t0.7.png") as picture:
+        grid = np.asarray(picture)
+    assert min(grid.shape) >= 256  # a 2x2 grid of 8x8 digits is 19 pixels before enlarging
+    factor = grid.shape[0] // 19
+    assert grid.shape == (19 * factor, 19 * factor)
+    blocks = grid.reshape(19, factor, 19, factor)
+    assert (blocks == blocks[:, :1, :, :1]).all()  # each true pixel is a flat square
+
+
+def test_missing_dataset_error_names_the_flag(tmp_path, capsys):
+    assert train_cli(tmp_path / "run", "--dataset", "mnist", "--data-root", str(tmp_path)) == 2
+    assert "--download" in capsys.readouterr().err

@@ -4,6 +4,7 @@ for two steps with ``glowflow train``."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from PIL import Image
 from glowflow.cli import main
 from glowflow.experiments.class_grid import class_grid
 from glowflow.training.checkpoint import load_run
+from glowflow.training.images import MIN_PICTURE_SIZE
 
 TINY = ["--max-steps", "2", "--hidden-channels", "8", "--num-steps-per-block", "2",
         "--init-images", "64", "--eval-every", "2", "--final-eval-draws", "1",
@@ -46,6 +48,12 @@ def png_size(path: str) -> tuple[int, int]:
         return image.size
 
 
+def enlarged(width: int, height: int) -> tuple[int, int]:
+    """A picture's size on disk: enlarged by ``ceil(256 / longest side)`` (save_png)."""
+    factor = math.ceil(MIN_PICTURE_SIZE / max(width, height))
+    return width * factor, height * factor
+
+
 @pytest.mark.parametrize("conditional", [False, True])
 def test_interpolate_writes_a_strip_with_exact_endpoints(capsys, tmp_path, run_dir,
                                                          conditional_run_dir, conditional):
@@ -54,7 +62,7 @@ def test_interpolate_writes_a_strip_with_exact_endpoints(capsys, tmp_path, run_d
     report = command_json(capsys, "interpolate", str(run), "--a", "0", "--b", "7",
                           "--steps", "5", "--out", str(out), "--device", "cpu")
     assert report["endpoint_max_abs_error"] < 1e-4
-    assert png_size(report["out"]) == (5 * 9 + 1, 9 + 1)  # 8x8 digits, 1-pixel padding
+    assert png_size(report["out"]) == enlarged(5 * 9 + 1, 9 + 1)  # 8x8 digits, 1-pixel padding
 
 
 def test_interpolate_reads_image_files(capsys, tmp_path, run_dir):
@@ -80,11 +88,11 @@ def test_manipulate_saves_and_reuses_the_direction(capsys, tmp_path, run_dir):
                          "--save-direction", str(direction), "--strengths", "-1", "0", "1",
                          "--out", str(tmp_path / "a.png"), "--device", "cpu")
     assert direction.is_file() and first["direction_norm"] > 0
-    assert png_size(first["out"]) == (3 * 9 + 1, 4 * 9 + 1)  # 3 strengths x 4 images
+    assert png_size(first["out"]) == enlarged(3 * 9 + 1, 4 * 9 + 1)  # 3 strengths x 4 images
     again = command_json(capsys, "manipulate", str(run_dir), "--direction", str(direction),
                          "--image", "0", "5", "--out", str(tmp_path / "b.png"), "--device", "cpu")
     assert again["direction_norm"] == pytest.approx(first["direction_norm"])
-    assert png_size(again["out"]) == (6 * 9 + 1, 2 * 9 + 1)  # default 6 strengths x 2 images
+    assert png_size(again["out"]) == enlarged(6 * 9 + 1, 2 * 9 + 1)  # default 6 strengths x 2 images
 
 
 def test_manipulate_rejects_bad_requests(capsys, run_dir):

@@ -32,12 +32,22 @@ def image_grid(images: Tensor, nrow: Optional[int] = None, padding: int = 1) -> 
     return grid
 
 
+MIN_PICTURE_SIZE = 256
+"""Pictures narrower than this many pixels are enlarged by a whole factor (nearest neighbour,
+so every pixel stays a sharp square of its true value): an 8x8 digit grid becomes viewable."""
+
+
 def save_png(picture: Tensor, path: Path) -> Path:
-    """Write a ``(C, H, W)`` picture with values in ``[0, 1]`` (C = 1 or 3) as a PNG."""
+    """Write a ``(C, H, W)`` picture with values in ``[0, 1]`` (C = 1 or 3) as a PNG, enlarged
+    ``ceil(MIN_PICTURE_SIZE / max(H, W))`` times with nearest-neighbour when small."""
     array = (picture.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
     array = array[0] if array.shape[0] == 1 else np.transpose(array, (1, 2, 0))
+    image = Image.fromarray(array)
+    factor = math.ceil(MIN_PICTURE_SIZE / max(image.size))
+    if factor > 1:
+        image = image.resize((image.width * factor, image.height * factor), Image.NEAREST)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
+    image.save(path)
     return path
 
 
