@@ -20,6 +20,7 @@ COMMANDS = (
     "interpolate",
     "manipulate",
     "reconstruct",
+    "ood",
     "ablate",
     "bench",
 )

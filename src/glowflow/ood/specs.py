@@ -136,13 +136,16 @@ def load_set(
     n_bins: int,
     data_root: str | Path = "data",
     limit: Optional[int] = None,
+    val_size: int = 0,
 ) -> ImageSet:
     """The dataset split or folder ``spec`` as levels fitted to a model of image shape ``shape``
     ``(C, H, W)`` and ``n_bins`` grey levels (see the module docstring); at most its first
-    ``limit`` images."""
+    ``limit`` images. ``val_size`` training images make up the ``val`` split (and are left out
+    of ``train``), as in :func:`glowflow.data.load_dataset`."""
     name, split = dataset_spec(spec)
     channels, height, width = shape
-    dataset = load_dataset(name, data_root, split, image_size=height if height == width else None)
+    size = height if height == width else None
+    dataset = load_dataset(name, data_root, split, image_size=size, val_size=val_size)
     if dataset.shape[0] != channels:
         raise ValueError(
             f"{spec} has {dataset.shape[0]}-channel images; the model takes {channels}"
@@ -169,6 +172,7 @@ def image_set(
     data_root: str | Path = "data",
     limit: Optional[int] = None,
     seed: int = 0,
+    val_size: int = 0,
 ) -> ImageSet:
     """Any SPEC: a transformation of ``in_set`` (:func:`transform_set`), or a dataset split or
     folder (:func:`load_set`)."""
@@ -176,4 +180,4 @@ def image_set(
         if in_set is None:
             raise ValueError(f"{spec} transforms the in-distribution set, and there is none here")
         return transform_set(spec, in_set, seed)
-    return load_set(spec, shape, n_bins, data_root, limit)
+    return load_set(spec, shape, n_bins, data_root, limit, val_size)
