@@ -313,10 +313,10 @@ def test_detect_scores_every_set_and_rejects_repeats(weak_flow, digits_test):
 
 @pytest.mark.slow
 def test_a_trained_digits_model_ranks_constant_images_out_even_by_raw_likelihood(tmp_path):
-    """What the digits preset (1,000 steps, 2.31 bits/dim) shows instead of the phenomenon:
-    constant images lie far outside (raw AUROC 1: a constant 8x8 image at any of the 17 levels
-    costs 6.6 bits/dim or more, a test digit 2.3 on average), and only the finest level, which
-    encodes local correlations, finds flat images typical for a share of them."""
+    """What the digits preset (1,000 steps, about 2.34 test bits/dim) shows instead of the
+    phenomenon: constant images lie far outside (raw AUROC 1: measured, a constant 8x8 image at
+    any of the 17 levels costs over 7 bits/dim), and only the finest level, which encodes local
+    correlations, finds flat images typical for a share of them."""
     from glowflow.cli import main
     from glowflow.training.checkpoint import load_run
 
