@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "model",
         metavar="MODEL",
-        help="a run folder (its newest checkpoint), checkpoint or pretrained folder",
+        help="a run folder (its best checkpoint, else its newest), checkpoint, pretrained "
+        "folder or pretrained:NAME",
     )
     parser.add_argument(
         "--in",
@@ -100,7 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--report",
         default=None,
         metavar="DIR",
-        help="report folder; none: MODEL's output folder /ood",
+        help="report folder; none: ood/ in the model's output folder (RUN_DIR/ood for a run)",
     )
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
 

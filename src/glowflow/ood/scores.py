@@ -9,7 +9,7 @@ those measurements. All are in bits per dimension, ``D = C H W``:
   (D log 2)``. Nalisnick et al. 2019, "Do deep generative models know what they don't know?",
   show that it ranks SVHN as *more* likely than CIFAR-10 under a CIFAR-10 Glow.
 * :func:`typicality`: for a batch ``x_1..x_M``, ``|(1/M) sum_m bpd(x_m) - H|``, with ``H`` the
-  mean bits/dim of in-distribution training images (an estimate of the entropy rate). Nalisnick
+  mean bits/dim of unscored in-distribution images (an estimate of the entropy rate). Nalisnick
   et al. 2019b, "Detecting out-of-distribution inputs to deep generative models using
   typicality": an input far from the typical set is out of distribution whether its likelihood is
   too low *or too high*. Batch-wise: one score per batch of ``M`` images.
@@ -151,8 +151,9 @@ def measure(
 def typicality(bpd: Tensor, entropy: float, batch_size: int, seed: int = 0) -> Tensor:
     """``|(1/M) sum_m bpd(x_m) - H|`` for consecutive batches of ``M = batch_size`` images after
     a random order (a generator seeded with ``seed``), ``(N // M,)``: the last ``N mod M``
-    images are left out. ``H = entropy`` is the in-distribution training set's mean bits/dim.
-    Nalisnick et al. 2019b."""
+    images are left out. ``H = entropy`` is the mean bits/dim of in-distribution images that
+    are not scored (Nalisnick et al. 2019b use the training set; ``glowflow ood`` defaults to
+    the model's validation split). Nalisnick et al. 2019b."""
     if not 1 <= batch_size <= len(bpd):
         raise ValueError(
             f"the typicality batch size must be between 1 and the set's {len(bpd)} "
