@@ -19,9 +19,9 @@ def test_validation_chooses_the_best_checkpoint_and_the_test_set_chooses_nothing
     evaluated = []
     original = Trainer.evaluate
 
-    def recording(self, dataset, draws, flow=None):
+    def recording(self, dataset, draws, flow=None, dequantizer=None):
         evaluated.append((self.step, "val" if dataset is self.val_set else "test"))
-        return original(self, dataset, draws, flow)
+        return original(self, dataset, draws, flow, dequantizer)
 
     monkeypatch.setattr(Trainer, "evaluate", recording)
     result = train(tiny(tmp_path, max_steps=6, eval_every=2, val_size=100))

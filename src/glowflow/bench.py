@@ -43,6 +43,7 @@ from .flow import Flow
 from .glow import Glow
 from .memory import check_memory_mode, retain_freed_memory
 from .training.config import TrainConfig, resolve_config
+from .dequantization import UniformDequantizer
 from .training.step import Objective, make_optimizer, training_step
 
 Result = dict[str, Any]
@@ -161,13 +162,17 @@ def measure_training(
     _allow_tf32(spec["tf32"])
     optimizer = make_optimizer("adam", list(flow.parameters()), 1e-4, device)
     fused = bool(optimizer.defaults.get("fused"))
-    objective = Objective(flow, n_bins=256)
+    dequantizer = UniformDequantizer(n_bins=256)
+    objective = Objective(flow, dequantizer)
+    # the batch as 8-bit levels and its dequantization draws: x = (k + u) / 256 - 1/2
+    levels = torch.floor((x + 0.5) * 256).clamp(0, 255).long()
+    inputs = (levels, None, (x + 0.5) * 256 - levels)
     model = torch.compile(objective) if spec["compile"] else objective
     max_grad_norm = TrainConfig().max_grad_norm
     losses: list[torch.Tensor] = []
 
     def step() -> None:  # the trainer's step, on the same uniform batch each time
-        losses.append(training_step(model, optimizer, x, None, max_grad_norm).bpd)
+        losses.append(training_step(model, optimizer, inputs, max_grad_norm).bpd)
 
     baseline = _current_rss_mb()
     if device.type == "cuda":

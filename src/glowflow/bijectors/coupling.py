@@ -74,7 +74,8 @@ class _Coupling(Bijector):
     """
 
     def __init__(self, network: nn.Module, kind: str, scale_fn: str,
-                 output: str = "shift_scale", shift: str = "after_scale") -> None:
+                 output: str = "shift_scale", shift: str = "after_scale",
+                 context_channels: int = 0) -> None:
         super().__init__()
         network_channels(kind, 1)  # validates kind
         if scale_fn not in SCALE_FUNCTIONS:
@@ -88,9 +89,21 @@ class _Coupling(Bijector):
         self.scale_fn = scale_fn
         self.output = output
         self.shift = shift
+        self.context_channels = context_channels
 
-    def shift_and_log_scale(self, condition: Tensor) -> tuple[Tensor, Optional[Tensor]]:
-        """The network's output on ``condition``: shift ``t``, ``log s`` (``None``: additive)."""
+    def shift_and_log_scale(
+        self, condition: Tensor, context: Optional[Tensor] = None
+    ) -> tuple[Tensor, Optional[Tensor]]:
+        """The network's output on ``condition`` -- with ``context_channels > 0``, on
+        ``cat([condition, context])``, the context a ``(B, context_channels, H, W)`` feature map
+        -- as shift ``t`` and ``log s`` (``None``: additive). Otherwise the context is ignored
+        (a Glow passes class labels to every layer; only its prior reads them)."""
+        if self.context_channels:
+            if context is None or context.dim() != 4 or context.shape[1] != self.context_channels:
+                got = None if context is None else tuple(context.shape)
+                raise ValueError(f"{type(self).__name__} needs a (B, {self.context_channels}, H, "
+                                 f"W) context, got {got}")
+            condition = torch.cat([condition, context.to(condition.dtype)], dim=1)
         raw = self.network(condition)
         if self.kind == "additive":
             return raw, None
@@ -115,14 +128,14 @@ class _Coupling(Bijector):
         raise NotImplementedError
 
     def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        return self.couple(x, *self.shift_and_log_scale(self.condition(x)))
+        return self.couple(x, *self.shift_and_log_scale(self.condition(x), context))
 
     def rebuild(self, y: Tensor, context: Optional[Tensor] = None) -> Rebuilt:
         """One network pass serves the inverse and the recomputed forward: the network reads
         ``condition(y) == condition(x)``, a leaf linked to ``condition(x)``."""
         with torch.enable_grad():
             condition = self.condition(y).detach().requires_grad_()
-            shift, log_scale = self.shift_and_log_scale(condition)
+            shift, log_scale = self.shift_and_log_scale(condition, context)
         with torch.no_grad():
             x, _ = self.couple(y, shift, log_scale, inverse=True)
         x = x.detach().requires_grad_()
@@ -132,7 +145,7 @@ class _Coupling(Bijector):
         return Rebuilt(x, output, logdet, ((condition, link),))
 
     def inverse(self, y: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        return self.couple(y, *self.shift_and_log_scale(self.condition(y)), inverse=True)
+        return self.couple(y, *self.shift_and_log_scale(self.condition(y), context), inverse=True)
 
     def extra_repr(self) -> str:
         return (f"kind={self.kind!r}, scale_fn={self.scale_fn!r}, output={self.output!r}, "
@@ -156,8 +169,9 @@ class ChannelCoupling(_Coupling):
         num_transformed: Optional[int] = None,
         output: str = "shift_scale",
         shift: str = "after_scale",
+        context_channels: int = 0,
     ) -> None:
-        super().__init__(network, kind, scale_fn, output, shift)
+        super().__init__(network, kind, scale_fn, output, shift, context_channels)
         num_transformed = num_channels // 2 if num_transformed is None else num_transformed
         if not 0 < num_transformed < num_channels:
             raise ValueError(
@@ -196,7 +210,8 @@ class CheckerboardCoupling(_Coupling):
     others, across all channels.
 
     With ``m`` the ``(1, 1, H, W)`` 0/1 mask of conditioning pixels, ``network`` maps the
-    masked input ``(B, C, H, W)`` to ``(B, 2C, H, W)`` (affine) or ``(B, C, H, W)``:
+    masked input ``(B, C, H, W)`` (with ``context_channels``, the masked input and the context
+    concatenated) to ``(B, 2C, H, W)`` (affine) or ``(B, C, H, W)``:
 
     * forward: ``y = m * x + (1 - m) * (x * s + t)``, ``log|det| = sum((1 - m) * log s)``
     * inverse: ``x = m * y + (1 - m) * (y - t) / s``, ``log|det| = -sum((1 - m) * log s)``
@@ -211,8 +226,9 @@ class CheckerboardCoupling(_Coupling):
         parity: int = 0,
         output: str = "shift_scale",
         shift: str = "after_scale",
+        context_channels: int = 0,
     ) -> None:
-        super().__init__(network, kind, scale_fn, output, shift)
+        super().__init__(network, kind, scale_fn, output, shift, context_channels)
         if len(event_shape) != 3:
             raise ValueError(f"CheckerboardCoupling needs a (C, H, W) shape, got {event_shape}")
         self.event_shape = tuple(event_shape)

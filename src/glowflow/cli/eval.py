@@ -11,12 +11,16 @@ HELP = ("Test-set bits/dim of a trained run or checkpoint: mean and standard err
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT",
-                        help="a run folder (its newest checkpoint) or a checkpoint")
+                        help="a run folder (its best checkpoint, else its newest) or a checkpoint")
     parser.add_argument("--split", default="test", choices=("test", "val", "train"),
                         help="dataset split (val: the run's val_size held-out training images)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--draws", type=int, default=8,
-                        help="uniform dequantization draws averaged per image")
+                        help="dequantization draws averaged per image (the run's uniform noise or "
+                             "learned q(u | x): the variational bound)")
+    parser.add_argument("--iw-samples", type=int, default=0, metavar="K",
+                        help="also report the importance-weighted bound with K draws per image "
+                             "(0: not)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="images per batch; none: the run's eval_batch_size (so that with "
                              "the default seed and 8 draws this repeats result.json exactly)")
@@ -37,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.draws < 1 or (args.batch_size is not None and args.batch_size < 1):
         raise ValueError("--draws and --batch-size must be >= 1")
+    if args.iw_samples < 0:
+        raise ValueError(f"--iw-samples must be >= 0, got {args.iw_samples}")
     device = pick_device(args.device)
     loaded = load_run(args.path, device, ema=False if args.raw_weights else None)
     config, info = loaded.config, loaded.info
@@ -47,17 +53,26 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{config.dataset} {args.split} gives shape {tuple(dataset.shape)} with "
                          f"{dataset.n_bins} bins; the model was trained on {info.shape} with "
                          f"{info.n_bins}")
-    result = evaluate_bpd(loaded.flow, dataset, info.n_bins, draws=args.draws,
-                          batch_size=args.batch_size or config.eval_batch_size, device=device,
-                          seed=config.seed if args.seed is None else args.seed,
-                          conditional=config.conditional)
+    options = dict(batch_size=args.batch_size or config.eval_batch_size, device=device,
+                   seed=config.seed if args.seed is None else args.seed,
+                   conditional=config.conditional)
+    result = evaluate_bpd(loaded.flow, dataset, loaded.dequantizer, draws=args.draws, **options)
     report = {"checkpoint": str(loaded.checkpoint), "step": loaded.step, "ema": loaded.ema,
               "dataset": config.dataset, "split": args.split, "n_bins": info.n_bins,
-              "conditional": config.conditional, **result.to_dict()}
+              "conditional": config.conditional, "dequantization": config.dequantization,
+              **result.to_dict()}
+    if args.iw_samples:
+        weighted = evaluate_bpd(loaded.flow, dataset, loaded.dequantizer, draws=args.iw_samples,
+                                importance_weighted=True, **options)
+        report["iw_bpd"], report["iw_bpd_stderr"] = weighted.bpd, weighted.stderr
+        report["iw_samples"] = args.iw_samples
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(f"{args.split} bits/dim {result.bpd:.4f} +- {result.stderr:.4f} "
               f"({result.num_images} images x {result.draws} draws; {loaded.checkpoint}, "
               f"step {loaded.step})")
+        if args.iw_samples:
+            print(f"importance-weighted bound ({args.iw_samples} draws) {report['iw_bpd']:.4f} "
+                  f"+- {report['iw_bpd_stderr']:.4f}")
     return 0

@@ -36,10 +36,15 @@ def dequantize(
         ``x`` of ``levels``' shape and device, in ``[-0.5, 0.5)``. Float rounding is corrected so
         that ``floor((x + 0.5) * n_bins)`` computed in ``dtype`` gives back ``levels`` exactly.
     """
-    k = levels.to(dtype)
     u = torch.rand(levels.shape, generator=generator, device=levels.device, dtype=dtype)
-    x = (k + u) / n_bins - 0.5
-    return _into_bins(x, k, n_bins)
+    return dequantize_with(levels, u, n_bins)
+
+
+def dequantize_with(levels: Tensor, u: Tensor, n_bins: int) -> Tensor:
+    """``x = (k + u) / n_bins - 0.5`` for given offsets ``u`` in ``[0, 1)`` (of ``levels``' shape;
+    its dtype is the result's), with the float rounding corrected as in :func:`dequantize`."""
+    k = levels.to(u.dtype)
+    return _into_bins((k + u) / n_bins - 0.5, k, n_bins)
 
 
 def _into_bins(x: Tensor, k: Tensor, n_bins: int) -> Tensor:

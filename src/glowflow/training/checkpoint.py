@@ -45,13 +45,14 @@ from ..flow import Flow
 from ..glow import Glow
 from .atomic import fsync_path
 from .config import TrainConfig
-from .model import DatasetInfo, model_config
+from .model import DatasetInfo, build_dequantizer, model_config
 from .run_lock import os_error_text
 
 FORMAT = "glowflow.checkpoint/1"
 BEST = "best"
 """The folder name of a run's best checkpoint (lowest validation bits/dim), beside the steps'."""
 MODEL_FILE, EMA_FILE, STATE_FILE = "model.safetensors", "ema.safetensors", "state.pt"
+DEQUANTIZER_FILE = "dequantizer.safetensors"  # a learned q(u | x), when the run has one
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 # Metadata every glowflow weights file must hold (checked by read_weights).
 REQUIRED_METADATA = ("step", "config", "dataset")
@@ -205,12 +206,14 @@ def save_checkpoint(
     state: dict[str, Any],
     ema_flow: Optional[Flow] = None,
     name: Optional[str] = None,
+    dequantizer: Optional[torch.nn.Module] = None,
 ) -> Path:
     """Write checkpoint ``step`` of a run atomically; returns its folder.
 
     ``state`` is the training state for ``state.pt`` (optimizer, schedule, RNG, ...); ``step``
     is added to it. The folder is ``checkpoints/step-<step>``, or ``checkpoints/<name>`` (the
-    best checkpoint: :data:`BEST`); an existing one of the same name is replaced.
+    best checkpoint: :data:`BEST`); an existing one of the same name is replaced. A
+    ``dequantizer`` with weights (a learned ``q(u | x)``) goes to :data:`DEQUANTIZER_FILE`.
 
     Raises :class:`NonFiniteStateError` (writing nothing) when a model or EMA weight or a
     floating tensor of ``state`` is NaN or infinite, and ``RuntimeError`` naming the checkpoint
@@ -222,6 +225,8 @@ def save_checkpoint(
     files = {MODEL_FILE: _weights(flow)}
     if ema_flow is not None:
         files[EMA_FILE] = _weights(ema_flow)
+    if dequantizer is not None and dequantizer.state_dict():
+        files[DEQUANTIZER_FILE] = _weights(dequantizer)
     state = {"format": FORMAT, "step": step, **state}
     bad = first_non_finite(files, "") or first_non_finite(state, STATE_FILE)
     if bad is not None:
@@ -387,6 +392,8 @@ class LoadedRun:
         checkpoint: the checkpoint folder.
         run_dir: the run folder (the checkpoint folder's grandparent).
         ema: whether ``flow`` holds the EMA weights.
+        dequantizer: the run's dequantizer (uniform, or the learned ``q(u | x)`` with its
+            weights), on the device, in eval mode.
     """
 
     flow: Flow
@@ -396,6 +403,7 @@ class LoadedRun:
     checkpoint: Path
     run_dir: Path
     ema: bool
+    dequantizer: torch.nn.Module
 
     @property
     def conditional(self) -> bool:
@@ -432,4 +440,15 @@ def load_run(path: PathLike, device: Union[str, torch.device] = "cpu",
     flow = Flow(Glow(glow))
     load_weights(flow, weights_path, state_dict)
     flow.to(device).eval()
-    return LoadedRun(flow, config, info, step, folder, folder.parent.parent, use_ema)
+    dequantizer = build_dequantizer(config, info)
+    load_dequantizer(dequantizer, folder)
+    dequantizer.to(device).eval()
+    return LoadedRun(flow, config, info, step, folder, folder.parent.parent, use_ema, dequantizer)
+
+
+def load_dequantizer(dequantizer: torch.nn.Module, folder: Path) -> None:
+    """Load a learned dequantizer's weights from checkpoint ``folder`` (a uniform one has
+    none)."""
+    if dequantizer.state_dict():
+        path = folder / DEQUANTIZER_FILE
+        load_weights(dequantizer, path, read_weights(path)[0])

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 from ..config import GlowConfig, option
+from ..dequantization import DEQUANTIZATIONS
 
 RETIRED_FIELDS = ("test_split",)
 """Fields older runs' configs hold and this version ignores: ``test_split`` (periodic
@@ -77,8 +78,15 @@ class TrainConfig:
     conditional: bool = option(False, "class-conditional top prior (needs a labelled dataset)")
     class_loss_weight: float = option(
         0.0, "weight of the cross-entropy on the top latent's class logits")
+    dequantization: str = option(
+        "uniform", "uniform noise, or a learned variational q(u | x) trained jointly (Flow++; "
+                   "reports the variational bound)", DEQUANTIZATIONS)
+    dequantizer_steps: int = option(4, "coupling steps of the variational dequantizer")
+    dequantizer_hidden: int = option(32, "width of the variational dequantizer's networks")
     # optimization
-    optimizer: str = option("adam", "adam or adamax", ("adam", "adamax"))
+    optimizer: str = option("adam", "adam, adamw (decoupled weight decay) or adamax",
+                            ("adam", "adamw", "adamax"))
+    weight_decay: float = option(0.0, "decoupled weight decay of adamw")
     lr: float = option(1e-3, "peak learning rate")
     warmup_steps: int = option(100, "linear learning-rate warm-up steps")
     lr_schedule: str = option("cosine", "after warm-up: constant, or cosine decay to 0 at "
@@ -126,7 +134,7 @@ class TrainConfig:
         positive = ("batch_size", "eval_batch_size", "max_steps", "init_images", "log_every",
                     "eval_every", "eval_draws", "final_eval_draws", "sample_every",
                     "sample_count", "checkpoint_every", "keep_checkpoints", "nan_patience",
-                    "nan_max_restores")
+                    "nan_max_restores", "dequantizer_steps", "dequantizer_hidden")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -153,6 +161,9 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.class_loss_weight and not self.conditional:
             raise ValueError("class_loss_weight needs conditional=true (the class logits)")
+        if self.weight_decay < 0 or (self.weight_decay and self.optimizer != "adamw"):
+            raise ValueError(f"weight_decay must be >= 0 and needs optimizer adamw, got "
+                             f"{self.weight_decay} with {self.optimizer}")
         if not 0.0 < self.nan_lr_factor <= 1.0:
             raise ValueError(f"nan_lr_factor must be in (0, 1], got {self.nan_lr_factor}")
 

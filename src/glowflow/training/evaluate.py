@@ -1,4 +1,5 @@
-"""Test-set bits/dim: mean and standard error over images, averaged over dequantization draws."""
+"""Bits/dim on a dataset: mean and standard error over images, averaged over dequantization
+draws (the variational bound) or combined by importance weighting."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from dataclasses import asdict, dataclass
 from typing import Any, Optional, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ..data import dequantize
 from ..flow import Flow
+from ..metrics import bits_per_dim
 
 
 @dataclass(frozen=True)
@@ -29,33 +30,45 @@ class BpdResult:
 
 
 def bpd_sums(
-    flow: Flow, dataset: Dataset, n_bins: int, *, draws: int, batch_size: int,
+    flow: Flow, dataset: Dataset, dequantizer: nn.Module, *, draws: int, batch_size: int,
     device: torch.device, seed: int, conditional: bool, indices: Optional[Sequence[int]] = None,
+    importance_weighted: bool = False,
 ) -> Tensor:
     """``[sum_i b_i, sum_i b_i^2, N]`` (float64, on ``device``) over the images ``indices``.
 
-    ``b_i = (1/draws) sum_d bpd(x_i + u_d)`` with ``u_d`` the ``d``-th uniform dequantization
-    from a generator seeded with ``seed``. Summed (not averaged) so shards of a distributed
-    evaluation combine by ``all_reduce``. Runs in eval mode, then restores the flow's mode.
+    With ``w_id = log p(x_id) - log q(u_id | k_i)`` for the ``d``-th of ``draws`` dequantizations
+    of image ``i`` (from a generator seeded with ``seed``): ``b_i`` is the mean over draws of
+    ``bits_per_dim(w_id)`` (the variational bound), or with ``importance_weighted``
+    ``bits_per_dim(log mean_d exp w_id)`` (the importance-weighted bound with ``K = draws``).
+    Summed (not averaged) so shards of a distributed evaluation combine by ``all_reduce``.
+    Runs in eval mode, then restores the modes.
     """
     subset = Subset(dataset, list(indices)) if indices is not None else dataset
     loader = DataLoader(subset, batch_size=batch_size, shuffle=False)
     generator = torch.Generator(device=device).manual_seed(seed)
     sums = torch.zeros(3, dtype=torch.float64, device=device)
-    was_training = flow.training
+    modes = (flow.training, dequantizer.training)
     flow.eval()
+    dequantizer.eval()
+    n_bins = dequantizer.n_bins
     with torch.no_grad():
         for levels, labels in loader:
             levels = levels.to(device)
             y = labels.to(device) if conditional else None
-            per_image = torch.zeros(levels.shape[0], dtype=torch.float64, device=device)
+            weights = []
             for _ in range(draws):
-                x = dequantize(levels, n_bins, generator=generator)
-                per_image += flow.bits_per_dim(x, n_bins, y).double()
-            per_image /= draws
+                x, log_q = dequantizer(levels, dequantizer.noise(levels, generator))
+                weights.append(flow.log_prob(x, y) - log_q)
+            if importance_weighted:
+                log_mean = torch.logsumexp(torch.stack(weights).double(), dim=0) - math.log(draws)
+                per_image = bits_per_dim(log_mean, flow.num_dims, n_bins)
+            else:
+                per_image = sum(bits_per_dim(w, flow.num_dims, n_bins).double()
+                                for w in weights) / draws
             sums += torch.stack([per_image.sum(), per_image.pow(2).sum(),
                                  per_image.new_tensor(float(len(per_image)))])
-    flow.train(was_training)
+    flow.train(modes[0])
+    dequantizer.train(modes[1])
     return sums
 
 
@@ -70,10 +83,12 @@ def summarize(sums: Tensor, draws: int) -> BpdResult:
 
 
 def evaluate_bpd(
-    flow: Flow, dataset: Dataset, n_bins: int, *, draws: int = 8, batch_size: int = 256,
-    device: torch.device = torch.device("cpu"), seed: int = 0, conditional: bool = False,
+    flow: Flow, dataset: Dataset, dequantizer: nn.Module, *, draws: int = 8,
+    batch_size: int = 256, device: torch.device = torch.device("cpu"), seed: int = 0,
+    conditional: bool = False, importance_weighted: bool = False,
 ) -> BpdResult:
     """Bits/dim of ``flow`` on ``dataset`` in one process (see :func:`bpd_sums`)."""
-    sums = bpd_sums(flow, dataset, n_bins, draws=draws, batch_size=batch_size, device=device,
-                    seed=seed, conditional=conditional)
+    sums = bpd_sums(flow, dataset, dequantizer, draws=draws, batch_size=batch_size,
+                    device=device, seed=seed, conditional=conditional,
+                    importance_weighted=importance_weighted)
     return summarize(sums, draws)

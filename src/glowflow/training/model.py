@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Optional
 
+from torch import nn
+
 from ..config import GlowConfig
+from ..dequantization import make_dequantizer
 from ..flow import Flow
 from ..glow import Glow
 from .config import TrainConfig
@@ -56,3 +59,9 @@ def model_config(config: TrainConfig, info: DatasetInfo) -> GlowConfig:
 def build_flow(config: TrainConfig, info: DatasetInfo) -> Flow:
     """A fresh (not yet data-initialized) ``Flow(Glow(model_config(config, info)))``."""
     return Flow(Glow(model_config(config, info)))
+
+
+def build_dequantizer(config: TrainConfig, info: DatasetInfo) -> nn.Module:
+    """The run's dequantizer (:mod:`glowflow.dequantization`), freshly initialized."""
+    return make_dequantizer(config.dequantization, info.shape, info.n_bins,
+                            config.dequantizer_steps, config.dequantizer_hidden)

@@ -1,9 +1,10 @@
 """One training step, shared by the trainer and the benchmark.
 
-A step on a dequantized batch ``x`` (and labels ``y``):
+A step on a batch of integer levels ``k`` (labels ``y``, dequantization draws ``noise``):
 
-1. ``loss = mean_i bpd(x_i) + w * CE(class_logits, y)`` through :class:`Objective` (the module
-   that DDP and ``torch.compile`` wrap);
+1. ``loss = mean_i bpd_i + w * CE(class_logits, y)`` through :class:`Objective` (the module
+   that DDP and ``torch.compile`` wrap), ``bpd_i`` the dequantization bound of image ``i``
+   (:mod:`glowflow.dequantization`);
 2. ``loss.backward()``, then gradient-norm clipping (the norm before clipping is reported);
 3. ``ok = isfinite(loss) and isfinite(grad norm)``, a device tensor; the optimizer step (and
    the EMA update) happen only where ``ok`` holds.
@@ -30,27 +31,34 @@ from .ema import EMA
 
 
 class Objective(nn.Module):
-    """The training loss of a flow on dequantized images: ``(loss, mean bits/dim)``.
+    """The training loss of a flow on integer levels: ``(loss, mean bits/dim)``.
 
-    ``loss = mean_i bpd(x_i) + class_loss_weight * CE(logits, y)``, the logits from the class-
+    ``x, log q = dequantizer(k, noise)``; ``bpd_i = bits_per_dim(log p(x_i) - log q_i)`` (the
+    variational bound; the uniform dequantizer has ``log q = 0``);
+    ``loss = mean_i bpd_i + class_loss_weight * CE(logits, y)``, the logits from the class-
     conditional prior's classifier head on the top latent before the prior (the official
     Glow code's ``ycond`` loss). The head is the objective's business: a flow's own output is
     only ``log p(x | y)``.
     """
 
-    def __init__(self, flow: Flow, n_bins: int, class_loss_weight: float = 0.0) -> None:
+    def __init__(self, flow: Flow, dequantizer: nn.Module, class_loss_weight: float = 0.0) -> None:
         super().__init__()
         if class_loss_weight and not (isinstance(flow.bijector, Glow)
                                       and flow.bijector.config.num_classes):
             raise ValueError("class_loss_weight needs a class-conditional Glow (num_classes)")
         self.flow = flow
-        self.n_bins = n_bins
+        self.dequantizer = dequantizer
         self.class_loss_weight = class_loss_weight
 
-    def forward(self, x: Tensor, y: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        """``x`` ``(B, *event_shape)`` -> ``(loss, mean bits/dim)``, both 0-dim."""
+    def forward(
+        self, levels: Tensor, y: Optional[Tensor], noise: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Levels ``(B, *event_shape)`` and their dequantization draws -> ``(loss, mean
+        bits/dim)``, both 0-dim."""
+        x, log_q = self.dequantizer(levels, noise)
         encoding = self.flow.forward_levels(x, y)
-        bpd = bits_per_dim(log_prob_of(encoding), self.flow.num_dims, self.n_bins).mean()
+        log_bound = log_prob_of(encoding) - log_q
+        bpd = bits_per_dim(log_bound, self.flow.num_dims, self.dequantizer.n_bins).mean()
         if not self.class_loss_weight:
             return bpd, bpd
         glow = self.flow.bijector
@@ -68,33 +76,38 @@ class StepOutput(NamedTuple):
 
 
 def make_optimizer(
-    name: str, parameters: list[nn.Parameter], lr: float, device: torch.device
+    name: str, parameters: list[nn.Parameter], lr: float, device: torch.device,
+    weight_decay: float = 0.0,
 ) -> torch.optim.Optimizer:
-    """Adam (fused on CUDA, so a skipped step needs no host sync) or Adamax."""
+    """Adam or AdamW (decoupled ``weight_decay``; both fused on CUDA, so a skipped step needs no
+    host sync) or Adamax."""
+    fused = device.type == "cuda" or None
     if name == "adam":
-        return torch.optim.Adam(parameters, lr=lr, fused=device.type == "cuda" or None)
+        return torch.optim.Adam(parameters, lr=lr, fused=fused)
+    if name == "adamw":
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay, fused=fused)
     if name == "adamax":
         return torch.optim.Adamax(parameters, lr=lr)
-    raise ValueError(f"optimizer must be adam or adamax, got {name!r}")
+    raise ValueError(f"optimizer must be adam, adamw or adamax, got {name!r}")
 
 
 def training_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    x: Tensor,
-    y: Optional[Tensor],
+    inputs: tuple[Optional[Tensor], ...],
     max_grad_norm: float,
     ema: Optional[EMA] = None,
     ema_step: int = 0,
 ) -> StepOutput:
-    """One optimizer step of ``model`` (an :class:`Objective`, possibly DDP-wrapped) on ``x``.
+    """One optimizer step of ``model`` (an :class:`Objective`, possibly DDP-wrapped) on
+    ``inputs`` (its arguments: levels, labels or ``None``, dequantization draws).
 
     See the module docstring. ``max_grad_norm <= 0`` turns clipping off (the norm is still
     measured). Returns the batch's mean bits/dim, the gradient norm and whether the step was
     taken, without reading any of them on the host.
     """
     optimizer.zero_grad(set_to_none=True)
-    loss, bpd = model(x, y)
+    loss, bpd = model(*inputs)
     loss.backward()
     params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
     max_norm = max_grad_norm if max_grad_norm > 0 else float("inf")

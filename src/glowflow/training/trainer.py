@@ -35,7 +35,7 @@ from . import distributed
 from .batches import StepBatches, noise_generator, take_images
 from .atomic import write_text_atomically
 from .checkpoint import (BEST, EMA_FILE, MODEL_FILE, checkpoint_dir, checkpoint_path,
-                         first_non_finite,
+                         first_non_finite, load_dequantizer, load_run,
                          list_checkpoints, load_weights, prune_checkpoints, read_run_config,
                          read_state, read_weights, remove_stale_temporaries, resolve_checkpoint,
                          save_checkpoint)
@@ -43,7 +43,7 @@ from .config import RESUME_MAY_CHANGE, TrainConfig, resume_conflicts
 from .ema import EMA
 from .evaluate import BpdResult, bpd_sums, summarize
 from .images import save_sample_grids
-from .model import DatasetInfo, build_flow
+from .model import DatasetInfo, build_dequantizer, build_flow
 from .plots import plot_bpd_curves
 from .run_lock import RunLock
 from .run_log import RunLog, read_metrics
@@ -224,9 +224,10 @@ class Trainer:
         self.train_set, self.val_set, self.test_set = self._load_data()
         self.info = DatasetInfo.of(config.dataset, self.train_set)
         self.flow: Flow = build_flow(config, self.info).to(self.device)
-        self.objective = Objective(self.flow, self.info.n_bins, config.class_loss_weight)
-        self.optimizer = make_optimizer(config.optimizer, list(self.flow.parameters()),
-                                        config.lr, self.device)
+        self.dequantizer = build_dequantizer(config, self.info).to(self.device)
+        self.objective = Objective(self.flow, self.dequantizer, config.class_loss_weight)
+        self.optimizer = make_optimizer(config.optimizer, list(self.objective.parameters()),
+                                        config.lr, self.device, config.weight_decay)
         self.schedule = LRSchedule(config.lr, config.warmup_steps, config.max_steps,
                                    config.lr_schedule)
         self.step, self.skipped, self.elapsed_before, self.lr = 0, 0, 0.0, config.lr
@@ -322,6 +323,7 @@ class Trainer:
                     f"{folder} was trained with other settings ({'; '.join(conflicts)}); a "
                     f"resumed run keeps the run's settings except {', '.join(RESUME_MAY_CHANGE)}")
         load_weights(self.flow, folder / MODEL_FILE, weights)
+        load_dequantizer(self.dequantizer, folder)
         if self.ema is not None:
             load_weights(self.ema.module, folder / EMA_FILE, read_weights(folder / EMA_FILE)[0])
         try:
@@ -345,7 +347,7 @@ class Trainer:
         weight or optimizer state, or a last step that was skipped. The same on every rank."""
         if int(self.window.bad_run):
             return f"step {self.step} was skipped (non-finite loss or gradient)"
-        return first_non_finite({"model": self.flow.state_dict(),
+        return first_non_finite({"model": self.objective.state_dict(),
                                  "optimizer": self.optimizer.state_dict()["state"]}, "")
 
     def _save(self) -> Optional[Path]:
@@ -374,7 +376,8 @@ class Trainer:
                         "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
             }
             save_checkpoint(self.run_dir, self.step, self.flow, self.config, self.info, state,
-                            self.ema.module if self.ema is not None else None, name=name)
+                            self.ema.module if self.ema is not None else None, name=name,
+                            dequantizer=self.dequantizer)
             if name is None:
                 prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
         distributed.barrier(self.process)
@@ -415,9 +418,9 @@ class Trainer:
         y = labels.to(self.device, non_blocking=True) if config.conditional else None
         generator = noise_generator(self.device, config.seed, self.step, process.rank,
                                     process.world_size)
-        x = dequantize(levels, self.info.n_bins, generator=generator)
-        return training_step(self.model, self.optimizer, x, y, config.max_grad_norm, self.ema,
-                             self.step)
+        noise = self.dequantizer.noise(levels, generator)
+        return training_step(self.model, self.optimizer, (levels, y, noise),
+                             config.max_grad_norm, self.ema, self.step)
 
     def _check_skips(self) -> None:
         """Count the skipped steps (a host read); after ``nan_patience`` in a row restore the
@@ -430,12 +433,14 @@ class Trainer:
         if worst >= self.config.nan_patience:
             self._recover(f"{worst} non-finite steps in a row")
 
-    def evaluate(self, dataset: Any, draws: int, flow: Optional[Flow] = None) -> BpdResult:
-        """Bits/dim of ``flow`` (default :attr:`eval_flow`) on ``dataset``, each process taking
-        every ``world``-th image."""
+    def evaluate(self, dataset: Any, draws: int, flow: Optional[Flow] = None,
+                 dequantizer: Optional[torch.nn.Module] = None) -> BpdResult:
+        """Bits/dim (the dequantization bound) of ``flow`` and ``dequantizer`` (default: the
+        run's :attr:`eval_flow` and dequantizer) on ``dataset``, each process taking every
+        ``world``-th image."""
         indices = range(self.process.rank, len(dataset), self.process.world_size)
-        sums = bpd_sums(flow or self.eval_flow, dataset, self.info.n_bins, draws=draws,
-                        batch_size=self.config.eval_batch_size, device=self.device,
+        sums = bpd_sums(flow or self.eval_flow, dataset, dequantizer or self.dequantizer,
+                        draws=draws, batch_size=self.config.eval_batch_size, device=self.device,
                         seed=self.config.seed, conditional=self.config.conditional,
                         indices=indices)
         return summarize(distributed.all_reduce_sum(sums, self.process), draws)
@@ -545,36 +550,29 @@ class Trainer:
         bar.close()
         return self._finish()
 
-    def _final_test(self, flow: Flow, label: str) -> Optional[BpdResult]:
-        """Test bits/dim of ``flow`` with ``final_eval_draws``; an error if it is not finite."""
+    def _final_test(self, flow: Flow, dequantizer: torch.nn.Module,
+                    label: str) -> Optional[BpdResult]:
+        """Test bits/dim with ``final_eval_draws``; an error if it is not finite."""
         if self.test_set is None:
             return None
-        result = self.evaluate(self.test_set, self.config.final_eval_draws, flow)
+        result = self.evaluate(self.test_set, self.config.final_eval_draws, flow, dequantizer)
         if not math.isfinite(result.bpd):
             raise TrainingDiverged(
                 f"the {label} checkpoint's test bits/dim is {result.bpd}; start a fresh run with "
                 f"a lower --lr (this run: {self.config.lr:g})")
         return result
 
-    def _best_flow(self) -> tuple[Flow, Path]:
-        """The best checkpoint's weights (those :attr:`eval_flow` would hold) and folder; the
-        last state when there is no validation split."""
-        folder = checkpoint_dir(self.run_dir) / BEST
-        if self.val_set is None or self.best.step < 0:
-            return self.eval_flow, self.last_checkpoint
-        flow = build_flow(self.config, self.info).to(self.device)
-        weights_file = folder / (EMA_FILE if self.ema is not None else MODEL_FILE)
-        load_weights(flow, weights_file, read_weights(weights_file)[0])
-        return flow, folder
-
     def _finish(self) -> TrainResult:
         """Checkpoint the final state, evaluate the last and the best checkpoints on the test
         set, and write ``result.json`` and ``bpd.png``."""
         if self.last_checkpoint != checkpoint_path(self.run_dir, self.step):
             self.last_checkpoint = self._save() or self.last_checkpoint
-        last = self._final_test(self.eval_flow, "last")
-        best_flow, best_folder = self._best_flow()
-        best = last if best_flow is self.eval_flow else self._final_test(best_flow, "best")
+        last = self._final_test(self.eval_flow, self.dequantizer, "last")
+        best, best_folder, best_step = last, self.last_checkpoint, self.step
+        if self.val_set is not None and self.best.step >= 0:  # else the last is the best
+            best_folder, best_step = checkpoint_dir(self.run_dir) / BEST, self.best.step
+            loaded = load_run(best_folder, self.device)
+            best = self._final_test(loaded.flow, loaded.dequantizer, "best")
         wall = self.elapsed()
         metrics: list[dict[str, Optional[float]]] = []
         if self.process.is_main:
@@ -583,7 +581,6 @@ class Trainer:
                                                     "test_bpd_stderr": result.stderr}
                 return {"step": step, "checkpoint": str(folder), **scores}
 
-            best_step = self.best.step if best_flow is not self.eval_flow else self.step
             summary = {
                 "test_bpd": None if best is None else best.bpd,
                 "test_bpd_stderr": None if best is None else best.stderr,
