@@ -42,8 +42,10 @@ class GaussianSplitPrior(ChannelCoupling):
         super().__init__(num_channels, network, "affine", "exp", num_exit, output,
                          shift="before_scale")
 
-    def shift_and_log_scale(self, condition: Tensor) -> tuple[Tensor, Tensor]:
-        mean, log_sigma = super().shift_and_log_scale(condition)
+    def shift_and_log_scale(
+        self, condition: Tensor, *context: Optional[Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        mean, log_sigma = super().shift_and_log_scale(condition, *context)
         assert log_sigma is not None
         return -mean, -log_sigma
 

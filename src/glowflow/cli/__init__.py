@@ -21,6 +21,8 @@ COMMANDS = (
     "manipulate",
     "reconstruct",
     "ood",
+    "export",
+    "convert",
     "ablate",
     "bench",
 )

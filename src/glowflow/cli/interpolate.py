@@ -14,8 +14,9 @@ HELP = "Interpolate between two images' latents (all levels) and write the decod
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT",
-                        help="a run folder (its newest checkpoint) or a checkpoint")
+    parser.add_argument("path", metavar="MODEL",
+                        help="a run folder (its newest checkpoint), a checkpoint, a pretrained "
+                             "folder, pretrained:NAME or a Hugging Face repo id")
     parser.add_argument("--a", required=True, metavar="IMAGE_OR_INDEX",
                         help="first image: an image file, or an index into the test split")
     parser.add_argument("--b", required=True, metavar="IMAGE_OR_INDEX",
@@ -43,15 +44,15 @@ def _label(given: Optional[int], found: Optional[Tensor], name: str) -> Tensor:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..experiments.files import image_or_index, is_index, run_dataset, save_grid
+    from ..experiments.files import image_or_index, is_index, save_grid
     from ..experiments.interpolate import interpolate
-    from ..training.checkpoint import load_run
+    from ..pretrained import load_model
     from ..training.distributed import pick_device
 
     device = pick_device(args.device)
-    loaded = load_run(args.path, device)
+    loaded = load_model(args.path, device)
     shape, n_bins = loaded.info.shape, loaded.info.n_bins
-    test_set = run_dataset(loaded) if is_index(args.a) or is_index(args.b) else None
+    test_set = loaded.dataset() if is_index(args.a) or is_index(args.b) else None
     (x_a, found_a), (x_b, found_b) = (
         image_or_index(spec, test_set, shape, n_bins) for spec in (args.a, args.b))
     y_a = y_b = None
@@ -63,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--labels needs a class-conditional model")
     x_a, x_b = x_a.to(device), x_b.to(device)
     strip = interpolate(loaded.flow, x_a, x_b, args.steps, y_a, y_b)
-    out = Path(args.out) if args.out else (
-        loaded.run_dir / "experiments" / f"interpolate_{Path(args.a).stem}_{Path(args.b).stem}.png")
+    name = f"interpolate_{Path(args.a).stem}_{Path(args.b).stem}.png"
+    out = Path(args.out) if args.out else loaded.output_dir / "experiments" / name
     save_grid(strip, n_bins, out, nrow=args.steps)
     error = max(float((strip[0] - x_a).abs().max()), float((strip[-1] - x_b).abs().max()))
     print(json.dumps({"out": str(out), "steps": args.steps, "endpoint_max_abs_error": error}))

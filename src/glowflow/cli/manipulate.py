@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from ..data import ImageDataset
-    from ..training.checkpoint import LoadedRun
+    from ..pretrained import LoadedModel
 
 HELP = ("Compute (or load) the latent direction of an attribute, mean latent with it minus "
         "without it, and write a grid moving test images along it at several strengths.")
@@ -21,8 +21,9 @@ ROWS = 4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT",
-                        help="a run folder (its newest checkpoint) or a checkpoint")
+    parser.add_argument("path", metavar="MODEL",
+                        help="a run folder (its newest checkpoint), a checkpoint, a pretrained "
+                             "folder, pretrained:NAME or a Hugging Face repo id")
     parser.add_argument("--attribute", default=None, metavar="NAME_OR_CLASS",
                         help="an attribute name (CelebA: Smiling, Male, ...) or, for labelled "
                              "sets such as digits, the positive class")
@@ -51,15 +52,15 @@ def _tag(attribute: str, negative: Optional[str]) -> str:
 
 
 def compute_direction(
-    loaded: LoadedRun, attribute: str, negative: Optional[str], max_images: int
+    loaded: LoadedModel, attribute: str, negative: Optional[str], max_images: int
 ) -> tuple[list[Tensor], dict[str, str]]:
     """The direction of ``attribute`` from the run's training split, with its metadata."""
-    from ..experiments.files import dataset_labels, run_dataset, take
+    from ..experiments.files import dataset_labels, take
     from ..experiments.manipulate import attribute_direction, select_groups
 
     if max_images < 1:
         raise ValueError(f"--max-images must be >= 1, got {max_images}")
-    train_set = run_dataset(loaded, "train")
+    train_set = loaded.dataset("train")
     masks = select_groups(dataset_labels(train_set), attribute, negative, train_set.attribute_names)
     device = next(loaded.flow.parameters()).device
     groups = []
@@ -70,7 +71,7 @@ def compute_direction(
     direction = attribute_direction(loaded.flow, x_pos, x_neg, y_pos, y_neg)
     metadata = {"attribute": attribute, "negative": negative or "",
                 "positive_images": str(len(x_pos)), "negative_images": str(len(x_neg)),
-                "checkpoint": str(loaded.checkpoint)}
+                "checkpoint": str(loaded.source)}
     return direction, metadata
 
 
@@ -89,15 +90,15 @@ def default_images(
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..experiments.files import run_dataset, save_grid, take
+    from ..experiments.files import save_grid, take
     from ..experiments.manipulate import check_direction, load_direction, manipulate, save_direction
-    from ..training.checkpoint import load_run
+    from ..pretrained import load_model
     from ..training.distributed import pick_device
 
     device = pick_device(args.device)
-    loaded = load_run(args.path, device)
+    loaded = load_model(args.path, device)
     attribute, negative = args.attribute, args.negative
-    experiments = loaded.run_dir / "experiments"
+    experiments = loaded.output_dir / "experiments"
     if args.direction and args.save_direction:
         raise ValueError("--save-direction saves a computed direction; --direction loads one")
     if args.direction:
@@ -114,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
                      experiments / f"direction_{_tag(attribute, negative)}.safetensors")
         saved.parent.mkdir(parents=True, exist_ok=True)
         save_direction(direction, saved, metadata)
-    test_set = run_dataset(loaded)
+    test_set = loaded.dataset()
     x, y = take(test_set, args.image or default_images(test_set, attribute, negative))
     direction = [d.to(device) for d in direction]
     grid = manipulate(loaded.flow, x.to(device), direction, args.strengths,

@@ -9,15 +9,17 @@ HELP = "Sample a trained model: one PNG grid per temperature, from the same seed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT",
-                        help="a run folder (its newest checkpoint) or a checkpoint")
+    parser.add_argument("path", metavar="MODEL",
+                        help="a run folder (its newest checkpoint), a checkpoint, a pretrained "
+                             "folder, pretrained:NAME or a Hugging Face repo id")
     parser.add_argument("--temperature", "-t", type=float, nargs="+", default=[0.7], metavar="T",
                         help="temperatures T (the base is N(0, T^2 I))")
     parser.add_argument("-n", type=int, default=64, help="samples per grid")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latents")
     parser.add_argument("--out", default=None, metavar="FILE",
                         help="PNG file, _tT added to its name for several temperatures; "
-                             "none: RUN_DIR/samples/sample_tT.png")
+                             "none: RUN_DIR/samples/sample_tT.png (pretrained models: "
+                             "./glowflow-outputs/NAME/samples/)")
     parser.add_argument("--class", dest="label", type=int, default=None, metavar="K",
                         help="class label, for class-conditional models")
     parser.add_argument("--nrow", type=int, default=None, help="images per row; none: square")
@@ -35,14 +37,14 @@ def output_path(out: str | None, run_dir: Path, temperature: float, several: boo
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..training.checkpoint import load_run
+    from ..pretrained import load_model
     from ..training.distributed import pick_device
     from ..training.images import save_sample_grids
 
     if args.n < 1 or any(t < 0 for t in args.temperature):
         raise ValueError("-n must be >= 1 and temperatures >= 0")
     device = pick_device(args.device)
-    loaded = load_run(args.path, device)
+    loaded = load_model(args.path, device)
     y = None
     if loaded.conditional:
         classes = int(loaded.info.num_classes or 0)
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     several = len(args.temperature) > 1
     paths = save_sample_grids(
         loaded.flow, args.n, args.temperature, loaded.info.n_bins, args.seed,
-        lambda t: output_path(args.out, loaded.run_dir, t, several), y, args.nrow,
+        lambda t: output_path(args.out, loaded.output_dir, t, several), y, args.nrow,
     )
     for path in paths:
         print(path)

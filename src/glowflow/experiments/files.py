@@ -1,5 +1,6 @@
-"""Files of the experiment commands: a trained run's dataset images and image files in, as the
-flow's deterministic (dequantization-free) inputs; PNG grids of flow outputs out."""
+"""Files of the experiment commands: dataset images and image files in, as the flow's
+deterministic (dequantization-free) inputs; PNG grids of flow outputs out. (A model's own
+dataset comes from :meth:`glowflow.pretrained.LoadedModel.dataset`.)"""
 
 from __future__ import annotations
 
@@ -10,18 +11,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data import ImageDataset, levels_to_unit, load_dataset, unit_to_image
+from ..data import ImageDataset, levels_to_unit, unit_to_image
 from ..data.geometry import resize_levels
-from ..training.checkpoint import LoadedRun
 from ..training.images import image_grid, save_png
-
-
-def run_dataset(loaded: LoadedRun, split: str = "test") -> ImageDataset:
-    """The split ``split`` of the dataset ``loaded`` was trained on, preprocessed the same way
-    (size, bits); no augmentation."""
-    config = loaded.config
-    return load_dataset(config.dataset, config.data_root, split,
-                        image_size=config.image_size, n_bits=config.n_bits)
 
 
 def dataset_labels(dataset: ImageDataset) -> Tensor:

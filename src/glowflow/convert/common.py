@@ -1,0 +1,165 @@
+"""What every converter shares: reading a foreign checkpoint without unpickling code, a strict
+tensor map onto a glowflow model, and the result written as a pretrained folder.
+
+Names of glowflow's tensors (``Flow(Glow(config)).state_dict()``), for level ``l`` and step
+``k``: ``{step}.bijectors.0`` is the ActNorm (``bias``, ``log_scale``, ``initialized``),
+``.1`` the 1x1 convolution (``weight``, or ``lower``, ``upper``, ``log_s``, ``permutation``,
+``sign_s``) and ``.2`` the coupling (``network.*``); ``{level}.exit.coupling.network.*`` is the
+split prior's network and ``bijector.top_prior.*`` the learned top prior.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..config import GlowConfig
+from ..flow import Flow
+from ..glow import Glow
+from ..pretrained import DataSpec, save_pretrained
+
+
+def read_torch_file(path: Path) -> dict[str, Any]:
+    """A ``torch.save``d dict read with the restricted unpickler (``weights_only=True``: tensors,
+    numbers, strings and containers only, never code); errors name the file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip and torch errors alike
+        raise RuntimeError(f"{path} is not a readable torch checkpoint of tensors (it may hold "
+                           f"pickled code, which is never loaded): {error}") from None
+    if not isinstance(loaded, dict):
+        raise RuntimeError(f"{path} holds a {type(loaded).__name__}, not a state dict")
+    return loaded
+
+
+def strip_prefix(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """``state`` without ``prefix`` on its keys when every key has it (``nn.DataParallel``'s
+    ``module.``)."""
+    if state and all(key.startswith(prefix) for key in state):
+        return {key[len(prefix):]: value for key, value in state.items()}
+    return state
+
+
+def layer(level: int, step: int, index: int) -> str:
+    """The state-dict prefix of layer ``index`` (0 ActNorm, 1 mixing, 2 coupling) of step
+    ``step`` of level ``level``."""
+    return f"bijector.levels.{level}.steps.{step}.bijectors.{index}"
+
+
+def exit_network(level: int) -> str:
+    """The state-dict prefix of level ``level``'s split-prior network."""
+    return f"bijector.levels.{level}.exit.coupling.network"
+
+
+class TensorMap:
+    """A strict map from a foreign state dict onto glowflow's: every glowflow tensor must be
+    given once, and every source tensor used (or named as ignored), else a ``RuntimeError``
+    naming the source file and the tensors."""
+
+    def __init__(self, source: dict[str, Tensor], path: Path) -> None:
+        self.source = source
+        self.path = path
+        self.used: set[str] = set()
+        self.target: dict[str, Tensor] = {}
+
+    def has(self, key: str) -> bool:
+        return key in self.source
+
+    def take(self, key: str) -> Tensor:
+        """A copy of source tensor ``key``, marked used."""
+        if key not in self.source:
+            raise RuntimeError(f"{self.path} lacks tensor {key!r}: not the checkpoint layout "
+                               f"this converter reads")
+        self.used.add(key)
+        return self.source[key].detach().clone()
+
+    def put(self, key: str, value: Tensor) -> None:
+        if key in self.target:
+            raise AssertionError(f"glowflow tensor {key} given twice")
+        self.target[key] = value
+
+    def finish(self, config: GlowConfig, ignored: tuple[str, ...] = ()) -> dict[str, Tensor]:
+        """The complete glowflow state dict for ``config``. ActNorm ``initialized`` flags are
+        set (the sources keep theirs outside the state dict) and a ``reverse`` permutation's
+        indices (which the sources do not store either) come from the built model."""
+        expected = Flow(Glow(config)).state_dict()
+        for key, value in expected.items():
+            if key.endswith(".initialized") and key not in self.target:
+                self.target[key] = torch.tensor(True)
+            if (config.permutation == "reverse" and key.endswith((".perm", ".inverse_perm"))
+                    and key not in self.target):
+                self.target[key] = value
+        missing = sorted(set(expected) - set(self.target))
+        extra = sorted(set(self.target) - set(expected))
+        if missing or extra:
+            raise AssertionError(f"converter bug for {self.path}: missing {missing[:5]}, "
+                                 f"unknown {extra[:5]}")
+        for key, value in expected.items():
+            if tuple(self.target[key].shape) != tuple(value.shape):
+                raise RuntimeError(f"{self.path}: tensor for {key} has shape "
+                                   f"{tuple(self.target[key].shape)}, the model needs "
+                                   f"{tuple(value.shape)} (hyper-parameters do not match)")
+            if not (value.is_floating_point() and self.target[key].dtype == torch.float64):
+                self.target[key] = self.target[key].to(value.dtype)
+        unused = sorted(k for k in set(self.source) - self.used
+                        if not any(k.startswith(p) or k == p for p in ignored))
+        if unused:
+            raise RuntimeError(f"{self.path} has tensors this converter does not map: "
+                               f"{unused[:8]}{' ...' if len(unused) > 8 else ''}")
+        return self.target
+
+
+def zero_conv_of_constant(weight: Tensor, bias: Tensor, log_gain: Tensor, gain_scale: float,
+                          shape: tuple[int, int, int], pad_value: float) -> Tensor:
+    """What a zero-initialized 3x3 conv ``conv(pad(h)) * exp(gain_scale * log_gain)`` gives
+    for an all-zero input ``h`` of shape ``(C_in, H, W)``: the ports' learned top prior,
+    computed once with their operations. ``(C_out, H, W)``."""
+    zeros = torch.zeros(1, *shape, dtype=weight.dtype)
+    padded = F.pad(zeros, [1, 1, 1, 1], value=pad_value)
+    out = F.conv2d(padded, weight, bias) * torch.exp(log_gain.reshape(-1, 1, 1) * gain_scale)
+    return out[0]
+
+
+def fold_input_map(tensors: dict[str, Tensor], scale: float, offset: float) -> None:
+    """Fold a source's input convention ``x_source = scale * x + offset`` (``x`` glowflow's
+    input) into the first ActNorm, in place: ``(x_source + b) exp(s) = (x + (b + offset) /
+    scale) exp(s + log scale)``. The model's density on ``x`` then includes the map's Jacobian,
+    ``log p(x) = log p_source(x_source) + D log scale``."""
+    bias, log_scale = f"{layer(0, 0, 0)}.bias", f"{layer(0, 0, 0)}.log_scale"
+    tensors[bias] = ((tensors[bias].double() + offset) / scale).to(tensors[bias].dtype)
+    tensors[log_scale] = (tensors[log_scale].double() + math.log(scale)).to(
+        tensors[log_scale].dtype)
+
+
+@dataclass
+class Converted:
+    """A converter's result: the model, its tensors, its data, and where it came from."""
+
+    glow: GlowConfig
+    tensors: dict[str, Tensor]
+    data: DataSpec
+    source: dict[str, Any] = field(default_factory=dict)
+
+    def flow(self) -> Flow:
+        """The glowflow model with the converted weights (float64 when the source's are), in
+        eval mode."""
+        flow = Flow(Glow(self.glow))
+        if any(t.dtype == torch.float64 for t in self.tensors.values()):
+            flow.double()  # a float64 source stays float64
+        flow.load_state_dict(self.tensors)
+        return flow.eval()
+
+    def save(self, out: Path, command: Optional[str] = None, name: Optional[str] = None) -> Path:
+        """Write the pretrained folder ``out``."""
+        source = dict(self.source)
+        if command:
+            source["convert_command"] = command
+        return save_pretrained(self.flow(), out, self.data, source, None, name)
