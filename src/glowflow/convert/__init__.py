@@ -11,15 +11,16 @@ sources' own code (``scripts/fixtures/``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from .common import Converted
+if TYPE_CHECKING:  # the package imports without torch (tfp_variables runs beside TensorFlow)
+    from .common import Converted
 
 SOURCES = ("y0ast", "rosinality", "chaiyujin", "tfp")
 """The implementations :func:`convert` reads."""
 
 
-def _converter(source: str) -> Callable[..., Converted]:
+def _converter(source: str) -> Callable[..., "Converted"]:
     if source == "y0ast":
         from .ports import convert_y0ast
 
@@ -39,10 +40,10 @@ def _converter(source: str) -> Callable[..., Converted]:
     raise ValueError(f"unknown source {source!r}; one of {SOURCES}")
 
 
-def convert(source: str, path: Path, **options: Any) -> Converted:
+def convert(source: str, path: Path, **options: Any) -> "Converted":
     """Convert checkpoint ``path`` of implementation ``source`` (one of :data:`SOURCES`);
     ``options`` are the converter's own (``hparams``, ``dataset``, ``image_size``, ...)."""
     return _converter(source)(Path(path), **options)
 
 
-__all__ = ["SOURCES", "Converted", "convert"]
+__all__ = ["SOURCES", "convert"]

@@ -1,0 +1,132 @@
+"""Converter for TensorFlow Probability's ``tfb.Glow`` with its default networks.
+
+Input: an ``.npz`` of the Glow's variables by structural name
+(:func:`glowflow.convert.tfp_variables.glow_variables` writes it from a live ``tfb.Glow``), or
+a ``tf.train.Checkpoint(glow=...)`` prefix plus ``--hparams`` (the ``tfb.Glow`` arguments and
+``num_hidden``), read with the ``tfp`` extra.
+
+The map, read from ``tensorflow_probability/python/bijectors/glow.py``. TFP's ``forward``
+samples, so glowflow's normalizing pass is TFP's chain walked from the image side; walked that
+way, blocks come finest first and steps in the order they act (the reverse of TFP's
+construction order) and each step is:
+
+* ``ActivationNormalization``: ``Invert(Chain([Scale(exp(log_s)), Shift(m)]))`` towards the
+  image, so ``(x + m) * exp(log_s)`` towards the latent: glowflow's ActNorm;
+* ``Invert(OneByOneConv)``: ``y = W x`` with ``W = lu_reconstruct(lower_upper, permutation)
+  = P L U`` (rows of ``L U`` taken in the inverse permutation): glowflow's LU 1x1 conv;
+* ``Invert(RealNVP(C / 2))``: the first half conditions, the second half becomes
+  ``x * sigmoid(h[:c] + 2) + h[c:]``, scale first (``scale_fn="sigmoid"``,
+  ``coupling_output="scale_shift"``); the network ends in a plain conv (gain ``exp(0)``);
+* exits: ``Invert(ExitBijector)``, a ``RealNVP`` on ``[continuing | exiting]`` with
+  ``exp(h[:c] + 2)`` and shift ``h[c:]``: glowflow's affine exit with
+  ``exit_output="scale_shift"`` and the 2 added to the scale half of the conv's bias.
+
+TFP's rank-1 latent orders the same numbers as :mod:`glowflow.tfp_order` describes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..config import GlowConfig
+from ..pretrained import DataSpec
+from .common import Converted, TensorMap, exit_network, layer
+
+
+def _arrays(path: Path, hparams: Optional[Path]) -> dict[str, np.ndarray]:
+    if path.suffix == ".npz":
+        if not path.is_file():
+            raise FileNotFoundError(f"variables file {path} does not exist")
+        with np.load(path, allow_pickle=False) as arrays:
+            return {key: arrays[key] for key in arrays.files}
+    if hparams is None:
+        raise ValueError(f"{path}: a tf.train.Checkpoint does not record the Glow's arguments; "
+                         f"give them with --hparams (a JSON of tfb.Glow's arguments)")
+    try:
+        from .tfp_variables import checkpoint_variables
+
+        return checkpoint_variables(str(path), json.loads(hparams.read_text()))
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(f"reading the TensorFlow checkpoint {path} needs the tfp "
+                                  f"extra (pip install 'glowflow[tfp]'): {error}") from None
+
+
+def _lu(m: TensorMap, prefix: str, target: str) -> None:
+    lower_upper = m.take(f"{prefix}/lower_upper")
+    permutation = m.take(f"{prefix}/permutation").long()
+    rows = torch.argsort(permutation)  # W = (L U)[rows]: row i of W is row rows[i] of L U
+    matrix = torch.zeros_like(lower_upper)
+    matrix[torch.arange(len(rows)), rows] = 1.0
+    diagonal = torch.diagonal(lower_upper)
+    m.put(f"{target}.permutation", matrix)
+    m.put(f"{target}.lower", torch.tril(lower_upper, -1))
+    m.put(f"{target}.upper", torch.triu(lower_upper, 1))
+    m.put(f"{target}.sign_s", torch.sign(diagonal))
+    m.put(f"{target}.log_s", diagonal.abs().log())
+
+
+def _conv(m: TensorMap, prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A Keras conv's HWIO kernel as torch's OIHW weight, and its bias."""
+    return m.take(f"{prefix}/kernel").permute(3, 2, 0, 1).contiguous(), m.take(f"{prefix}/bias")
+
+
+def convert_tfp(path: Path, hparams: Optional[Path] = None, dataset: Optional[str] = None,
+                n_bits: int = 8) -> Converted:
+    """Convert a ``tfb.Glow``'s variables (``.npz``, or a checkpoint with ``hparams``)."""
+    arrays = _arrays(path, hparams)
+    m = TensorMap({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()},
+                  path)
+    if not m.has("output_shape") or not m.has("level0/step0/actnorm/loc"):
+        raise RuntimeError(f"{path} lacks output_shape or level0/step0/actnorm/loc: not the "
+                           f"variables of a tfb.Glow (see glowflow.convert.tfp_variables)")
+    height, width, channels = (int(s) for s in m.take("output_shape"))
+    levels = sum(1 for k in arrays if k.endswith("/step0/actnorm/loc"))
+    steps = sum(1 for k in arrays if k.startswith("level0/") and k.endswith("/actnorm/loc"))
+    hidden = int(arrays["level0/step0/coupling/conv0/kernel"].shape[3])
+    level_channels = int(arrays["level0/step0/actnorm/loc"].shape[0])
+    coupling = ("affine" if arrays["level0/step0/coupling/conv2/kernel"].shape[3]
+                == level_channels else "additive")
+    fractions = []
+    for level in range(levels):
+        kernel = arrays.get(f"level{level}/exit/kernel")
+        total = int(arrays[f"level{level}/step0/actnorm/loc"].shape[0])
+        fractions.append(0.0 if kernel is None else kernel.shape[3] / 2 / total)
+    glow = GlowConfig(
+        output_shape=(channels, height, width), num_glow_blocks=levels,
+        num_steps_per_block=steps, grab_after_block=tuple(fractions), hidden_channels=hidden,
+        coupling=coupling, permutation="invconv_lu", scale_fn="sigmoid",
+        coupling_output="scale_shift", exit_output="scale_shift")
+    for level in range(levels):
+        for step in range(steps):
+            source = f"level{level}/step{step}"
+            actnorm, mixing, coupling_layer = (layer(level, step, i) for i in range(3))
+            m.put(f"{actnorm}.bias", m.take(f"{source}/actnorm/loc"))
+            m.put(f"{actnorm}.log_scale", m.take(f"{source}/actnorm/log_scale"))
+            _lu(m, f"{source}/conv1x1", mixing)
+            for index, ours in enumerate(("0", "2", "4.conv")):
+                weight, bias = _conv(m, f"{source}/coupling/conv{index}")
+                m.put(f"{coupling_layer}.network.{ours}.weight", weight)
+                m.put(f"{coupling_layer}.network.{ours}.bias", bias)
+            m.put(f"{coupling_layer}.network.4.log_gain",
+                  torch.zeros(m.target[f"{coupling_layer}.network.4.conv.bias"].numel(), 1, 1))
+        if m.has(f"level{level}/exit/kernel"):
+            weight, bias = _conv(m, f"level{level}/exit")
+            half = bias.numel() // 2
+            bias = torch.cat([bias[:half] + 2.0, bias[half:]])  # exp(h + 2): the 2 in the bias
+            m.put(f"{exit_network(level)}.conv.weight", weight)
+            m.put(f"{exit_network(level)}.conv.bias", bias)
+            m.put(f"{exit_network(level)}.log_gain", torch.zeros(bias.numel(), 1, 1))
+    tensors = m.finish(glow)
+    notes = ["converted from a tfb.Glow with TFP's default networks; the exits' exp(h + 2) "
+             "keeps its 2 in the exit conv's bias",
+             "inputs: the x the tfb.Glow was trained on, taken here as glowflow's "
+             "(k + u) / n_bins - 1/2"]
+    data = DataSpec(dataset or "unknown", glow.output_shape, 2**n_bits,
+                    n_bits=None if n_bits == 8 else n_bits)
+    return Converted(glow, tensors, data, {"kind": "tfp", "converted_from": str(path),
+                                           "notes": notes})

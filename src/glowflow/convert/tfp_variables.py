@@ -1,0 +1,79 @@
+"""A ``tfb.Glow``'s variables by structural name, for :mod:`glowflow.convert.tfp` (needs only
+numpy here, and TensorFlow Probability where a live Glow or a checkpoint is read: the ``tfp``
+extra). Importing this module needs neither torch nor TensorFlow.
+
+Names (``L`` levels image side first, ``K`` steps in the order they act on an image, each a
+numpy array): ``output_shape`` ``(H, W, C)``; ``level{l}/step{k}/actnorm/loc`` and
+``.../actnorm/log_scale`` (the ActNorm acts as ``(x + loc) * exp(log_scale)`` towards the
+latent); ``.../conv1x1/lower_upper`` and ``.../conv1x1/permutation`` (``ScaleMatvecLU``'s
+packed LU factors and row permutation); ``.../coupling/conv{0,1,2}/kernel`` (HWIO) and
+``.../bias`` (``GlowDefaultNetwork``'s three convolutions); ``level{l}/exit/kernel`` and
+``.../bias`` (``GlowDefaultExitNetwork``), for levels with an exit.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+
+def walk(bijector: Any) -> Iterator[Any]:
+    """Every bijector inside ``bijector``, depth first, in the order of its chains (for a
+    ``tfb.Glow``: from the image side)."""
+    yield bijector
+    inner = getattr(bijector, "bijectors", None)
+    if inner:
+        for child in inner:
+            yield from walk(child)
+    elif hasattr(bijector, "bijector"):
+        yield from walk(bijector.bijector)
+
+
+def _kind(weight: Any) -> str:
+    return "kernel" if len(weight.shape) == 4 else "bias"
+
+
+def glow_variables(glow: Any, output_shape: Sequence[int]) -> dict[str, np.ndarray]:
+    """The variables of a live ``tfb.Glow`` (built with TFP's default networks) by name."""
+    from tensorflow_probability.python.bijectors import glow as tfp_glow
+
+    out = {"output_shape": np.array(output_shape, dtype=np.int64)}
+    blocks = [b for b in walk(glow) if isinstance(b, tfp_glow.GlowBlock)]
+    exits = [b for b in walk(glow) if isinstance(b, tfp_glow.ExitBijector)]
+    for level, block in enumerate(blocks):
+        norms = [b for b in walk(block) if isinstance(b, tfp_glow.ActivationNormalization)]
+        convs = [b for b in walk(block) if isinstance(b, tfp_glow.OneByOneConv)]
+        layers = [b.coupling_bijector_layer for b in walk(block)
+                  if hasattr(b, "coupling_bijector_layer")]
+        for step, (norm, conv, layer) in enumerate(zip(norms, convs, layers)):
+            prefix = f"level{level}/step{step}"
+            out[f"{prefix}/actnorm/loc"] = norm._m.numpy()
+            out[f"{prefix}/actnorm/log_scale"] = norm._s.pretransformed_input.numpy()
+            out[f"{prefix}/conv1x1/lower_upper"] = conv._bijector.lower_upper.numpy()
+            out[f"{prefix}/conv1x1/permutation"] = conv._bijector.permutation.numpy()
+            for index, weight in enumerate(layer.weights):
+                out[f"{prefix}/coupling/conv{index // 2}/{_kind(weight)}"] = weight.numpy()
+    for level, exit in enumerate(exits):
+        for weight in exit.trainable_variables:
+            out[f"level{level}/exit/{_kind(weight)}"] = weight.numpy()
+    return out
+
+
+def checkpoint_variables(prefix: str, arguments: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The variables of a ``tf.train.Checkpoint(glow=...)`` at ``prefix``: a ``tfb.Glow`` is
+    built from ``arguments`` (``output_shape`` HWC, ``num_glow_blocks``,
+    ``num_steps_per_block``, ``grab_after_block``, ``num_hidden`` of the default coupling
+    network), the checkpoint restored into it (every variable must match), and read."""
+    import tensorflow_probability as tfp
+    from tensorflow import train
+
+    tfb = tfp.bijectors
+    values = dict(arguments)
+    num_hidden = int(values.pop("num_hidden", 400))
+    glow = tfb.Glow(
+        **values,
+        coupling_bijector_fn=lambda shape: tfb.GlowDefaultNetwork(shape, num_hidden=num_hidden),
+        exit_bijector_fn=tfb.GlowDefaultExitNetwork)
+    train.Checkpoint(glow=glow).restore(prefix).assert_existing_objects_matched()
+    return glow_variables(glow, values["output_shape"])
