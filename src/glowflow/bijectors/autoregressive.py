@@ -137,7 +137,7 @@ class _AffineAutoregressive(Bijector):
         self.made = MADE(features, 2, hidden, num_hidden_layers, context_features)
 
     def _shift_and_log_scale(self, u: Tensor, context: Optional[Tensor]) -> tuple[Tensor, Tensor]:
-        shift, raw = self.made(u, context).unbind(dim=1)
+        shift, raw = self.made(u, context).to(u.dtype).unbind(dim=1)  # float32 under autocast
         return shift, SCALE_FUNCTIONS[self.scale_fn](raw)
 
     def _parallel(self, u: Tensor, context: Optional[Tensor]) -> tuple[Tensor, Tensor]:

@@ -9,7 +9,9 @@ Glow paper and the PyTorch flow libraries (not TensorFlow Probability):
   ``x = f^{-1}(y)`` and ``logdet = log|det df^{-1}/dy| = -log|det df/dx|`` at ``x = f^{-1}(y)``.
 
 Log-determinants are accumulated in float32 (float64 when the input is float64), whatever
-precision the networks run in. ``b.inv`` is the inverted bijector and ``b.inv.inv is b``.
+precision the networks run in: a layer casts its network's output to its input's dtype before
+using it, and runs its own matmul-like arithmetic :func:`outside_autocast`. ``b.inv`` is the
+inverted bijector and ``b.inv.inv is b``.
 Event shapes (everything but the batch dimension) are checked when bijectors are chained
 through :meth:`Bijector.forward_shape` / :meth:`Bijector.inverse_shape`.
 """
@@ -32,6 +34,13 @@ def logdet_dtype(x: Tensor) -> torch.dtype:
 def zero_logdet(x: Tensor) -> Tensor:
     """A zero log-determinant of shape ``(B,)`` on ``x``'s device, in :func:`logdet_dtype`."""
     return torch.zeros(x.shape[0], dtype=logdet_dtype(x), device=x.device)
+
+
+def outside_autocast(x: Tensor) -> torch.autocast:
+    """A context in which ``torch.autocast`` is off on ``x``'s device: the flow's own
+    matmul-like arithmetic (1x1 convolutions, prior tables) runs in ``x``'s dtype even when
+    the networks run under autocast (see :mod:`glowflow.precision`)."""
+    return torch.autocast(x.device.type, enabled=False)
 
 
 def sum_except_batch(t: Tensor) -> Tensor:

@@ -97,14 +97,16 @@ class _Coupling(Bijector):
         """The network's output on ``condition`` -- with ``context_channels > 0``, on
         ``cat([condition, context])``, the context a ``(B, context_channels, H, W)`` feature map
         -- as shift ``t`` and ``log s`` (``None``: additive). Otherwise the context is ignored
-        (a Glow passes class labels to every layer; only its prior reads them)."""
+        (a Glow passes class labels to every layer; only its prior reads them). The network
+        may run in lower precision (autocast); its output is cast to ``condition``'s dtype
+        first, so ``t``, ``log s`` and all that follows are float32."""
         if self.context_channels:
             if context is None or context.dim() != 4 or context.shape[1] != self.context_channels:
                 got = None if context is None else tuple(context.shape)
                 raise ValueError(f"{type(self).__name__} needs a (B, {self.context_channels}, H, "
                                  f"W) context, got {got}")
             condition = torch.cat([condition, context.to(condition.dtype)], dim=1)
-        raw = self.network(condition)
+        raw = self.network(condition).to(condition.dtype)  # bf16/fp16 under autocast
         if self.kind == "additive":
             return raw, None
         shift, scale_raw = split_output(raw, self.output)

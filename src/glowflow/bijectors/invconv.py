@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Bijector, Shape, check_channels, logdet_dtype
+from .base import Bijector, Shape, check_channels, logdet_dtype, outside_autocast
 
 
 def random_rotation(num_channels: int, generator: Optional[torch.Generator] = None) -> Tensor:
@@ -19,11 +19,13 @@ def random_rotation(num_channels: int, generator: Optional[torch.Generator] = No
 
 
 def apply_channel_matrix(x: Tensor, matrix: Tensor) -> Tensor:
-    """``y[:, i, ...] = sum_j matrix[i, j] x[:, j, ...]`` for ``x`` of shape ``(B, C, ...)``."""
+    """``y[:, i, ...] = sum_j matrix[i, j] x[:, j, ...]`` for ``x`` of shape ``(B, C, ...)``,
+    in ``x``'s dtype even under autocast (the 1x1 convolution is the flow's own arithmetic)."""
     matrix = matrix.to(x.dtype)
-    if x.dim() == 4:
-        return F.conv2d(x, matrix[:, :, None, None])
-    return torch.movedim(F.linear(torch.movedim(x, 1, -1), matrix), -1, 1)
+    with outside_autocast(x):
+        if x.dim() == 4:
+            return F.conv2d(x, matrix[:, :, None, None])
+        return torch.movedim(F.linear(torch.movedim(x, 1, -1), matrix), -1, 1)
 
 
 _SAME_SIZE_INTEGER = {8: torch.int64, 4: torch.int32, 2: torch.int16, 1: torch.uint8}

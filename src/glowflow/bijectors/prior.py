@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Bijector, Shape, sum_except_batch
+from .base import Bijector, Shape, outside_autocast, sum_except_batch
 
 
 class LearnedPrior(Bijector):
@@ -90,7 +90,9 @@ class ClassConditionalPrior(LearnedPrior):
         )
 
     def _mean_and_log_sigma(self, context: Optional[Tensor]) -> tuple[Tensor, Tensor]:
-        offsets = torch.tensordot(self.class_weights(context), self.class_table, dims=1)
+        weights = self.class_weights(context)
+        with outside_autocast(weights):  # a prior term: float32 even under autocast
+            offsets = torch.tensordot(weights, self.class_table, dims=1)
         return self.mean + offsets[:, 0], self.log_sigma + offsets[:, 1]
 
     def class_logits(self, top_latent: Tensor) -> Tensor:

@@ -10,6 +10,8 @@ HELP = ("Test-set bits/dim of a trained run or checkpoint: mean and standard err
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..precision import PRECISIONS
+
     parser.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT",
                         help="a run folder (its best checkpoint, else its newest) or a checkpoint")
     parser.add_argument("--split", default="test", choices=("test", "val", "train"),
@@ -29,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
     parser.add_argument("--data-root", default=None, metavar="DIR",
                         help="dataset folder; none: the one the run was trained from")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                        help="what the coupling and prior networks compute in; log-dets and "
+                             "prior terms stay fp32 (see glowflow.precision)")
     parser.add_argument("--raw-weights", action="store_true",
                         help="evaluate the trained weights even when the run keeps an EMA")
 
@@ -55,11 +60,12 @@ def run(args: argparse.Namespace) -> int:
                          f"{info.n_bins}")
     options = dict(batch_size=args.batch_size or config.eval_batch_size, device=device,
                    seed=config.seed if args.seed is None else args.seed,
-                   conditional=config.conditional)
+                   conditional=config.conditional, precision=args.precision)
     result = evaluate_bpd(loaded.flow, dataset, loaded.dequantizer, draws=args.draws, **options)
     report = {"checkpoint": str(loaded.checkpoint), "step": loaded.step, "ema": loaded.ema,
               "dataset": config.dataset, "split": args.split, "n_bins": info.n_bins,
               "conditional": config.conditional, "dequantization": config.dequantization,
+              "precision": args.precision,
               **result.to_dict()}
     if args.iw_samples:
         weighted = evaluate_bpd(loaded.flow, dataset, loaded.dequantizer, draws=args.iw_samples,

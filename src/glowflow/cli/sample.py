@@ -9,6 +9,8 @@ HELP = "Sample a trained model: one PNG grid per temperature, from the same seed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..precision import PRECISIONS
+
     parser.add_argument("path", metavar="MODEL",
                         help="a run folder (its newest checkpoint), a checkpoint, a pretrained "
                              "folder, pretrained:NAME or a Hugging Face repo id")
@@ -24,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="class label, for class-conditional models")
     parser.add_argument("--nrow", type=int, default=None, help="images per row; none: square")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                        help="what the coupling and prior networks compute in; the flow's own "
+                             "arithmetic stays fp32 (see glowflow.precision)")
 
 
 def output_path(out: str | None, run_dir: Path, temperature: float, several: bool) -> Path:
@@ -37,6 +42,7 @@ def output_path(out: str | None, run_dir: Path, temperature: float, several: boo
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ..precision import network_precision
     from ..pretrained import load_model
     from ..training.distributed import pick_device
     from ..training.images import save_sample_grids
@@ -56,10 +62,11 @@ def run(args: argparse.Namespace) -> int:
     elif args.label is not None:
         raise ValueError("--class needs a class-conditional model (trained with --conditional)")
     several = len(args.temperature) > 1
-    paths = save_sample_grids(
-        loaded.flow, args.n, args.temperature, loaded.info.n_bins, args.seed,
-        lambda t: output_path(args.out, loaded.output_dir, t, several), y, args.nrow,
-    )
+    with network_precision(args.precision, device):
+        paths = save_sample_grids(
+            loaded.flow, args.n, args.temperature, loaded.info.n_bins, args.seed,
+            lambda t: output_path(args.out, loaded.output_dir, t, several), y, args.nrow,
+        )
     for path in paths:
         print(path)
     return 0

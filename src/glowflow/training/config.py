@@ -21,6 +21,7 @@ from typing import Any, Mapping, Optional, Union
 
 from ..config import GlowConfig, option
 from ..dequantization import DEQUANTIZATIONS
+from ..precision import PRECISIONS
 
 RETIRED_FIELDS = ("test_split",)
 """Fields older runs' configs hold and this version ignores: ``test_split`` (periodic
@@ -58,6 +59,11 @@ class TrainConfig:
         False, "deterministic algorithms, so a resumed run repeats an uninterrupted one")
     device: str = option("auto", "auto (CUDA when available), cpu or cuda", ("auto", "cpu", "cuda"))
     threads: int = option(1, "CPU threads for torch (0: torch's default, one per core)")
+    precision: str = option(
+        "fp32", "what the coupling and prior networks compute in while training (bf16, fp16: "
+                "autocast; fp16 scales the loss); the flow's own arithmetic and log-dets stay "
+                "fp32, and the run's evaluations and sample grids run in fp32", PRECISIONS)
+    compile: bool = option(False, "torch.compile the training objective (forward and backward)")
     # data
     dataset: str = option("digits", "digits, mnist, fashion-mnist, cifar10, svhn, celeba or "
                                     "folder:PATH")
@@ -189,7 +195,7 @@ class TrainConfig:
 
 RESUME_MAY_CHANGE = (
     "max_steps", "max_time", "run_dir", "device", "threads", "num_workers", "data_root", "download",
-    "progress", "tensorboard", "eval_batch_size",
+    "progress", "tensorboard", "eval_batch_size", "compile",
 )
 """Settings a resumed run may change: how long it trains (a cosine schedule stretches to the
 new ``max_steps``), where it runs and how it shows progress. Everything else is the run's."""

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..flow import Flow
 from ..metrics import bits_per_dim
+from ..precision import network_precision
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class BpdResult:
 def bpd_sums(
     flow: Flow, dataset: Dataset, dequantizer: nn.Module, *, draws: int, batch_size: int,
     device: torch.device, seed: int, conditional: bool, indices: Optional[Sequence[int]] = None,
-    importance_weighted: bool = False,
+    importance_weighted: bool = False, precision: str = "fp32",
 ) -> Tensor:
     """``[sum_i b_i, sum_i b_i^2, N]`` (float64, on ``device``) over the images ``indices``.
 
@@ -41,7 +42,8 @@ def bpd_sums(
     ``bits_per_dim(w_id)`` (the variational bound), or with ``importance_weighted``
     ``bits_per_dim(log mean_d exp w_id)`` (the importance-weighted bound with ``K = draws``).
     Summed (not averaged) so shards of a distributed evaluation combine by ``all_reduce``.
-    Runs in eval mode, then restores the modes.
+    Runs in eval mode, then restores the modes; the networks compute in ``precision``
+    (:mod:`glowflow.precision`), the log-dets and prior terms in float32.
     """
     subset = Subset(dataset, list(indices)) if indices is not None else dataset
     loader = DataLoader(subset, batch_size=batch_size, shuffle=False)
@@ -51,7 +53,7 @@ def bpd_sums(
     flow.eval()
     dequantizer.eval()
     n_bins = dequantizer.n_bins
-    with torch.no_grad():
+    with torch.no_grad(), network_precision(precision, device):
         for levels, labels in loader:
             levels = levels.to(device)
             y = labels.to(device) if conditional else None
@@ -85,10 +87,10 @@ def summarize(sums: Tensor, draws: int) -> BpdResult:
 def evaluate_bpd(
     flow: Flow, dataset: Dataset, dequantizer: nn.Module, *, draws: int = 8,
     batch_size: int = 256, device: torch.device = torch.device("cpu"), seed: int = 0,
-    conditional: bool = False, importance_weighted: bool = False,
+    conditional: bool = False, importance_weighted: bool = False, precision: str = "fp32",
 ) -> BpdResult:
     """Bits/dim of ``flow`` on ``dataset`` in one process (see :func:`bpd_sums`)."""
     sums = bpd_sums(flow, dataset, dequantizer, draws=draws, batch_size=batch_size,
                     device=device, seed=seed, conditional=conditional,
-                    importance_weighted=importance_weighted)
+                    importance_weighted=importance_weighted, precision=precision)
     return summarize(sums, draws)

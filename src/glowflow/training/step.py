@@ -4,14 +4,21 @@ A step on a batch of integer levels ``k`` (labels ``y``, dequantization draws ``
 
 1. ``loss = mean_i bpd_i + w * CE(class_logits, y)`` through :class:`Objective` (the module
    that DDP and ``torch.compile`` wrap), ``bpd_i`` the dequantization bound of image ``i``
-   (:mod:`glowflow.dequantization`);
-2. ``loss.backward()``, then gradient-norm clipping (the norm before clipping is reported);
+   (:mod:`glowflow.dequantization`), its networks in the objective's precision
+   (:mod:`glowflow.precision`);
+2. ``loss.backward()`` -- in fp16, ``(S * loss).backward()`` with a
+   :class:`torch.amp.GradScaler`'s scale ``S``, then ``scaler.unscale_`` divides the gradients
+   by ``S`` -- then gradient-norm clipping (the norm before clipping is reported);
 3. ``ok = isfinite(loss) and isfinite(grad norm)``, a device tensor; the optimizer step (and
-   the EMA update) happen only where ``ok`` holds.
+   the EMA update) happen only where ``ok`` holds; the scaler then updates ``S`` from its own
+   overflow flags (halved after an overflow, doubled after 2,000 clean steps).
 
 No host sync happens inside a step: a fused optimizer (CUDA Adam) reads ``ok`` on the device
 through its ``found_inf`` input and skips the update there; other optimizers read it on the
-host, which costs nothing on CPU. Under DDP every rank runs the backward pass and the gradients
+host, which costs nothing on CPU. The scaler is used without its ``step`` (which reads its
+overflow flag on the host for a non-fused optimizer): ``unscale_`` and ``update`` keep their
+flags and the scale on the device, and an overflow makes the gradient norm infinite, so
+``ok`` already skips that step. Under DDP every rank runs the backward pass and the gradients
 are averaged, so a non-finite loss on any rank makes the gradient norm non-finite on all of them
 and every rank skips the same step.
 """
@@ -27,6 +34,7 @@ from torch import Tensor, nn
 from ..flow import Flow, log_prob_of
 from ..glow import Glow
 from ..metrics import bits_per_dim
+from ..precision import check_precision, network_precision
 from .ema import EMA
 
 
@@ -38,10 +46,12 @@ class Objective(nn.Module):
     ``loss = mean_i bpd_i + class_loss_weight * CE(logits, y)``, the logits from the class-
     conditional prior's classifier head on the top latent before the prior (the official
     Glow code's ``ycond`` loss). The head is the objective's business: a flow's own output is
-    only ``log p(x | y)``.
+    only ``log p(x | y)``. ``precision`` (``"fp32"``, ``"bf16"``, ``"fp16"``) is what the
+    networks compute in; the flow's own arithmetic and every log-det stay float32.
     """
 
-    def __init__(self, flow: Flow, dequantizer: nn.Module, class_loss_weight: float = 0.0) -> None:
+    def __init__(self, flow: Flow, dequantizer: nn.Module, class_loss_weight: float = 0.0,
+                 precision: str = "fp32") -> None:
         super().__init__()
         if class_loss_weight and not (isinstance(flow.bijector, Glow)
                                       and flow.bijector.config.num_classes):
@@ -49,12 +59,19 @@ class Objective(nn.Module):
         self.flow = flow
         self.dequantizer = dequantizer
         self.class_loss_weight = class_loss_weight
+        self.precision = check_precision(precision)
 
     def forward(
         self, levels: Tensor, y: Optional[Tensor], noise: Tensor
     ) -> tuple[Tensor, Tensor]:
         """Levels ``(B, *event_shape)`` and their dequantization draws -> ``(loss, mean
         bits/dim)``, both 0-dim."""
+        with network_precision(self.precision, levels.device):
+            return self._loss(levels, y, noise)
+
+    def _loss(
+        self, levels: Tensor, y: Optional[Tensor], noise: Tensor
+    ) -> tuple[Tensor, Tensor]:
         x, log_q = self.dequantizer(levels, noise)
         encoding = self.flow.forward_levels(x, y)
         log_bound = log_prob_of(encoding) - log_q
@@ -98,9 +115,11 @@ def training_step(
     max_grad_norm: float,
     ema: Optional[EMA] = None,
     ema_step: int = 0,
+    scaler: Optional[torch.amp.GradScaler] = None,
 ) -> StepOutput:
     """One optimizer step of ``model`` (an :class:`Objective`, possibly DDP-wrapped) on
-    ``inputs`` (its arguments: levels, labels or ``None``, dequantization draws).
+    ``inputs`` (its arguments: levels, labels or ``None``, dequantization draws); ``scaler``
+    scales the loss (fp16, :func:`glowflow.precision.make_grad_scaler`).
 
     See the module docstring. ``max_grad_norm <= 0`` turns clipping off (the norm is still
     measured). Returns the batch's mean bits/dim, the gradient norm and whether the step was
@@ -108,7 +127,11 @@ def training_step(
     """
     optimizer.zero_grad(set_to_none=True)
     loss, bpd = model(*inputs)
-    loss.backward()
+    if scaler is None:
+        loss.backward()
+    else:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
     params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
     max_norm = max_grad_norm if max_grad_norm > 0 else float("inf")
     grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
@@ -118,12 +141,15 @@ def training_step(
         optimizer.step()
     elif bool(ok):
         optimizer.step()
+    if scaler is not None:
+        scaler.update()
     if ema is not None:
         ema.update(_unwrap(model).flow, ema_step, ok)
     return StepOutput(bpd.detach(), grad_norm.detach(), ok)
 
 
 def _unwrap(model: nn.Module) -> Objective:
-    inner = getattr(model, "module", model)  # DistributedDataParallel keeps it as .module
+    inner = getattr(model, "_orig_mod", model)  # torch.compile keeps the module as ._orig_mod
+    inner = getattr(inner, "module", inner)  # DistributedDataParallel keeps it as .module
     assert isinstance(inner, Objective)
     return inner

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from ..data import dequantize, load_dataset
 from ..flow import Flow
+from ..precision import make_grad_scaler
 from . import distributed
 from .batches import StepBatches, noise_generator, take_images
 from .atomic import write_text_atomically
@@ -225,7 +226,9 @@ class Trainer:
         self.info = DatasetInfo.of(config.dataset, self.train_set)
         self.flow: Flow = build_flow(config, self.info).to(self.device)
         self.dequantizer = build_dequantizer(config, self.info).to(self.device)
-        self.objective = Objective(self.flow, self.dequantizer, config.class_loss_weight)
+        self.objective = Objective(self.flow, self.dequantizer, config.class_loss_weight,
+                                   config.precision)
+        self.scaler = make_grad_scaler(config.precision, self.device)  # fp16 only
         self.optimizer = make_optimizer(config.optimizer, list(self.objective.parameters()),
                                         config.lr, self.device, config.weight_decay)
         self.schedule = LRSchedule(config.lr, config.warmup_steps, config.max_steps,
@@ -245,6 +248,8 @@ class Trainer:
                 self.objective, device_ids=[self.device] if self.device.type == "cuda" else None,
                 find_unused_parameters=config.conditional and config.class_loss_weight == 0,
             )
+        if config.compile:  # forward and backward of the objective; the step stays eager
+            self.model = torch.compile(self.model)
         if self.process.is_main:
             write_text_atomically(self.run_dir / "config.json",
                                   json.dumps(config.to_dict(), indent=2))
@@ -336,6 +341,8 @@ class Trainer:
                     self.window.load_state_dict(state["window"])
                 if "best" in state:
                     self.best = BestRecord(**state["best"])
+                if self.scaler is not None and state.get("scaler"):  # fp16's loss scale
+                    self.scaler.load_state_dict(state["scaler"])
                 torch.set_rng_state(state["rng"]["torch"])
                 if self.device.type == "cuda" and state["rng"]["cuda"]:
                     torch.cuda.set_rng_state_all(state["rng"]["cuda"])
@@ -372,6 +379,7 @@ class Trainer:
                 "window": self.window.state_dict(),
                 "best": dataclasses.asdict(self.best),
                 "elapsed_s": self.elapsed(),
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
                 "rng": {"torch": torch.get_rng_state(),
                         "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
             }
@@ -420,7 +428,7 @@ class Trainer:
                                     process.world_size)
         noise = self.dequantizer.noise(levels, generator)
         return training_step(self.model, self.optimizer, (levels, y, noise),
-                             config.max_grad_norm, self.ema, self.step)
+                             config.max_grad_norm, self.ema, self.step, self.scaler)
 
     def _check_skips(self) -> None:
         """Count the skipped steps (a host read); after ``nan_patience`` in a row restore the

@@ -1,0 +1,62 @@
+"""Mixed precision that keeps the flow exact: networks in bf16 or fp16, the flow in fp32.
+
+``precision`` names the dtype the coupling, exit and prior *networks* compute in:
+
+* ``"fp32"``: everything in float32 (no autocast);
+* ``"bf16"``: ``torch.autocast(device, torch.bfloat16)`` around the call; bfloat16 keeps
+  float32's exponent range, so no loss scaling is needed;
+* ``"fp16"``: ``torch.autocast(device, torch.float16)``, and training scales the loss with a
+  :class:`torch.amp.GradScaler` (:func:`make_grad_scaler`) so small gradients survive fp16.
+
+Autocast lowers only matmul-like operations (convolutions, ``mm``, ``linear``); everything the
+flow itself computes stays in the input's dtype (float32) because the library opts out where it
+matters (:func:`glowflow.bijectors.base.outside_autocast` around the 1x1 convolutions and the
+class-conditional prior) and casts each network's output back to its input's dtype before the
+affine or additive update. A coupling's network reads the part of its input the coupling leaves
+unchanged, bit for bit the same in encoding and decoding, so it gives bit-identical outputs in
+both directions and ``decode(encode(x))`` is exact to float32 rounding in every precision; the
+log-determinants and prior terms are float32 sums. The same holds under a user's own
+``torch.autocast``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import ContextManager, Optional
+
+import torch
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+"""The precisions networks may run in (``--precision``)."""
+
+DTYPES: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+"""Each precision's dtype."""
+
+
+def check_precision(name: str) -> str:
+    """Return ``name`` if it is one of :data:`PRECISIONS`, else raise ``ValueError``."""
+    if name not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {name!r}")
+    return name
+
+
+def network_precision(name: str, device: torch.device) -> ContextManager[object]:
+    """The context a model call runs in for precision ``name`` on ``device``: autocast to bf16
+    or fp16 (the networks compute in it; the flow's arithmetic opts out), nothing for fp32."""
+    if check_precision(name) == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=DTYPES[name])
+
+
+def make_grad_scaler(name: str, device: torch.device) -> Optional[torch.amp.GradScaler]:
+    """A loss scaler for fp16 training (``None`` otherwise): the loss is multiplied by a scale
+    ``S`` (starting at 2^16) before the backward pass and the gradients divided by it before
+    clipping; an overflow skips the step and halves ``S``, and 2,000 steps without one double
+    it. Its state stays on the device (see :func:`glowflow.training.step.training_step`)."""
+    if check_precision(name) != "fp16":
+        return None
+    return torch.amp.GradScaler(device.type)
