@@ -12,6 +12,8 @@ from glowflow import Flow, Glow
 from glowflow.bench import CONFIGS, get_config
 from glowflow.bijectors.invconv import _InvertibleChannelMap
 from glowflow.cli import main
+from glowflow.machine_limit import count_flops, fraction_of_limit
+from glowflow.peers import parse_peer, peer_command, peer_ratios
 from glowflow.training.config import resolve_config
 
 
@@ -40,14 +42,19 @@ def test_tiny_bench_run_writes_valid_json(tmp_path: Path) -> None:
     output = tmp_path / "bench.json"
     status = main(["bench", "--config", "tiny", "--batch-size", "2", "--modes", "invertible",
                    "--device", "cpu", "--threads", "1", "--warmup", "0", "--repeats", "1",
-                   "--iterations", "1", "--output", str(output)])
+                   "--iterations", "1", "--precision", "bf16", "--output", str(output)])
     assert status == 0
     document = json.loads(output.read_text())
     assert document["machine"]["threads"] == 1 and document["machine"]["torch"] == torch.__version__
     assert document["configs"]["tiny"]["num_steps_per_block"] == 2
     assert document["command"].startswith("glowflow bench --config tiny")
     (entry,) = document["results"]
-    assert (entry["config"], entry["device"], entry["mode"]) == ("tiny", "cpu", "invertible")
+    assert (entry["implementation"], entry["config"], entry["device"], entry["mode"],
+            entry["precision"]) == ("glowflow", "tiny", "cpu", "invertible", "bf16")
+    assert entry["train_flops_per_image"] > entry["sample_flops_per_image"] > 0
+    assert set(entry["matmul_flops_per_s"]) == {"fp32", "bf16"}
+    assert set(entry["fraction_of_limit"]) == {"train", "sample", "encode"}
+    assert document["peer_ratios"] == [] and "--precision bf16" in document["command"]
     for figure in ("train", "sample", "encode"):
         assert entry[f"{figure}_images_per_s"]["median"] > 0
     assert entry["peak_rss_mb"] >= entry["baseline_rss_mb"] > 0
@@ -57,10 +64,44 @@ def test_tiny_bench_run_writes_valid_json(tmp_path: Path) -> None:
     assert summary["peak_rss_mb"] == entry["peak_rss_mb"]
 
 
-def test_bench_rejects_bad_arguments() -> None:
+def test_bench_rejects_bad_arguments(tmp_path: Path) -> None:
     assert main(["bench", "--config", "tiny", "--batch-size", "0"]) == 2
     with pytest.raises(SystemExit):
         main(["bench", "--modes", "reversible"])
+    with pytest.raises(SystemExit):
+        main(["bench", "--precision", "fp8"])
+    with pytest.raises(ValueError, match="NAME=PATH"):
+        parse_peer("y0ast")
+    with pytest.raises(ValueError, match="no runner for peer"):
+        peer_command("nobody", str(tmp_path))
+    with pytest.raises(ValueError, match="not a folder"):
+        peer_command("y0ast", str(tmp_path / "missing"))
+
+
+def test_flops_are_counted_not_formulated() -> None:
+    weight = torch.randn(8, 4, 3, 3)
+    assert count_flops(lambda: torch.nn.functional.conv2d(torch.randn(2, 4, 5, 5), weight,
+                                                          padding=1)) == 2 * 2 * 8 * 4 * 9 * 25
+    assert fraction_of_limit(10.0, 1e9, 4e10) == 0.25
+
+
+def test_peer_ratios_pair_processes_of_the_same_round() -> None:
+    def entry(implementation: str, round_index: int, train: float, sample: float,
+              precision: str = "fp32") -> dict[str, object]:
+        return {"implementation": implementation, "round": round_index, "config": "c",
+                "device": "cpu", "mode": "none", "precision": precision,
+                "train_images_per_s": {"median": train},
+                "sample_images_per_s": {"median": sample}}
+
+    results = [entry("glowflow", 0, 100, 60), entry("glowflow", 0, 300, 90, "bf16"),
+               entry("y0ast", 0, 50, 30), entry("glowflow", 1, 120, 60),
+               entry("glowflow", 1, 240, 90, "bf16"), entry("y0ast", 1, 40, 20)]
+    fp32, bf16 = peer_ratios(results)
+    assert (fp32["peer"], fp32["precision"], bf16["precision"]) == ("y0ast", "fp32", "bf16")
+    assert fp32["train"] == {"per_round": [2.0, 3.0], "median": 2.5}
+    assert fp32["sample"]["per_round"] == [2.0, 3.0]
+    assert bf16["train"] == {"per_round": [6.0, 6.0], "median": 6.0}
+    assert "encode" not in fp32
 
 
 def test_sampling_computes_no_inverse_or_determinant_after_the_first_call(monkeypatch) -> None:

@@ -23,6 +23,7 @@ run in full float32, so no reconstruction or bits/dim figure depends on it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -34,16 +35,20 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Mapping, Optional, Sequence
 
 import torch
+from torch import nn
 
 from .config import GlowConfig
+from .dequantization import UniformDequantizer
 from .flow import Flow
 from .glow import Glow
+from .machine_limit import count_flops, fraction_of_limit, matmul_rate
 from .memory import check_memory_mode, retain_freed_memory
+from .peers import peer_command, peer_ratios
+from .precision import DTYPES, check_precision, make_grad_scaler, network_precision
 from .training.config import TrainConfig, resolve_config
-from .dequantization import UniformDequantizer
 from .training.step import Objective, make_optimizer, training_step
 
 Result = dict[str, Any]
@@ -126,7 +131,12 @@ def _peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs KiB
 
 
-def _setup(spec: Result) -> tuple[GlowConfig, torch.device, torch.Tensor, Callable[[], None]]:
+def setup_process(
+    spec: Result,
+) -> tuple[GlowConfig, torch.device, torch.Tensor, Callable[[], None]]:
+    """A measuring process's set-up from its spec: the allocator, the threads, the config (in
+    the spec's memory mode), the device, a fixed uniform batch ``x`` in ``[-1/2, 1/2)`` and the
+    device sync."""
     if spec["allocator"] == "retain":
         retain_freed_memory()
     torch.set_num_threads(spec["threads"])
@@ -145,41 +155,55 @@ def _allow_tf32(enabled: bool) -> None:
     torch.backends.cudnn.allow_tf32 = enabled
 
 
+@dataclass
+class Tasks:
+    """What the benchmark times for one model on one batch: any implementation (glowflow's,
+    or a peer's through its runner in ``benchmarks/peers/``) is measured by the same code.
+
+    Attributes:
+        model: the module trained (its parameters size the optimizer state).
+        train_step: one optimizer step on the batch (forward, backward, clipping, Adam);
+            returns the loss as a device tensor.
+        sample: draws a batch of samples (run in eval mode under ``inference_mode``).
+        encode: encodes the batch (likewise).
+        round_trip_error: ``max |decode(encode(x)) - x|`` (``None``: not measured).
+        plain_autograd: a context in which ``train_step`` runs with plain autograd, where the
+            FLOPs are counted: the model's own, without a memory mode's recomputation.
+    """
+
+    model: nn.Module
+    train_step: Callable[[], torch.Tensor]
+    sample: Callable[[], object]
+    encode: Callable[[], object]
+    round_trip_error: Optional[Callable[[], float]] = None
+    plain_autograd: Callable[[], ContextManager[object]] = contextlib.nullcontext
+
+
 def measure_training(
-    spec: Result, flow: Flow, x: torch.Tensor, sync: Callable[[], None]
+    spec: Result, tasks: Tasks, batch: int, device: torch.device, sync: Callable[[], None]
 ) -> Result:
-    """Training images/s and peak memory (of this process so far) for ``flow`` on batch ``x``.
+    """Training images/s, FLOPs per image and peak memory (of this process so far).
 
     On CPU: ``peak_rss_mb`` (the whole process), ``training_rss_mb`` (its growth from just
     before the first step) and ``activation_rss_mb`` (that growth less ``state_mb``, the
     gradients and Adam moments, 3 x the parameters' bytes); ``page_faults_per_step``, minor
     page faults per timed step, shows allocator churn (see ``allocator``).
+    ``train_flops_per_image`` is counted on one more step, after the timing, with plain
+    autograd (the model's FLOPs, not a memory mode's recomputation).
     """
-    device = x.device
-    parameters = sum(p.numel() for p in flow.parameters())
-    # gradients and Adam's two moments: what training holds besides activations
-    state = 3 * sum(p.numel() * p.element_size() for p in flow.parameters()) / 2**20
-    _allow_tf32(spec["tf32"])
-    optimizer = make_optimizer("adam", list(flow.parameters()), 1e-4, device)
-    fused = bool(optimizer.defaults.get("fused"))
-    dequantizer = UniformDequantizer(n_bins=256)
-    objective = Objective(flow, dequantizer)
-    # the batch as 8-bit levels and its dequantization draws: x = (k + u) / 256 - 1/2
-    levels = torch.floor((x + 0.5) * 256).clamp(0, 255).long()
-    inputs = (levels, None, (x + 0.5) * 256 - levels)
-    model = torch.compile(objective) if spec["compile"] else objective
-    max_grad_norm = TrainConfig().max_grad_norm
+    parameters = list(tasks.model.parameters())
+    state = 3 * sum(p.numel() * p.element_size() for p in parameters) / 2**20
     losses: list[torch.Tensor] = []
 
-    def step() -> None:  # the trainer's step, on the same uniform batch each time
-        losses.append(training_step(model, optimizer, inputs, max_grad_norm).bpd)
+    def step() -> None:
+        losses.append(tasks.train_step())
 
     baseline = _current_rss_mb()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     _warm_up(step, spec["warmup"], sync)
     faults = _minor_faults()
-    rates = _rates(step, x.shape[0], spec["repeats"], spec["iterations"], sync)
+    rates = _rates(step, batch, spec["repeats"], spec["iterations"], sync)
     faults = (_minor_faults() - faults) / (spec["repeats"] * spec["iterations"])
     memory: Result
     if device.type == "cuda":
@@ -191,40 +215,111 @@ def measure_training(
                   "activation_rss_mb": None if training is None else training - state,
                   "page_faults_per_step": faults}
     finite = bool(torch.isfinite(torch.stack(losses)).all())
+    with tasks.plain_autograd():
+        flops = count_flops(tasks.train_step) / batch
     return {"train_images_per_s": _summary(rates), **memory, "state_mb": state,
-            "parameters": parameters, "loss_finite": finite, "optimizer": f"Adam(fused={fused})"}
+            "parameters": sum(p.numel() for p in parameters), "loss_finite": finite,
+            "train_flops_per_image": flops}
 
 
 def measure_generation(
-    spec: Result, flow: Flow, x: torch.Tensor, sync: Callable[[], None]
+    spec: Result, tasks: Tasks, batch: int, sync: Callable[[], None]
 ) -> Result:
-    """Sampling and encoding images/s of ``flow`` (put in eval mode) at the batch size of ``x``."""
+    """Sampling and encoding images/s (eval mode, ``inference_mode``), the sampling FLOPs per
+    image and the round-trip error."""
     _allow_tf32(False)
-    flow.eval()
-    batch, result = x.shape[0], {}
-    tasks = {"sample": lambda: flow.sample(batch), "encode": lambda: flow.encode(x)}
+    tasks.model.eval()
+    result: Result = {}
     with torch.inference_mode():
-        for name, fn in tasks.items():
+        for name, fn in {"sample": tasks.sample, "encode": tasks.encode}.items():
             _warm_up(fn, spec["warmup"], sync)
             rates = _rates(fn, batch, spec["repeats"], spec["iterations"], sync)
             result[f"{name}_images_per_s"] = _summary(rates)
-        error = (flow.decode(flow.encode(x)) - x).abs().max().item()
-    return {**result, "reconstruction_max_abs_error": error}
+        result["sample_flops_per_image"] = count_flops(tasks.sample) / batch
+        if tasks.round_trip_error is not None:
+            result["reconstruction_max_abs_error"] = tasks.round_trip_error()
+    return result
+
+
+def measure_limits(spec: Result, result: Result, device: torch.device) -> Result:
+    """The matmul rate (FLOP/s) of fp32 and of ``spec["precision"]`` on ``device``, and each
+    throughput in ``result`` as a fraction of ``rate / flops_per_image`` (the training and
+    sampling FLOPs; encoding is counted as sampling's, its mirror image)."""
+    rates = {name: matmul_rate(DTYPES[name], device) for name in dict.fromkeys(
+        ("fp32", spec["precision"]))}
+    limit = rates[spec["precision"]]
+    flops = {"train": result["train_flops_per_image"]}
+    if "sample_flops_per_image" in result:
+        flops.update(sample=result["sample_flops_per_image"],
+                     encode=result["sample_flops_per_image"])
+    fractions = {task: fraction_of_limit(result[f"{task}_images_per_s"]["median"], count, limit)
+                 for task, count in flops.items()}
+    return {"matmul_flops_per_s": rates, "fraction_of_limit": fractions}
+
+
+def measure_tasks(spec: Result, tasks: Tasks, x: torch.Tensor, sync: Callable[[], None]) -> Result:
+    """Everything for one process: training, then (``spec["generate"]``) sampling and encoding
+    with the trained model (after peak training memory has been read), then the limits."""
+    batch = x.shape[0]
+    result = measure_training(spec, tasks, batch, x.device, sync)
+    if spec["generate"]:
+        result.update(measure_generation(spec, tasks, batch, sync))
+    return {**result, **measure_limits(spec, result, x.device)}
+
+
+def glowflow_tasks(spec: Result, flow: Flow, x: torch.Tensor) -> Tasks:
+    """glowflow's tasks: the trainer's own step
+    (:func:`glowflow.training.step.training_step`, Adam -- fused on CUDA --, the networks in
+    ``spec["precision"]``, loss scaling in fp16, ``torch.compile`` with ``spec["compile"]``)
+    on a fixed uniform batch; :meth:`Flow.sample` and :meth:`Flow.encode` in that precision."""
+    device = x.device
+    _allow_tf32(spec["tf32"])
+    optimizer = make_optimizer("adam", list(flow.parameters()), 1e-4, device)
+    objective = Objective(flow, UniformDequantizer(n_bins=256), precision=spec["precision"])
+    scaler = make_grad_scaler(spec["precision"], device)
+    # the batch as 8-bit levels and its dequantization draws: x = (k + u) / 256 - 1/2
+    levels = torch.floor((x + 0.5) * 256).clamp(0, 255).long()
+    inputs = (levels, None, (x + 0.5) * 256 - levels)
+    model = torch.compile(objective) if spec["compile"] else objective
+    max_grad_norm = TrainConfig().max_grad_norm
+
+    def train_step() -> torch.Tensor:
+        return training_step(model, optimizer, inputs, max_grad_norm, scaler=scaler).bpd
+
+    def in_precision(fn: Callable[[], Any]) -> Callable[[], Any]:
+        def call() -> Any:
+            with network_precision(spec["precision"], device):
+                return fn()
+        return call
+
+    def round_trip() -> float:
+        return (flow.decode(flow.encode(x)) - x).abs().max().item()
+
+    @contextlib.contextmanager
+    def plain_autograd() -> Iterator[None]:
+        glow, mode = flow.bijector, flow.bijector.memory_mode
+        glow.memory_mode = "none"
+        try:
+            yield
+        finally:
+            glow.memory_mode = mode
+
+    return Tasks(flow, train_step, in_precision(lambda: flow.sample(x.shape[0])),
+                 in_precision(lambda: flow.encode(x)), in_precision(round_trip), plain_autograd)
 
 
 def measure(spec: Result) -> Result:
-    """One task, in this (fresh) process: train in ``spec["mode"]``, then sample and encode with
-    the same model if ``spec["generate"]`` (after peak training memory has been read)."""
-    config, device, x, sync = _setup(spec)
+    """One glowflow task, in this (fresh) process: train in ``spec["mode"]`` and
+    ``spec["precision"]``, then sample and encode with the same model if ``spec["generate"]``."""
+    config, device, x, sync = setup_process(spec)
     flow = Flow(Glow(config)).to(device)
     flow.initialize(x)
     if spec["channels_last"]:
         flow.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    result = measure_training(spec, flow, x, sync)
-    if spec["generate"]:
-        result.update(measure_generation(spec, flow, x, sync))
-    return result
+    fused = device.type == "cuda"
+    return {**measure_tasks(spec, glowflow_tasks(spec, flow, x), x, sync),
+            "optimizer": f"Adam(fused={fused})"}
 
 
 # ------------------------------------------------------------------------------ orchestrating
@@ -267,16 +362,19 @@ def _children_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_in_subprocess(spec: Result) -> Result:
-    """Run :func:`measure` in a fresh interpreter and return its JSON result, plus
-    ``other_load``: the CPU time other processes took meanwhile, as a fraction of the machine
-    (0: the benchmark had it alone; 0.5 on 2 cores: one core's worth was busy elsewhere)."""
+def run_in_subprocess(spec: Result, command: Sequence[str] = (sys.executable, "-m",
+                                                             "glowflow.bench")) -> Result:
+    """Run :func:`measure` (or another ``command`` that takes the JSON spec as its last
+    argument and prints a JSON result line: a peer's runner) in a fresh interpreter and return
+    its result, plus ``other_load``: the CPU time other processes took meanwhile, as a fraction
+    of the machine (0: the benchmark had it alone; 0.5 on 2 cores: one core's worth was busy
+    elsewhere)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(spec["threads"]))
     source = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
     busy, mine, start = _machine_busy_seconds(), _children_seconds(), time.perf_counter()
     process = subprocess.run(
-        [sys.executable, "-m", "glowflow.bench", json.dumps(spec)],
+        [*command, json.dumps(spec)],
         capture_output=True, text=True, env=env,
     )
     if process.returncode != 0:
@@ -321,18 +419,24 @@ class BenchSettings:
 RATES = ("train_images_per_s", "sample_images_per_s", "encode_images_per_s")
 WORST_CASE = ("peak_rss_mb", "training_rss_mb", "activation_rss_mb", "peak_allocated_mb",
               "other_load", "reconstruction_max_abs_error")
+GROUP = ("implementation", "config", "device", "mode", "precision")
+"""What one summary line holds fixed."""
 
 
 def summarize(results: Sequence[Result]) -> list[Result]:
-    """One entry per (config, device, mode) over all rounds: each speed is the median (and
-    best) of every timed run, with each round's median; memory, ``other_load`` and the
+    """One entry per (implementation, config, device, mode, precision) over all rounds: each
+    speed is the median (and best) of every timed run, with each round's median, and its
+    fraction of the machine limit (median over rounds); memory, ``other_load`` and the
     reconstruction error are the largest seen."""
-    groups: dict[tuple[str, str, str], list[Result]] = {}
+    groups: dict[tuple[str, ...], list[Result]] = {}
     for entry in results:
-        groups.setdefault((entry["config"], entry["device"], entry["mode"]), []).append(entry)
+        groups.setdefault(tuple(entry[key] for key in GROUP), []).append(entry)
     summary = []
-    for (config, device, mode), entries in groups.items():
-        line: Result = {"config": config, "device": device, "mode": mode}
+    for key_values, entries in groups.items():
+        line: Result = dict(zip(GROUP, key_values))
+        fractions = [entry["fraction_of_limit"] for entry in entries]
+        line["fraction_of_limit"] = {task: statistics.median(f[task] for f in fractions)
+                                     for task in fractions[0]}
         for key in RATES:
             parts = [entry[key] for entry in entries if key in entry]
             if parts:
@@ -353,32 +457,50 @@ def run_benchmark(
     devices: Sequence[str],
     settings: BenchSettings,
     log: Callable[[str], None] = lambda line: None,
+    precisions: Sequence[str] = ("fp32",),
+    peers: Mapping[str, str] = {},
 ) -> Result:
-    """One fresh process per (round, config, device, mode); the first mode's process also
-    samples and encodes.
+    """One fresh process per (round, config, device, precision, mode), then one per peer
+    (``peers``: name -> checkout, run through ``benchmarks/peers/NAME.py`` in fp32 and plain
+    autograd), all alternating within each round; the first mode's process of each precision
+    also samples and encodes.
 
-    Returns the JSON document: machine, settings, configs, the summary and every process's
-    result.
+    Returns the JSON document: machine, settings, configs, the summary, the per-round ratios
+    of glowflow to each peer (:func:`glowflow.peers.peer_ratios`) and every process's result.
     """
     for mode in modes:
         check_memory_mode(mode)
+    for precision in precisions:
+        check_precision(precision)
+    commands = {name: peer_command(name, path) for name, path in peers.items()}
     results = []
     for round_index in range(settings.rounds):
         for name in configs:
             for device in devices:
-                for index, mode in enumerate(modes):
+                jobs = [("glowflow", precision, mode, index == 0, None)
+                        for precision in precisions for index, mode in enumerate(modes)]
+                jobs += [(peer, "fp32", "none", True, command)
+                         for peer, command in commands.items()]
+                for implementation, precision, mode, generate, command in jobs:
                     spec = dict(dataclasses.asdict(settings), mode=mode, device=device,
-                                generate=index == 0, config=configs[name].to_dict())
-                    log(f"round {round_index + 1}/{settings.rounds} {name} {device} {mode}")
-                    entry = {"config": name, "device": device, "mode": mode,
-                             "round": round_index}
-                    results.append({**entry, **run_in_subprocess(spec)})
+                                precision=precision, generate=generate,
+                                config=configs[name].to_dict())
+                    log(f"round {round_index + 1}/{settings.rounds} {implementation} {name} "
+                        f"{device} {precision} {mode}")
+                    entry = {"implementation": implementation, "config": name, "device": device,
+                             "mode": mode, "precision": precision, "round": round_index}
+                    run = run_in_subprocess(spec) if command is None else run_in_subprocess(
+                        spec, command)
+                    results.append({**entry, **run})
     return {
         "machine": machine_info(settings.threads),
         "settings": dataclasses.asdict(settings),
         "configs": {name: config.to_dict() for name, config in configs.items()},
+        "peers": {name: {"path": str(path), "command": commands[name]}
+                  for name, path in peers.items()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "summary": summarize(results),
+        "peer_ratios": peer_ratios(results),
         "results": results,
     }
 
