@@ -95,6 +95,9 @@ def test_experiment_commands_take_a_pretrained_model(tmp_path: Path, capsys) -> 
                  str(tmp_path / "r.png"), "--device", "cpu"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["max_abs_error"] < 1e-4 and report["levels_changed"] == 0
+    assert main(["eval", "pretrained:digits", "--json", "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["bpd"] == pytest.approx(2.3063, abs=1e-4)  # the card's figure, repeated
 
 
 def test_export_writes_the_runs_checkpoint(tmp_path: Path) -> None:

@@ -149,6 +149,8 @@ class LoadedModel:
         train_config: the run's ``TrainConfig`` (runs, and pretrained folders exported from
             one that recorded it), else ``None``.
         record: the pretrained folder's ``config.json`` (``{}`` for a run).
+        dequantizer: how images are dequantized for bits/dim: the run's (uniform, or its
+            learned ``q(u | x)``); uniform for a pretrained folder.
     """
 
     flow: Flow
@@ -160,6 +162,13 @@ class LoadedModel:
     ema: bool = False
     train_config: Optional["TrainConfig"] = None
     record: dict[str, Any] = field(default_factory=dict)
+    dequantizer: Optional[torch.nn.Module] = None
+
+    def __post_init__(self) -> None:
+        if self.dequantizer is None:
+            from .dequantization import make_dequantizer
+
+            self.dequantizer = make_dequantizer("uniform", self.data.shape, self.data.n_bins)
 
     @property
     def conditional(self) -> bool:
@@ -341,7 +350,8 @@ def _from_run(path: PathLike, device: Union[str, torch.device], ema: Optional[bo
 
     run = load_run(path, device, ema=ema)
     return LoadedModel(run.flow, run.flow.bijector.config, DataSpec.of_run(run.config, run.info),
-                       run.checkpoint, run.run_dir, run.step, run.ema, run.config)
+                       run.checkpoint, run.run_dir, run.step, run.ema, run.config, {},
+                       run.dequantizer)
 
 
 def resolve(path_or_id: PathLike, revision: Optional[str] = None,
@@ -449,6 +459,10 @@ def export_run(run_dir: PathLike, out: PathLike, train_command: Optional[str] = 
             f"the run has no checkpoints/best (best-checkpoint selection), so this is its "
             f"newest checkpoint, {checkpoint.name}"],
     }
+    if run.config.dequantization != "uniform":
+        source["notes"].append(
+            f"the run trained a {run.config.dequantization} dequantizer, which this folder does "
+            f"not hold: its bits/dim here are measured with uniform dequantization")
     metrics: dict[str, Any] = {}
     result_path = run_dir / "result.json"
     if result_path.is_file():

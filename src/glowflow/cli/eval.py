@@ -12,8 +12,9 @@ HELP = ("Test-set bits/dim of a trained run or checkpoint: mean and standard err
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..precision import PRECISIONS
 
-    parser.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT",
-                        help="a run folder (its best checkpoint, else its newest) or a checkpoint")
+    parser.add_argument("path", metavar="MODEL",
+                        help="a run folder (its best checkpoint, else its newest), a checkpoint, "
+                             "a pretrained folder, pretrained:NAME or a Hugging Face repo id")
     parser.add_argument("--split", default="test", choices=("test", "val", "train"),
                         help="dataset split (val: the run's val_size held-out training images)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -30,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seed of the dequantization noise; none: the run's seed")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
     parser.add_argument("--data-root", default=None, metavar="DIR",
-                        help="dataset folder; none: the one the run was trained from")
+                        help="dataset folder; none: the one the model was trained from")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help="what the coupling and prior networks compute in; log-dets and "
                              "prior terms stay fp32 (see glowflow.precision)")
@@ -39,8 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import load_dataset
-    from ..training.checkpoint import load_run
+    from ..pretrained import load_model
     from ..training.distributed import pick_device
     from ..training.evaluate import evaluate_bpd
 
@@ -49,22 +49,22 @@ def run(args: argparse.Namespace) -> int:
     if args.iw_samples < 0:
         raise ValueError(f"--iw-samples must be >= 0, got {args.iw_samples}")
     device = pick_device(args.device)
-    loaded = load_run(args.path, device, ema=False if args.raw_weights else None)
-    config, info = loaded.config, loaded.info
-    dataset = load_dataset(config.dataset, args.data_root or config.data_root, args.split,
-                           image_size=config.image_size, n_bits=config.n_bits,
-                           val_size=config.val_size)
-    if tuple(dataset.shape) != info.shape or dataset.n_bins != info.n_bins:
-        raise ValueError(f"{config.dataset} {args.split} gives shape {tuple(dataset.shape)} with "
-                         f"{dataset.n_bins} bins; the model was trained on {info.shape} with "
-                         f"{info.n_bins}")
-    options = dict(batch_size=args.batch_size or config.eval_batch_size, device=device,
-                   seed=config.seed if args.seed is None else args.seed,
-                   conditional=config.conditional, precision=args.precision)
+    loaded = load_model(args.path, device, ema=False if args.raw_weights else None)
+    config, data = loaded.train_config, loaded.data
+    dataset = loaded.dataset(args.split, args.data_root)
+    if tuple(dataset.shape) != data.shape or dataset.n_bins != data.n_bins:
+        raise ValueError(f"{data.dataset} {args.split} gives shape {tuple(dataset.shape)} with "
+                         f"{dataset.n_bins} bins; the model was trained on {data.shape} with "
+                         f"{data.n_bins}")
+    seed = config.seed if config is not None else 0
+    options = dict(batch_size=args.batch_size or (config.eval_batch_size if config else 512),
+                   device=device, seed=seed if args.seed is None else args.seed,
+                   conditional=loaded.conditional, precision=args.precision)
     result = evaluate_bpd(loaded.flow, dataset, loaded.dequantizer, draws=args.draws, **options)
-    report = {"checkpoint": str(loaded.checkpoint), "step": loaded.step, "ema": loaded.ema,
-              "dataset": config.dataset, "split": args.split, "n_bins": info.n_bins,
-              "conditional": config.conditional, "dequantization": config.dequantization,
+    report = {"checkpoint": str(loaded.source), "step": loaded.step, "ema": loaded.ema,
+              "dataset": data.dataset, "split": args.split, "n_bins": data.n_bins,
+              "conditional": loaded.conditional,
+              "dequantization": config.dequantization if config else "uniform",
               "precision": args.precision,
               **result.to_dict()}
     if args.iw_samples:
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(f"{args.split} bits/dim {result.bpd:.4f} +- {result.stderr:.4f} "
-              f"({result.num_images} images x {result.draws} draws; {loaded.checkpoint}, "
+              f"({result.num_images} images x {result.draws} draws; {loaded.source}, "
               f"step {loaded.step})")
         if args.iw_samples:
             print(f"importance-weighted bound ({args.iw_samples} draws) {report['iw_bpd']:.4f} "
