@@ -387,8 +387,8 @@ def _looks_like_repo_id(text: str) -> bool:
 def load_model(path_or_id: PathLike, device: Union[str, torch.device] = "cpu",
                ema: Optional[bool] = None, revision: Optional[str] = None,
                cache_dir: Optional[PathLike] = None) -> LoadedModel:
-    """Load a flow from a run folder (its newest checkpoint), a checkpoint folder, a pretrained
-    folder, ``pretrained:NAME`` or a Hugging Face repo id.
+    """Load a flow from a run folder (its best checkpoint, else its newest), a checkpoint, a
+    pretrained folder, ``pretrained:NAME`` or a Hugging Face repo id.
 
     Args:
         path_or_id: what to load (see :func:`resolve`).

@@ -15,8 +15,8 @@ HELP = "Interpolate between two images' latents (all levels) and write the decod
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", metavar="MODEL",
-                        help="a run folder (its newest checkpoint), a checkpoint, a pretrained "
-                             "folder, pretrained:NAME or a Hugging Face repo id")
+                        help="a run folder (its best checkpoint, else its newest), a checkpoint, a "
+                             "pretrained folder, pretrained:NAME or a Hugging Face repo id")
     parser.add_argument("--a", required=True, metavar="IMAGE_OR_INDEX",
                         help="first image: an image file, or an index into the test split")
     parser.add_argument("--b", required=True, metavar="IMAGE_OR_INDEX",

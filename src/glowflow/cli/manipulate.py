@@ -22,8 +22,8 @@ ROWS = 4
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", metavar="MODEL",
-                        help="a run folder (its newest checkpoint), a checkpoint, a pretrained "
-                             "folder, pretrained:NAME or a Hugging Face repo id")
+                        help="a run folder (its best checkpoint, else its newest), a checkpoint, a "
+                             "pretrained folder, pretrained:NAME or a Hugging Face repo id")
     parser.add_argument("--attribute", default=None, metavar="NAME_OR_CLASS",
                         help="an attribute name (CelebA: Smiling, Male, ...) or, for labelled "
                              "sets such as digits, the positive class")

@@ -12,8 +12,8 @@ HELP = ("Encode and decode test images: print the maximum absolute error as JSON
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", metavar="MODEL",
-                        help="a run folder (its newest checkpoint), a checkpoint, a pretrained "
-                             "folder, pretrained:NAME or a Hugging Face repo id")
+                        help="a run folder (its best checkpoint, else its newest), a checkpoint, a "
+                             "pretrained folder, pretrained:NAME or a Hugging Face repo id")
     parser.add_argument("-n", type=int, default=64, help="number of test images (the first n)")
     parser.add_argument("--out", default=None,
                         help="PNG of original/reconstruction pairs "

@@ -12,8 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..precision import PRECISIONS
 
     parser.add_argument("path", metavar="MODEL",
-                        help="a run folder (its newest checkpoint), a checkpoint, a pretrained "
-                             "folder, pretrained:NAME or a Hugging Face repo id")
+                        help="a run folder (its best checkpoint, else its newest), a checkpoint, a "
+                             "pretrained folder, pretrained:NAME or a Hugging Face repo id")
     parser.add_argument("--temperature", "-t", type=float, nargs="+", default=[0.7], metavar="T",
                         help="temperatures T (the base is N(0, T^2 I))")
     parser.add_argument("-n", type=int, default=64, help="samples per grid")
