@@ -398,10 +398,6 @@ def test_divergence_never_checkpoints_bad_state_nor_reports_nan(tmp_path, monkey
         assert status == 2 and "restores of" in err
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "bug: Trainer._save resets self.restores after every checkpoint, including one that only "
-    "holds the weights just restored, so nan_max_restores never triggers: the run restores "
-    "every window, skips 54 of 60 steps, decays the lr to ~0 and exits 0"))
 def test_recovery_that_keeps_failing_stops_with_a_clear_error(tmp_path, monkeypatch, capsys):
     run_dir = tmp_path / "run"
     status, err = diverging_run(run_dir, monkeypatch, capsys, "--lr", "1e3")
@@ -542,11 +538,6 @@ def test_full_disk_during_a_checkpoint_is_one_line_and_resume_works(tmp_path, mo
     assert_same_run(run_dir, reference)
 
 
-@pytest.mark.xfail(strict=True, raises=OSError, reason=(
-    "bug: only checkpoint writes turn OSError into a RuntimeError; a full disk while writing "
-    "config.json (Trainer._set_up), metrics.csv (RunLog.__init__/RunLog.write) or result.json "
-    "(Trainer._finish) escapes glowflow.cli.main as a raw OSError: a traceback, exit 1, and a "
-    "message that names no file"))
 @pytest.mark.parametrize("victim", ["metrics.csv-append", "metrics.csv-rewrite", "result.json",
                                     "config.json"])
 def test_full_disk_outside_checkpoints_is_one_line_and_resume_works(tmp_path, monkeypatch,

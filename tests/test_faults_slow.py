@@ -207,10 +207,6 @@ def test_issue_2_command_never_checkpoints_bad_state_nor_reports_nan(issue_2_run
         assert "--lr" in line, line
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "bug: Trainer._save resets self.restores after every checkpoint, including one that only "
-    "holds the weights just restored, so nan_max_restores never stops the run: it restores at "
-    "every checkpoint, skips most steps, decays the lr to ~0 and exits 0"))
 def test_issue_2_command_stops_when_recovery_keeps_failing(issue_2_run):
     run_dir, status, err, _ = issue_2_run
     if status == 0:

@@ -43,10 +43,9 @@ from ..bijectors.actnorm import ActNorm
 from ..config import GlowConfig
 from ..flow import Flow
 from ..glow import Glow
-from .atomic import fsync_path
 from .config import TrainConfig
 from .model import DatasetInfo, build_dequantizer, model_config
-from .run_lock import os_error_text
+from .atomic import fsync_path, os_error_text
 
 FORMAT = "glowflow.checkpoint/1"
 BEST = "best"

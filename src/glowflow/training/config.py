@@ -108,7 +108,8 @@ class TrainConfig:
     nan_patience: int = option(5, "non-finite steps in a row before restoring the last checkpoint")
     nan_lr_factor: float = option(0.5, "learning-rate factor applied at each such restore")
     nan_max_restores: int = option(
-        3, "restores with no checkpoint written between them before the run stops as diverged")
+        3, "restores without progress (most steps since skipped) before the run stops as "
+           "diverged")
     # evaluation, logging, checkpoints
     eval_batch_size: int = option(512, "images per evaluation batch")
     eval_every: int = option(100, "steps between validation evaluations (each may write the best "

@@ -23,6 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Optional, Union
 
+from .atomic import os_error_text
+
 try:
     import fcntl
 except ImportError:  # Windows
@@ -31,13 +33,6 @@ except ImportError:  # Windows
 LOCK_FILE = ".lock"
 
 PathLike = Union[str, Path]
-
-
-def os_error_text(error: OSError) -> str:
-    """``"No space left on device (errno 28)"`` for an ``OSError``; its text if it has no errno."""
-    if error.errno is None:
-        return str(error)
-    return f"{error.strerror or os.strerror(error.errno)} (errno {error.errno})"
 
 
 def check_run_dir(run_dir: PathLike) -> Path:

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from .atomic import fsync_path, write_text_atomically
+from .atomic import write_text_atomically, writing
 
 COLUMNS = (
     "step",            # optimizer steps taken (skipped steps included)
@@ -106,7 +106,7 @@ class RunLog:
         unknown = set(row) - set(COLUMNS)
         if unknown:
             raise ValueError(f"unknown metrics columns {sorted(unknown)}")
-        with open(self.path, "a", newline="") as handle:
+        with writing(self.path), open(self.path, "a", newline="") as handle:
             handle.write(_csv_text([{k: _format(v) for k, v in row.items()}]))
             handle.flush()
             os.fsync(handle.fileno())

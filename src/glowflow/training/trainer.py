@@ -207,7 +207,8 @@ class Trainer:
         self.started = time.perf_counter()
         self.run_dir = run_dir_of(config)
         self.lock: Optional[RunLock] = None
-        self.restores = 0  # recoveries since the last checkpoint written
+        self.restores = 0  # recoveries not yet followed by progress
+        self.restored_at = (0, 0)  # (step, skipped steps) at the last restore
         try:
             if self.process.is_main:  # one writer per run folder; leftovers of killed writes go
                 self.lock = RunLock(self.run_dir).acquire()
@@ -365,7 +366,9 @@ class Trainer:
             self._recover(f"not checkpointing step {self.step}: {problem}")
             return None
         folder = self._write_checkpoint()
-        self.restores = 0
+        steps, skips = self.step - self.restored_at[0], self.skipped - self.restored_at[1]
+        if steps and 2 * skips < steps:  # most steps since the last restore were taken
+            self.restores = 0
         return folder
 
     def _write_checkpoint(self, name: Optional[str] = None) -> Path:
@@ -393,8 +396,9 @@ class Trainer:
 
     def _recover(self, reason: str) -> None:
         """Restore the last checkpoint (known-good: only such are written) and scale the
-        learning rate by ``nan_lr_factor``; after ``nan_max_restores`` recoveries with no new
-        checkpoint between them, stop with :class:`TrainingDiverged`."""
+        learning rate by ``nan_lr_factor``. A recovery counts as followed by progress once a
+        checkpoint is written after it with most of the steps since it taken; after
+        ``nan_max_restores`` recoveries without progress, stop with :class:`TrainingDiverged`."""
         self.restores += 1
         if self.restores > self.config.nan_max_restores:
             raise TrainingDiverged(
@@ -403,6 +407,7 @@ class Trainer:
                 f"{self.schedule(self.step):.3g} did not help. Start a fresh run with a lower "
                 f"--lr (this run: {self.config.lr:g}), more --warmup-steps or a --max-grad-norm")
         self._restore(self.last_checkpoint, resume=False)
+        self.restored_at = (self.step, self.skipped)
         self.schedule.scale *= self.config.nan_lr_factor
         self.window.bad_run.zero_()
         self.window.worst_run.zero_()
