@@ -72,9 +72,13 @@ def test_kill_during_the_resume_rewrite_leaves_the_file_intact(tmp_path, monkeyp
     assert path.read_bytes() == before
     monkeypatch.undo()
 
-    # The next resume succeeds and overwrites the leftover temporary of the same process.
-    assert (tmp_path / f".metrics.csv.tmp-{os.getpid()}").is_file()
+    # An exception cleans its temporary up; a real kill leaves one, which the next resume of
+    # the same process overwrites.
+    leftover = tmp_path / f".metrics.csv.tmp-{os.getpid()}"
+    assert not leftover.exists()
+    leftover.write_text("half a rewrite")
     RunLog(tmp_path, resume_step=5)
+    assert not leftover.exists()
     assert [row["step"] for row in read_metrics(path)] == [5.0]
 
 
