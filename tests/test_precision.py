@@ -172,3 +172,15 @@ def test_train_config_fields() -> None:
     assert TrainConfig(precision="bf16", compile=True).precision == "bf16"
     with pytest.raises(ValueError, match="precision must be one of"):
         TrainConfig(precision="fp8")
+
+
+def test_train_eval_sample_and_bench_take_the_flags() -> None:
+    from glowflow.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "--precision", "bf16", "--compile"])
+    assert (args.precision, args.compile) == ("bf16", True)
+    for command in (["eval", "run"], ["sample", "run"], ["bench"]):
+        assert parser.parse_args([*command, "--precision", "fp16"]).precision in ("fp16", ["fp16"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--precision", "fp8"])

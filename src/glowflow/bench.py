@@ -1,24 +1,32 @@
-"""The performance benchmark: training, sampling and encoding speed, and peak memory.
+"""The performance benchmark: training, sampling and encoding speed, their fraction of the
+machine's limit, and peak memory, side by side with other implementations.
 
-Every measurement runs in a fresh Python process (``python -m glowflow.bench SPEC``), so peak
-memory is that of one task alone: on CPU the process's peak resident set size
-(``ru_maxrss``, which includes the PyTorch runtime itself), on CUDA
-``torch.cuda.max_memory_allocated``. Speeds are images per second: ``warmup`` untimed calls,
-then ``repeats`` timed runs of ``iterations`` calls each; the figure is the median run (the best
-run is kept too, since a shared machine only ever slows a run down).
+Every measurement runs in a fresh Python process (``python -m glowflow.bench SPEC``, or a peer's
+runner, see :mod:`glowflow.peers`), so peak memory is that of one task alone: on CPU the
+process's peak resident set size (``ru_maxrss``, which includes the PyTorch runtime itself), on
+CUDA ``torch.cuda.max_memory_allocated``. Speeds are images per second: ``warmup`` untimed
+calls, then ``repeats`` timed runs of ``iterations`` calls each; the figure is the median run
+(the best run is kept too, since a shared machine only ever slows a run down). Any model is
+measured by the same code through :class:`Tasks`:
 
 * training: the trainer's own step (:func:`glowflow.training.step.training_step`: mean
   bits/dim, backward, gradient clipping, Adam -- fused on CUDA), on a fixed uniform batch;
 * sampling: :meth:`Flow.sample` of a batch, eval mode, under ``torch.inference_mode``;
-* encoding: :meth:`Flow.encode` of a batch, likewise.
+* encoding: :meth:`Flow.encode` of a batch, likewise;
+* the limit: the FLOPs per image of one training step and one sampling call, counted by
+  ``FlopCounterMode``, and the matmul rate of each precision used
+  (:mod:`glowflow.machine_limit`); each throughput is reported as a fraction of
+  ``rate / FLOPs``.
 
-Options: ``allocator="retain"`` calls :func:`glowflow.memory.retain_freed_memory` in each
-process (the CPU heap is kept for reuse; ``"default"`` leaves glibc's malloc alone);
-``channels_last`` stores the model's conv weights and the batch channels-last; ``compile``
-wraps the training forward in ``torch.compile`` (sampling and encoding stay eager: the 1x1
-convolutions' weight cache is Python state that would make dynamo recompile per layer);
-``tf32`` (CUDA) lets training matmuls and convolutions use TF32 -- sampling and encoding always
-run in full float32, so no reconstruction or bits/dim figure depends on it.
+Options: ``precision`` runs the networks in bf16 or fp16 (:mod:`glowflow.precision`; the
+flow's own arithmetic stays fp32, fp16 training scales its loss); ``allocator="retain"`` calls
+:func:`glowflow.memory.retain_freed_memory` in each process (the CPU heap is kept for reuse;
+``"default"`` leaves glibc's malloc alone); ``channels_last`` stores the model's conv weights
+and the batch channels-last; ``compile`` wraps the training objective (forward and backward) in
+``torch.compile`` (sampling and encoding stay eager: the 1x1 convolutions' weight cache is
+Python state that would make dynamo recompile per layer); ``tf32`` (CUDA) lets training matmuls
+and convolutions use TF32 -- sampling and encoding always run without it, so no reconstruction
+or bits/dim figure depends on it.
 """
 
 from __future__ import annotations
@@ -242,18 +250,27 @@ def measure_generation(
 
 
 def measure_limits(spec: Result, result: Result, device: torch.device) -> Result:
-    """The matmul rate (FLOP/s) of fp32 and of ``spec["precision"]`` on ``device``, and each
-    throughput in ``result`` as a fraction of ``rate / flops_per_image`` (the training and
-    sampling FLOPs; encoding is counted as sampling's, its mirror image)."""
-    rates = {name: matmul_rate(DTYPES[name], device) for name in dict.fromkeys(
-        ("fp32", spec["precision"]))}
-    limit = rates[spec["precision"]]
-    flops = {"train": result["train_flops_per_image"]}
-    if "sample_flops_per_image" in result:
-        flops.update(sample=result["sample_flops_per_image"],
-                     encode=result["sample_flops_per_image"])
-    fractions = {task: fraction_of_limit(result[f"{task}_images_per_s"]["median"], count, limit)
-                 for task, count in flops.items()}
+    """The matmul rate (FLOP/s) of fp32 and of ``spec["precision"]`` on ``device`` (and of TF32
+    when ``spec["tf32"]`` on CUDA), and each throughput in ``result`` as a fraction of
+    ``rate / flops_per_image``: training against the rate it ran at (TF32 with ``tf32``),
+    sampling and encoding (counted as sampling's FLOPs, its mirror image) against the
+    precision's, since they never use TF32."""
+    rates = {name: matmul_rate(DTYPES[name], device)
+             for name in dict.fromkeys(("fp32", spec["precision"]))}
+    train_rate = rates[spec["precision"]]
+    if spec["tf32"] and device.type == "cuda":
+        _allow_tf32(True)
+        rates["tf32"] = matmul_rate(torch.float32, device)
+        _allow_tf32(False)
+        if spec["precision"] == "fp32":
+            train_rate = rates["tf32"]
+    fractions = {"train": fraction_of_limit(result["train_images_per_s"]["median"],
+                                            result["train_flops_per_image"], train_rate)}
+    for task in ("sample", "encode"):
+        if f"{task}_images_per_s" in result:
+            fractions[task] = fraction_of_limit(result[f"{task}_images_per_s"]["median"],
+                                                result["sample_flops_per_image"],
+                                                rates[spec["precision"]])
     return {"matmul_flops_per_s": rates, "fraction_of_limit": fractions}
 
 
