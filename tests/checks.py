@@ -33,6 +33,7 @@ def jacobian_logdet(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     """``log|det d fn(x_b)/d x_b|`` for each example ``b`` from the full autograd Jacobian."""
     values = []
     for example in x:
+
         def single(v: Tensor) -> Tensor:
             return fn(v.unsqueeze(0)).reshape(-1)
 
@@ -83,11 +84,15 @@ def check_bijector(
 
     if jacobian:
         ctx_rows = [None] * x.shape[0] if context is None else list(context)
-        expected = torch.stack([
-            jacobian_logdet(lambda v, c=c: bijector(v, None if c is None else c.unsqueeze(0))[0],
-                            x[i : i + 1])[0]
-            for i, c in enumerate(ctx_rows)
-        ])
+        expected = torch.stack(
+            [
+                jacobian_logdet(
+                    lambda v, c=c: bijector(v, None if c is None else c.unsqueeze(0))[0],
+                    x[i : i + 1],
+                )[0]
+                for i, c in enumerate(ctx_rows)
+            ]
+        )
         torch.testing.assert_close(logdet, expected, atol=1e-8, rtol=1e-8)
 
     # batch independence: each example alone gives the same output

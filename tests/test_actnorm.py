@@ -14,7 +14,9 @@ def test_initialization_gives_zero_mean_unit_std_per_channel() -> None:
     x = torch.randn(16, 3, 4, 4) * torch.tensor([0.1, 2.0, 5.0]).view(1, 3, 1, 1) + 3.0
     y, logdet = layer(x)
     torch.testing.assert_close(y.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
-    torch.testing.assert_close(y.std(dim=(0, 2, 3), unbiased=False), torch.ones(3), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        y.std(dim=(0, 2, 3), unbiased=False), torch.ones(3), atol=1e-4, rtol=0
+    )
     expected = -16 * torch.log(x.std(dim=(0, 2, 3), unbiased=False)).sum()
     torch.testing.assert_close(logdet, expected.expand(16), atol=1e-3, rtol=1e-5)
     assert bool(layer.initialized)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from checks import check_bijector, randomize_parameters
 
+from checks import check_bijector, randomize_parameters
 from glowflow.bijectors.autoregressive import (
     MADE,
     InverseAutoregressive,
-    MaskedLinear,
     MaskedAutoregressive,
+    MaskedLinear,
 )
 from glowflow.bijectors.scaling import NICEScaling
 
@@ -90,8 +90,9 @@ def test_iaf_sampling_jacobian_is_lower_triangular_in_the_latent() -> None:
     assert (jac.tril(-1) != 0).any()
 
 
-@pytest.mark.parametrize("layer, parallel", [(MaskedAutoregressive, "forward"),
-                                             (InverseAutoregressive, "inverse")])
+@pytest.mark.parametrize(
+    "layer, parallel", [(MaskedAutoregressive, "forward"), (InverseAutoregressive, "inverse")]
+)
 def test_one_direction_is_one_pass_and_the_other_is_d_passes(layer: type, parallel: str) -> None:
     bijector = layer(D, hidden=8)
     calls = []

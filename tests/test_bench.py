@@ -19,11 +19,19 @@ from glowflow.training.config import resolve_config
 
 def test_named_configs_match_the_issue() -> None:
     small, paper = CONFIGS["cifar10-small"], CONFIGS["cifar10"]
-    assert (small.output_shape, small.num_glow_blocks, small.num_steps_per_block,
-            small.hidden_channels) == ((3, 32, 32), 3, 8, 128)
+    assert (
+        small.output_shape,
+        small.num_glow_blocks,
+        small.num_steps_per_block,
+        small.hidden_channels,
+    ) == ((3, 32, 32), 3, 8, 128)
     assert (small.coupling, small.permutation) == ("affine", "invconv_lu")
-    assert (paper.num_glow_blocks, paper.num_steps_per_block, paper.hidden_channels,
-            paper.learn_top_prior) == (3, 32, 512, True)
+    assert (
+        paper.num_glow_blocks,
+        paper.num_steps_per_block,
+        paper.hidden_channels,
+        paper.learn_top_prior,
+    ) == (3, 32, 512, True)
     deeper = get_config("cifar10-small@K32")
     assert (deeper.num_steps_per_block, deeper.hidden_channels) == (32, 128)
     with pytest.raises(ValueError, match="unknown benchmark config"):
@@ -40,17 +48,44 @@ def test_configs_match_the_training_presets(name: str) -> None:
 
 def test_tiny_bench_run_writes_valid_json(tmp_path: Path) -> None:
     output = tmp_path / "bench.json"
-    status = main(["bench", "--config", "tiny", "--batch-size", "2", "--modes", "invertible",
-                   "--device", "cpu", "--threads", "1", "--warmup", "0", "--repeats", "1",
-                   "--iterations", "1", "--precision", "bf16", "--output", str(output)])
+    status = main(
+        [
+            "bench",
+            "--config",
+            "tiny",
+            "--batch-size",
+            "2",
+            "--modes",
+            "invertible",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--warmup",
+            "0",
+            "--repeats",
+            "1",
+            "--iterations",
+            "1",
+            "--precision",
+            "bf16",
+            "--output",
+            str(output),
+        ]
+    )
     assert status == 0
     document = json.loads(output.read_text())
     assert document["machine"]["threads"] == 1 and document["machine"]["torch"] == torch.__version__
     assert document["configs"]["tiny"]["num_steps_per_block"] == 2
     assert document["command"].startswith("glowflow bench --config tiny")
     (entry,) = document["results"]
-    assert (entry["implementation"], entry["config"], entry["device"], entry["mode"],
-            entry["precision"]) == ("glowflow", "tiny", "cpu", "invertible", "bf16")
+    assert (
+        entry["implementation"],
+        entry["config"],
+        entry["device"],
+        entry["mode"],
+        entry["precision"],
+    ) == ("glowflow", "tiny", "cpu", "invertible", "bf16")
     assert entry["train_flops_per_image"] > entry["sample_flops_per_image"] > 0
     assert set(entry["matmul_flops_per_s"]) == {"fp32", "bf16"}
     assert set(entry["fraction_of_limit"]) == {"train", "sample", "encode"}
@@ -80,22 +115,36 @@ def test_bench_rejects_bad_arguments(tmp_path: Path) -> None:
 
 def test_flops_are_counted_not_formulated() -> None:
     weight = torch.randn(8, 4, 3, 3)
-    assert count_flops(lambda: torch.nn.functional.conv2d(torch.randn(2, 4, 5, 5), weight,
-                                                          padding=1)) == 2 * 2 * 8 * 4 * 9 * 25
+    assert (
+        count_flops(lambda: torch.nn.functional.conv2d(torch.randn(2, 4, 5, 5), weight, padding=1))
+        == 2 * 2 * 8 * 4 * 9 * 25
+    )
     assert fraction_of_limit(10.0, 1e9, 4e10) == 0.25
 
 
 def test_peer_ratios_pair_processes_of_the_same_round() -> None:
-    def entry(implementation: str, round_index: int, train: float, sample: float,
-              precision: str = "fp32") -> dict[str, object]:
-        return {"implementation": implementation, "round": round_index, "config": "c",
-                "device": "cpu", "mode": "none", "precision": precision,
-                "train_images_per_s": {"median": train},
-                "sample_images_per_s": {"median": sample}}
+    def entry(
+        implementation: str, round_index: int, train: float, sample: float, precision: str = "fp32"
+    ) -> dict[str, object]:
+        return {
+            "implementation": implementation,
+            "round": round_index,
+            "config": "c",
+            "device": "cpu",
+            "mode": "none",
+            "precision": precision,
+            "train_images_per_s": {"median": train},
+            "sample_images_per_s": {"median": sample},
+        }
 
-    results = [entry("glowflow", 0, 100, 60), entry("glowflow", 0, 300, 90, "bf16"),
-               entry("y0ast", 0, 50, 30), entry("glowflow", 1, 120, 60),
-               entry("glowflow", 1, 240, 90, "bf16"), entry("y0ast", 1, 40, 20)]
+    results = [
+        entry("glowflow", 0, 100, 60),
+        entry("glowflow", 0, 300, 90, "bf16"),
+        entry("y0ast", 0, 50, 30),
+        entry("glowflow", 1, 120, 60),
+        entry("glowflow", 1, 240, 90, "bf16"),
+        entry("y0ast", 1, 40, 20),
+    ]
     fp32, bf16 = peer_ratios(results)
     assert (fp32["peer"], fp32["precision"], bf16["precision"]) == ("y0ast", "fp32", "bf16")
     assert fp32["train"] == {"per_round": [2.0, 3.0], "median": 2.5}
@@ -111,6 +160,7 @@ def test_sampling_computes_no_inverse_or_determinant_after_the_first_call(monkey
     calls: list[int] = []
     maps = [m for m in flow.modules() if isinstance(m, _InvertibleChannelMap)]
     for kind in {type(m) for m in maps}:
+
         def counting(self, need_inverse, original=kind._matrices):  # type: ignore[no-untyped-def]
             calls.append(id(self))
             return original(self, need_inverse)

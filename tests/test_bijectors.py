@@ -43,18 +43,22 @@ CASES: dict[str, Case] = {
     "invconv_lu": lambda: (gf.InvertibleConv1x1LU(4), image(2, 4, 2, 2)),
     "reverse": lambda: (gf.ChannelPermutation.reverse(5), image(2, 5, 2, 2)),
     "shuffle": lambda: (
-        gf.ChannelPermutation.shuffle(5, torch.Generator().manual_seed(3)), image(2, 5, 2, 2)
+        gf.ChannelPermutation.shuffle(5, torch.Generator().manual_seed(3)),
+        image(2, 5, 2, 2),
     ),
     "squeeze": lambda: (gf.Squeeze(), image(2, 2, 4, 4)),
     "affine_exp": lambda: (gf.ChannelCoupling(4, gf.glow_network(2, 4, 8)), image(2, 4, 2, 2)),
     "affine_sigmoid_odd": lambda: (
-        gf.ChannelCoupling(5, gf.glow_network(3, 4, 8), scale_fn="sigmoid"), image(2, 5, 2, 2)
+        gf.ChannelCoupling(5, gf.glow_network(3, 4, 8), scale_fn="sigmoid"),
+        image(2, 5, 2, 2),
     ),
     "additive": lambda: (
-        gf.ChannelCoupling(4, gf.glow_network(2, 2, 8), kind="additive"), image(2, 4, 2, 2)
+        gf.ChannelCoupling(4, gf.glow_network(2, 2, 8), kind="additive"),
+        image(2, 4, 2, 2),
     ),
     "checkerboard_affine": lambda: (
-        gf.CheckerboardCoupling((2, 4, 4), gf.glow_network(2, 4, 8)), image(2, 2, 4, 4)
+        gf.CheckerboardCoupling((2, 4, 4), gf.glow_network(2, 4, 8)),
+        image(2, 2, 4, 4),
     ),
     "checkerboard_additive_odd_parity": lambda: (
         gf.CheckerboardCoupling((2, 4, 4), gf.glow_network(2, 2, 8), "additive", parity=1),
@@ -65,14 +69,18 @@ CASES: dict[str, Case] = {
     "exit_all": lambda: (ExitAsBijector(gf.Exit((4, 2, 2), 4)), image(2, 4, 2, 2)),
     "learned_prior": lambda: (gf.LearnedPrior((3, 2, 2)), image(2, 3, 2, 2)),
     "chain": lambda: (
-        gf.Chain(gf.ActNorm(4), gf.InvertibleConv1x1(4), gf.ChannelCoupling(4, gf.glow_network(2, 4, 8))),
+        gf.Chain(
+            gf.ActNorm(4), gf.InvertibleConv1x1(4), gf.ChannelCoupling(4, gf.glow_network(2, 4, 8))
+        ),
         image(2, 4, 2, 2),
     ),
     "chain_with_squeeze": lambda: (
-        gf.Chain(gf.Squeeze(), gf.ActNorm(8), gf.Squeeze().inv), image(2, 2, 4, 4)
+        gf.Chain(gf.Squeeze(), gf.ActNorm(8), gf.Squeeze().inv),
+        image(2, 2, 4, 4),
     ),
     "inverse_of_coupling": lambda: (
-        gf.ChannelCoupling(4, gf.glow_network(2, 4, 8)).inv, image(2, 4, 2, 2)
+        gf.ChannelCoupling(4, gf.glow_network(2, 4, 8)).inv,
+        image(2, 4, 2, 2),
     ),
 }
 
@@ -85,7 +93,9 @@ def test_bijector_contract(name: str) -> None:
 
 def test_class_conditional_prior_contract() -> None:
     prior = gf.ClassConditionalPrior((3, 2, 2), num_classes=4)
-    check_bijector(prior, image(3, 3, 2, 2), context=torch.tensor([0, 3, 1]), unused=("classifier",))
+    check_bijector(
+        prior, image(3, 3, 2, 2), context=torch.tensor([0, 3, 1]), unused=("classifier",)
+    )
 
 
 def test_class_conditional_prior_accepts_one_hot_rows() -> None:

@@ -3,7 +3,6 @@
 import pytest
 import torch
 from safetensors.torch import save_file
-from test_train import single_thread  # noqa: F401  (autouse fixture)
 
 from glowflow.bijectors.actnorm import ActNorm
 from glowflow.training.checkpoint import (
@@ -20,13 +19,15 @@ from glowflow.training.checkpoint import (
 )
 from glowflow.training.config import TrainConfig
 from glowflow.training.model import DatasetInfo, build_flow
+from test_train import single_thread  # noqa: F401  (autouse fixture)
 
 INFO = DatasetInfo("digits", (1, 8, 8), 17, 10)
 
 
 def tiny_config(**changes):
-    return TrainConfig.from_dict({"num_glow_blocks": 2, "num_steps_per_block": 2, "hidden_channels": 8,
-                          **changes})
+    return TrainConfig.from_dict(
+        {"num_glow_blocks": 2, "num_steps_per_block": 2, "hidden_channels": 8, **changes}
+    )
 
 
 def initialized_flow(config):
@@ -69,8 +70,11 @@ def test_state_and_paths(tmp_path):
     for step in (0, 5, 10):
         save_checkpoint(tmp_path, step, flow, config, INFO, {"skipped": step})
     (tmp_path / "checkpoints" / ".tmp-step-00000015-1").mkdir()  # a killed write: ignored
-    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-00000000", "step-00000005",
-                                                           "step-00000010"]
+    assert [p.name for p in list_checkpoints(tmp_path)] == [
+        "step-00000000",
+        "step-00000005",
+        "step-00000010",
+    ]
     newest = tmp_path / "checkpoints" / "step-00000010"
     assert resolve_checkpoint(tmp_path) == newest
     assert resolve_checkpoint(newest / MODEL_FILE) == newest
@@ -91,8 +95,9 @@ def test_ema_weights_preferred_when_present(tmp_path):
     save_checkpoint(tmp_path, 1, flow, config, INFO, {}, ema_flow=ema)
     assert load_run(tmp_path).ema
     assert torch.equal(next(load_run(tmp_path).flow.parameters()), next(ema.parameters()))
-    assert torch.equal(next(load_run(tmp_path, ema=False).flow.parameters()),
-                       next(flow.parameters()))
+    assert torch.equal(
+        next(load_run(tmp_path, ema=False).flow.parameters()), next(flow.parameters())
+    )
 
 
 def test_truncated_and_foreign_files_are_named(tmp_path):

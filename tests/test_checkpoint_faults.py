@@ -13,8 +13,6 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from test_checkpoint import INFO, initialized_flow, tiny_config
-from test_train import single_thread  # noqa: F401  (autouse fixture)
 
 from glowflow.training import checkpoint
 from glowflow.training.checkpoint import (
@@ -27,6 +25,8 @@ from glowflow.training.checkpoint import (
     remove_stale_temporaries,
     save_checkpoint,
 )
+from test_checkpoint import INFO, initialized_flow, tiny_config
+from test_train import single_thread  # noqa: F401  (autouse fixture)
 
 
 @pytest.fixture
@@ -73,7 +73,8 @@ def test_full_disk_is_one_clear_error_and_leaves_nothing(run, monkeypatch, after
         save_checkpoint(run_dir, 25, flow, config, INFO, {"optimizer": {}})
     assert str(failed.value) == (
         f"cannot write checkpoint {checkpoint_path(run_dir, 25)}: No space left on device "
-        f"(errno 28); free space and resume with --resume auto")
+        f"(errno 28); free space and resume with --resume auto"
+    )
     monkeypatch.undo()
     assert_only_checkpoint_5(run_dir, flow)
 
@@ -86,9 +87,12 @@ def test_read_only_folder_is_one_clear_error(run, monkeypatch):
     else:
         (run_dir / "checkpoints").chmod(0o500)
     try:
-        with pytest.raises(RuntimeError, match=r"^cannot write checkpoint .*step-00000025: "
-                                               r"Permission denied \(errno 13\); make the run "
-                                               r"folder writable and resume with --resume auto$"):
+        with pytest.raises(
+            RuntimeError,
+            match=r"^cannot write checkpoint .*step-00000025: "
+            r"Permission denied \(errno 13\); make the run "
+            r"folder writable and resume with --resume auto$",
+        ):
             save_checkpoint(run_dir, 25, flow, config, INFO, {})
     finally:
         (run_dir / "checkpoints").chmod(0o700)
@@ -117,8 +121,11 @@ def test_failed_replacement_of_the_same_step_restores_it(run, monkeypatch):
 
     monkeypatch.setattr(checkpoint.os, "replace", replace)
     other = initialized_flow(config)
-    with pytest.raises(RuntimeError, match=r"step-00000005: Input/output error \(errno 5\); "
-                                           r"fix this and resume"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"step-00000005: Input/output error \(errno 5\); "
+        r"fix this and resume",
+    ):
         save_checkpoint(run_dir, 5, other, config, INFO, {})
     monkeypatch.undo()
     assert calls[0] == "step-00000005" and calls[1].startswith(".tmp-")
@@ -132,8 +139,11 @@ def test_non_finite_weights_are_never_written(tmp_path):
     name, parameter = next(iter(flow.named_parameters()))
     with torch.no_grad():
         parameter.view(-1)[0] = float("nan")
-    with pytest.raises(NonFiniteStateError, match=rf"refusing to write checkpoint .*step-00000003: "
-                                                  rf"model.safetensors.{name} is not finite"):
+    with pytest.raises(
+        NonFiniteStateError,
+        match=rf"refusing to write checkpoint .*step-00000003: "
+        rf"model.safetensors.{name} is not finite",
+    ):
         save_checkpoint(tmp_path, 3, flow, config, INFO, {})
     assert not (tmp_path / "checkpoints").exists()
 
@@ -157,8 +167,9 @@ def test_non_finite_optimizer_state_is_never_written(run):
     optimizer.step()
     exp_avg_sq = optimizer.state_dict()["state"][2]["exp_avg_sq"]
     exp_avg_sq[(0,) * exp_avg_sq.dim()] = float("nan")
-    with pytest.raises(NonFiniteStateError,
-                       match=r"state.pt.optimizer.state.2.exp_avg_sq is not finite"):
+    with pytest.raises(
+        NonFiniteStateError, match=r"state.pt.optimizer.state.2.exp_avg_sq is not finite"
+    ):
         save_checkpoint(run_dir, 25, trained, config, INFO, {"optimizer": optimizer.state_dict()})
     assert_only_checkpoint_5(run_dir, flow)
 
@@ -177,8 +188,11 @@ def test_missing_metadata_entry_is_named(run, key):
     run_dir, _, _ = run
     path = checkpoint_path(run_dir, 5) / MODEL_FILE
     rewrite(path, lambda metadata: {k: v for k, v in metadata.items() if k != key})
-    with pytest.raises(RuntimeError, match=rf"^{path} lacks the checkpoint metadata entry "
-                                           rf"'{key}' \(damaged or not written by glowflow"):
+    with pytest.raises(
+        RuntimeError,
+        match=rf"^{path} lacks the checkpoint metadata entry "
+        rf"'{key}' \(damaged or not written by glowflow",
+    ):
         load_run(run_dir)
 
 
@@ -195,8 +209,11 @@ def test_sha256_is_stored_and_flipped_data_bytes_are_caught(run):
     assert end > begin
     data[header_end + begin] ^= 0x01
     path.write_bytes(bytes(data))
-    with pytest.raises(RuntimeError, match=rf"^{path} is corrupt: its tensors do not match the "
-                                           rf"stored sha256"):
+    with pytest.raises(
+        RuntimeError,
+        match=rf"^{path} is corrupt: its tensors do not match the "
+        rf"stored sha256",
+    ):
         load_run(run_dir)
 
 
@@ -227,8 +244,11 @@ def test_remove_stale_temporaries(run):
     run_dir, _, flow = run
     root = run_dir / "checkpoints"
     dead, live = dead_pid(), os.getppid()
-    stale = [root / f".tmp-step-00000010-{dead}", root / f".old-step-00000005-{dead}",
-             root / f".tmp-step-00000015-{os.getpid()}"]
+    stale = [
+        root / f".tmp-step-00000010-{dead}",
+        root / f".old-step-00000005-{dead}",
+        root / f".tmp-step-00000015-{os.getpid()}",
+    ]
     kept = [root / f".tmp-step-00000020-{live}", root / ".tmp-notes"]
     for folder in stale + kept:
         folder.mkdir()
@@ -239,7 +259,8 @@ def test_remove_stale_temporaries(run):
     removed = remove_stale_temporaries(run_dir)
     assert sorted(removed) == sorted(stale + [run_dir / f".metrics.csv.tmp-{dead}"])
     assert sorted(p.name for p in root.iterdir()) == sorted(
-        [".tmp-notes", f".tmp-step-00000020-{live}", "step-00000005"])
+        [".tmp-notes", f".tmp-step-00000020-{live}", "step-00000005"]
+    )
     assert (run_dir / "metrics.csv").is_file()
     assert [p.name for p in list_checkpoints(run_dir)] == ["step-00000005"]
     assert remove_stale_temporaries(run_dir) == []

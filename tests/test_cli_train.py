@@ -6,16 +6,33 @@ import math
 import numpy as np
 import pytest
 from PIL import Image
-from test_train import single_thread  # noqa: F401  (autouse fixture)
 
 from glowflow.cli import build_parser, main
 from glowflow.training.config import field_types
+from test_train import single_thread  # noqa: F401  (autouse fixture)
 
 TINY = [
-    "--num-glow-blocks", "2", "--num-steps-per-block", "1", "--hidden-channels", "8",
-    "--batch-size", "16", "--init-images", "32", "--eval-batch-size", "300",
-    "--final-eval-draws", "1", "--sample-count", "4", "--log-every", "1", "--no-progress",
-    "--device", "cpu",
+    "--num-glow-blocks",
+    "2",
+    "--num-steps-per-block",
+    "1",
+    "--hidden-channels",
+    "8",
+    "--batch-size",
+    "16",
+    "--init-images",
+    "32",
+    "--eval-batch-size",
+    "300",
+    "--final-eval-draws",
+    "1",
+    "--sample-count",
+    "4",
+    "--log-every",
+    "1",
+    "--no-progress",
+    "--device",
+    "cpu",
 ]
 
 
@@ -32,10 +49,15 @@ def run_dir(tmp_path_factory):
 
 
 def test_two_step_run_writes_every_file(run_dir):
-    expected = ["config.json", "metrics.csv", "result.json", "bpd.png",
-                "checkpoints/step-00000000/model.safetensors",
-                "checkpoints/step-00000002/model.safetensors",
-                "checkpoints/step-00000002/state.pt"]
+    expected = [
+        "config.json",
+        "metrics.csv",
+        "result.json",
+        "bpd.png",
+        "checkpoints/step-00000000/model.safetensors",
+        "checkpoints/step-00000002/model.safetensors",
+        "checkpoints/step-00000002/state.pt",
+    ]
     expected += [f"samples/step-00000002_t{t}.png" for t in ("0", "0.5", "0.7", "1")]
     for name in expected:
         assert (run_dir / name).is_file(), name
@@ -65,13 +87,50 @@ def test_eval_json_is_well_formed(run_dir, capsys):
 def test_sample_is_seedable_and_one_grid_per_temperature(run_dir, tmp_path, capsys):
     out = tmp_path / "grid.png"
     for _ in range(2):
-        assert main(["sample", str(run_dir), "-t", "0", "1", "-n", "4", "--seed", "5",
-                     "--out", str(out), "--device", "cpu"]) == 0
-    assert capsys.readouterr().out.split() == [str(tmp_path / "grid_t0.png"),
-                                                str(tmp_path / "grid_t1.png")] * 2
+        assert (
+            main(
+                [
+                    "sample",
+                    str(run_dir),
+                    "-t",
+                    "0",
+                    "1",
+                    "-n",
+                    "4",
+                    "--seed",
+                    "5",
+                    "--out",
+                    str(out),
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 0
+        )
+    assert (
+        capsys.readouterr().out.split()
+        == [str(tmp_path / "grid_t0.png"), str(tmp_path / "grid_t1.png")] * 2
+    )
     first = np.asarray(Image.open(tmp_path / "grid_t1.png"))
-    assert main(["sample", str(run_dir), "-t", "1", "-n", "4", "--seed", "5", "--out",
-                 str(tmp_path / "again.png"), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                str(run_dir),
+                "-t",
+                "1",
+                "-n",
+                "4",
+                "--seed",
+                "5",
+                "--out",
+                str(tmp_path / "again.png"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert np.array_equal(first, np.asarray(Image.open(tmp_path / "again.png")))
     assert main(["sample", str(run_dir), "--class", "3", "--device", "cpu"]) == 2
     assert "class-conditional" in capsys.readouterr().err
@@ -125,8 +184,18 @@ def test_help_lists_every_option_with_its_default(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for name in field_types():
         assert f"--{name.replace('_', '-')}" in text, name
-    for flag in ("--preset", "--config", "--resume", "--split", "--json", "--draws",
-                 "--temperature", "--seed", "--out", "--class"):
+    for flag in (
+        "--preset",
+        "--config",
+        "--resume",
+        "--split",
+        "--json",
+        "--draws",
+        "--temperature",
+        "--seed",
+        "--out",
+        "--class",
+    ):
         assert flag in text
     assert "(default: [0.7])" in text and "(default: digits)" in text
     assert "(default: 1000)" in text  # --max-steps

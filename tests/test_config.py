@@ -21,10 +21,12 @@ from glowflow.training.config import MODEL_FIELDS_SET_BY_RUN, TrainConfig, resol
 
 
 def test_importable_without_torch() -> None:
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "import glowflow\n"
-            "from glowflow import GlowConfig\n"
-            "print(GlowConfig(output_shape=(1, 8, 8), num_glow_blocks=2).latent_shapes())")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import glowflow\n"
+        "from glowflow import GlowConfig\n"
+        "print(GlowConfig(output_shape=(1, 8, 8), num_glow_blocks=2).latent_shapes())"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[(2, 4, 4), (8, 2, 2)]"
 
@@ -39,12 +41,19 @@ def test_every_field_has_help_and_the_choices_match_the_implementations() -> Non
 
 
 def test_glow_from_config_equals_glow_from_keywords_and_tfp_positionals() -> None:
-    config = GlowConfig(output_shape=(1, 8, 8), num_glow_blocks=2, num_steps_per_block=2,
-                        hidden_channels=8, seed=3, learn_top_prior=True)
+    config = GlowConfig(
+        output_shape=(1, 8, 8),
+        num_glow_blocks=2,
+        num_steps_per_block=2,
+        hidden_channels=8,
+        seed=3,
+        learn_top_prior=True,
+    )
     by_config = gf.Glow(config)
     by_keywords = gf.Glow(**config.to_dict())
-    by_tfp = gf.Glow((1, 8, 8), 2, 2, None, None, None, True, 3, False, hidden_channels=8,
-                     learn_top_prior=True)
+    by_tfp = gf.Glow(
+        (1, 8, 8), 2, 2, None, None, None, True, 3, False, hidden_channels=8, learn_top_prior=True
+    )
     assert by_config.config == by_keywords.config == by_tfp.config == config
     for other in (by_keywords, by_tfp):
         for (name, a), b in zip(by_config.state_dict().items(), other.state_dict().values()):
@@ -56,22 +65,30 @@ def test_glow_from_config_equals_glow_from_keywords_and_tfp_positionals() -> Non
 
 
 def test_round_trips_through_json() -> None:
-    config = GlowConfig(output_shape=(3, 16, 16), grab_after_block=(0.25, 1.0),
-                        num_glow_blocks=2, num_classes=10, coupling="additive")
+    config = GlowConfig(
+        output_shape=(3, 16, 16),
+        grab_after_block=(0.25, 1.0),
+        num_glow_blocks=2,
+        num_classes=10,
+        coupling="additive",
+    )
     assert GlowConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     with pytest.raises(ValueError, match=r"unknown Glow option\(s\) \['levels'\]"):
         GlowConfig.from_dict({"levels": 3})
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"output_shape": (3, 12, 16)}, "H=12 and W=16 must be divisible by"),
-    ({"num_steps_per_block": 0}, "num_steps_per_block must be >= 1"),
-    ({"coupling_dropout": 1.0}, "coupling_dropout must be in [0, 1)"),
-    ({"coupling_dropout": 0.1, "memory_mode": "invertible"}, "would draw another dropout mask"),
-    ({"hidden_channels": 2.5}, "hidden_channels must be an integer"),
-    ({"use_actnorm": "yes"}, "use_actnorm must be true or false"),
-    ({"mask": "stripes"}, "mask must be one of"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"output_shape": (3, 12, 16)}, "H=12 and W=16 must be divisible by"),
+        ({"num_steps_per_block": 0}, "num_steps_per_block must be >= 1"),
+        ({"coupling_dropout": 1.0}, "coupling_dropout must be in [0, 1)"),
+        ({"coupling_dropout": 0.1, "memory_mode": "invertible"}, "would draw another dropout mask"),
+        ({"hidden_channels": 2.5}, "hidden_channels must be an integer"),
+        ({"use_actnorm": "yes"}, "use_actnorm must be true or false"),
+        ({"mask": "stripes"}, "mask must be one of"),
+    ],
+)
 def test_bad_values_are_named(values: dict, message: str) -> None:
     with pytest.raises(ValueError) as error:
         GlowConfig(**values)
@@ -80,8 +97,11 @@ def test_bad_values_are_named(values: dict, message: str) -> None:
 
 def test_train_flags_are_generated_from_glow_config() -> None:
     parser = build_parser()
-    train = next(a for a in parser._subparsers._group_actions[0].choices.items()  # noqa: SLF001
-                 if a[0] == "train")[1]
+    train = next(
+        a
+        for a in parser._subparsers._group_actions[0].choices.items()  # noqa: SLF001
+        if a[0] == "train"
+    )[1]
     flags = {action.dest: action for action in train._actions}  # noqa: SLF001
     for name in GlowConfig.field_names():
         if name in MODEL_FIELDS_SET_BY_RUN:

@@ -23,20 +23,30 @@ from glowflow.pretrained import load_model
 from glowflow.tfp_order import from_tfp_latent
 
 FIXTURES = Path(__file__).parent / "fixtures"
-CASES = [(source, case.name) for source in ("y0ast", "rosinality", "chaiyujin", "tfp")
-         if (FIXTURES / source).is_dir()
-         for case in sorted((FIXTURES / source).iterdir()) if case.is_dir()]
+CASES = [
+    (source, case.name)
+    for source in ("y0ast", "rosinality", "chaiyujin", "tfp")
+    if (FIXTURES / source).is_dir()
+    for case in sorted((FIXTURES / source).iterdir())
+    if case.is_dir()
+]
 FLOAT64_TOLERANCE = {("rosinality", "additive_no_lu"): 1e-8}
 """Where the source does not run in float64 throughout: rosinality's plain ``InvConv2d``
 rounds ``log|det W|`` to float32 (``slogdet(...)[1].float()``) even in a float64 run."""
-CHECKPOINTS = {"y0ast": "model.pt", "rosinality": "model.pt", "chaiyujin": "model.pkg",
-               "tfp": "variables.npz"}
+CHECKPOINTS = {
+    "y0ast": "model.pt",
+    "rosinality": "model.pt",
+    "chaiyujin": "model.pkg",
+    "tfp": "variables.npz",
+}
 
 
 def expected(folder: Path) -> tuple[dict[str, torch.Tensor], dict]:
     with safe_open(str(folder / "expected.safetensors"), "pt") as handle:
-        return ({key: handle.get_tensor(key) for key in handle.keys()},
-                json.loads(handle.metadata()["meta"]))
+        return (
+            {key: handle.get_tensor(key) for key in handle.keys()},
+            json.loads(handle.metadata()["meta"]),
+        )
 
 
 def options(source: str, folder: Path, meta: dict) -> dict:
@@ -62,8 +72,9 @@ def float64_checkpoint(path: Path, tmp_path: Path) -> Path:
     return out
 
 
-def draws(tensors: dict[str, torch.Tensor], temperature: float,
-          shapes: list[tuple[int, ...]]) -> list[torch.Tensor]:
+def draws(
+    tensors: dict[str, torch.Tensor], temperature: float, shapes: list[tuple[int, ...]]
+) -> list[torch.Tensor]:
     """The source's standard normal draws times ``temperature`` as glowflow's per-level
     latents: ``eps_0 ... eps_top`` as they are, TFP's rank-1 ``z_tfp`` through
     :func:`glowflow.tfp_order.from_tfp_latent`."""
@@ -97,12 +108,14 @@ def test_converted_model_matches_the_source(source: str, case: str, tmp_path: Pa
         assert torch.allclose(samples, tensors["samples"], rtol=0, atol=2e-5)
         if "log_px64" not in tensors:  # TFP builds its variables in float32 only
             return
-        flow64 = convert(source, float64_checkpoint(checkpoint, tmp_path),
-                         **options(source, folder, meta)).flow()
+        flow64 = convert(
+            source, float64_checkpoint(checkpoint, tmp_path), **options(source, folder, meta)
+        ).flow()
         y64 = None if y is None else y.double() if y.is_floating_point() else y
         log_px64 = flow64.log_prob(tensors["x64"], y64) - offset
-        assert relative(log_px64, tensors["log_px64"]) < FLOAT64_TOLERANCE.get((source, case),
-                                                                               1e-10)
+        assert relative(log_px64, tensors["log_px64"]) < FLOAT64_TOLERANCE.get(
+            (source, case), 1e-10
+        )
         x64 = flow64.decode(flow64.encode(tensors["x64"], y64), y64)
         assert torch.allclose(x64, tensors["x64"], rtol=0, atol=1e-12)
 
@@ -113,8 +126,10 @@ def test_convert_command_writes_a_pretrained_folder(tmp_path: Path) -> None:
     assert main(["convert", "--from", "y0ast", str(folder / "model.pt"), "--out", str(out)]) == 0
     loaded = load_model(out)
     tensors, _ = expected(folder)
-    assert relative(loaded.flow.log_prob(tensors["x"], tensors["y"]).detach(),
-                    tensors["log_px"]) < 1e-5
+    assert (
+        relative(loaded.flow.log_prob(tensors["x"], tensors["y"]).detach(), tensors["log_px"])
+        < 1e-5
+    )
     assert loaded.data.dataset == "cifar10" and loaded.data.n_bins == 256
     assert loaded.glow.num_classes == 10
     card = (out / "README.md").read_text()

@@ -54,7 +54,9 @@ def test_dequantize_range_and_exact_recovery(n_bins: int) -> None:
 def test_dequantize_recovers_levels_at_bin_edges(monkeypatch: pytest.MonkeyPatch) -> None:
     """u = 0 and the largest float32 below 1 are where float rounding could leave the bin."""
     for u in (0.0, float(np.nextafter(np.float32(1), np.float32(0)))):
-        monkeypatch.setattr(torch, "rand", lambda shape, **kw: torch.full(shape, u, dtype=kw["dtype"]))
+        monkeypatch.setattr(
+            torch, "rand", lambda shape, u=u, **kw: torch.full(shape, u, dtype=kw["dtype"])
+        )
         for n_bins in (3, 17, 255, 256):
             levels = torch.arange(n_bins)
             x = dequantize(levels, n_bins)
@@ -169,7 +171,9 @@ def test_hflip_flips_about_half_the_time() -> None:
     draws = [data[0][0] for _ in range(200)]
     flips = sum(torch.equal(levels, plain.flip(-1)) for levels in draws)
     assert 60 < flips < 140
-    assert all(torch.equal(levels, plain) or torch.equal(levels, plain.flip(-1)) for levels in draws)
+    assert all(
+        torch.equal(levels, plain) or torch.equal(levels, plain.flip(-1)) for levels in draws
+    )
 
 
 # ---------------------------------------------------------------- torchvision formats
@@ -194,7 +198,9 @@ def write_mnist(root: Path, folder: str) -> dict[str, tuple[np.ndarray, np.ndarr
     return parts
 
 
-@pytest.mark.parametrize(("name", "folder"), [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
+@pytest.mark.parametrize(
+    ("name", "folder"), [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")]
+)
 def test_mnist_formats(tmp_path: Path, name: str, folder: str) -> None:
     pytest.importorskip("torchvision")
     parts = write_mnist(tmp_path, folder)
@@ -217,11 +223,30 @@ def write_cifar10(root: Path) -> dict[str, list[tuple[np.ndarray, list[int]]]]:
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     for seed, name in enumerate(names):
         data, labels = random_levels((2, 3072), seed), [seed % 10, (seed + 3) % 10]
-        entry = {"batch_label": name, "labels": labels, "data": data, "filenames": ["a.png", "b.png"]}
+        entry = {
+            "batch_label": name,
+            "labels": labels,
+            "data": data,
+            "filenames": ["a.png", "b.png"],
+        }
         (folder / name).write_bytes(pickle.dumps(entry, protocol=2))
         batches["test" if name == "test_batch" else "train"].append((data, labels))
-    meta = {"num_cases_per_batch": 2, "label_names": ["airplane", "automobile", "bird", "cat", "deer",
-            "dog", "frog", "horse", "ship", "truck"], "num_vis": 3072}
+    meta = {
+        "num_cases_per_batch": 2,
+        "label_names": [
+            "airplane",
+            "automobile",
+            "bird",
+            "cat",
+            "deer",
+            "dog",
+            "frog",
+            "horse",
+            "ship",
+            "truck",
+        ],
+        "num_vis": 3072,
+    }
     (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
     return batches
 
@@ -273,7 +298,9 @@ def write_celeba(root: Path) -> tuple[list[str], np.ndarray]:
     lines += [name + " " + " ".join(f"{v:2d}" for v in row) for name, row in zip(names, attributes)]
     (folder / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
     partition = [0, 0, 1, 2, 0]
-    (folder / "list_eval_partition.txt").write_text("".join(f"{n} {p}\n" for n, p in zip(names, partition)))
+    (folder / "list_eval_partition.txt").write_text(
+        "".join(f"{n} {p}\n" for n, p in zip(names, partition))
+    )
     return names, (attributes + 1) // 2
 
 
@@ -301,8 +328,11 @@ def test_celeba_format_crop_and_attributes(tmp_path: Path) -> None:
 
 def test_image_folder_classes_and_round_trip(tmp_path: Path) -> None:
     image_module = pytest.importorskip("PIL.Image")
-    pictures = {("cat", "a.png"): random_levels((6, 4, 3), 0), ("cat", "b.png"): random_levels((6, 4, 3), 1),
-                ("dog", "sub/c.png"): random_levels((6, 4, 3), 2)}
+    pictures = {
+        ("cat", "a.png"): random_levels((6, 4, 3), 0),
+        ("cat", "b.png"): random_levels((6, 4, 3), 1),
+        ("dog", "sub/c.png"): random_levels((6, 4, 3), 2),
+    }
     for (label, name), picture in pictures.items():
         (tmp_path / label / name).parent.mkdir(parents=True, exist_ok=True)
         image_module.fromarray(picture).save(tmp_path / label / name)
@@ -322,8 +352,13 @@ def test_image_folder_with_train_and_test_parts(tmp_path: Path) -> None:
         for label in ("x", "y"):
             (tmp_path / part / label).mkdir(parents=True)
             for i in range(count):
-                image_module.fromarray(random_levels((4, 4), i)).save(tmp_path / part / label / f"{i}.png")
-    train, test = load_dataset(f"folder:{tmp_path}"), load_dataset(f"folder:{tmp_path}", split="test")
+                image_module.fromarray(random_levels((4, 4), i)).save(
+                    tmp_path / part / label / f"{i}.png"
+                )
+    train, test = (
+        load_dataset(f"folder:{tmp_path}"),
+        load_dataset(f"folder:{tmp_path}", split="test"),
+    )
     assert (len(train), len(test)) == (6, 4) and train.class_names == test.class_names == ("x", "y")
     assert [test[i][1] for i in range(4)] == [0, 0, 1, 1]
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_data import random_levels, write_cifar10, write_idx, write_mnist
 
 from glowflow.data import load_dataset
+from test_data import random_levels, write_cifar10, write_idx, write_mnist
 
 # ---------------------------------------------------------------- CIFAR-10 pickles
 
@@ -36,10 +36,16 @@ class RunsCode:
 def test_cifar10_pickle_payload_is_not_run(tmp_path: Path, protocol: int, file_name: str) -> None:
     write_cifar10(tmp_path)
     marker = tmp_path / "pwned"
-    payload = {"data": RunsCode(os.system, f"touch {marker}"), "labels": [0], "label_names": ["x"] * 10}
+    payload = {
+        "data": RunsCode(os.system, f"touch {marker}"),
+        "labels": [0],
+        "label_names": ["x"] * 10,
+    }
     target = tmp_path / "cifar-10-batches-py" / file_name
     target.write_bytes(pickle.dumps(payload, protocol=protocol))
-    with pytest.raises(ValueError, match=rf"{file_name}.*posix\.system.*not allowed|{file_name}.*os\.system"):
+    with pytest.raises(
+        ValueError, match=rf"{file_name}.*posix\.system.*not allowed|{file_name}.*os\.system"
+    ):
         load_dataset("cifar10", tmp_path)
     assert not marker.exists()
 
@@ -48,7 +54,9 @@ def test_cifar10_pickle_of_other_callables_is_refused(tmp_path: Path) -> None:
     write_cifar10(tmp_path)
     marker = tmp_path / "written"
     batch = tmp_path / "cifar-10-batches-py" / "test_batch"
-    batch.write_bytes(pickle.dumps({"data": RunsCode(open, str(marker), "w"), "labels": []}, protocol=2))
+    batch.write_bytes(
+        pickle.dumps({"data": RunsCode(open, str(marker), "w"), "labels": []}, protocol=2)
+    )
     with pytest.raises(ValueError, match=r"test_batch.*open.*not allowed"):
         load_dataset("cifar10", tmp_path, "test")
     assert not marker.exists()
@@ -58,8 +66,15 @@ def test_cifar10_pickle_of_other_callables_is_refused(tmp_path: Path) -> None:
 def test_cifar10_numpy_pickles_of_any_protocol_load(tmp_path: Path, protocol: int) -> None:
     write_cifar10(tmp_path)
     data, labels = random_levels((3, 3072), 9), [7, 8, 9]
-    batch = {"batch_label": "testing batch 1 of 1", "labels": labels, "data": data, "filenames": ["a", "b", "c"]}
-    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps(batch, protocol=protocol))
+    batch = {
+        "batch_label": "testing batch 1 of 1",
+        "labels": labels,
+        "data": data,
+        "filenames": ["a", "b", "c"],
+    }
+    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(
+        pickle.dumps(batch, protocol=protocol)
+    )
     test = load_dataset("cifar10", tmp_path, "test")
     assert len(test) == 3 and [test[i][1] for i in range(3)] == labels
     assert torch.equal(test[2][0].flatten(), torch.from_numpy(data[2]))
@@ -71,12 +86,32 @@ def test_cifar10_numpy_pickles_of_any_protocol_load(tmp_path: Path, protocol: in
         (b"\x80\x02}q\x00(X\x04\x00\x00\x00da", "cannot read .*test_batch as a pickle"),
         (b"not a pickle at all", "cannot read .*test_batch as a pickle"),
         (pickle.dumps([1, 2, 3]), "test_batch is not a dict with 'data' and 'labels'"),
-        (pickle.dumps({"data": np.zeros((2, 3072), np.int64), "labels": [0, 1]}), r"uint8 \(N, 3072\), found int64"),
-        (pickle.dumps({"data": np.zeros((2, 1000), np.uint8), "labels": [0, 1]}), r"found uint8 \(2, 1000\)"),
-        (pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0]}), r"2 images but labels int64 \(1,\)"),
-        (pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 10]}), r"labels must be in 0..9, found 0..10"),
+        (
+            pickle.dumps({"data": np.zeros((2, 3072), np.int64), "labels": [0, 1]}),
+            r"uint8 \(N, 3072\), found int64",
+        ),
+        (
+            pickle.dumps({"data": np.zeros((2, 1000), np.uint8), "labels": [0, 1]}),
+            r"found uint8 \(2, 1000\)",
+        ),
+        (
+            pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0]}),
+            r"2 images but labels int64 \(1,\)",
+        ),
+        (
+            pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 10]}),
+            r"labels must be in 0..9, found 0..10",
+        ),
     ],
-    ids=["truncated", "not-a-pickle", "a-list", "int64-data", "short-rows", "one-label-short", "label-10"],
+    ids=[
+        "truncated",
+        "not-a-pickle",
+        "a-list",
+        "int64-data",
+        "short-rows",
+        "one-label-short",
+        "label-10",
+    ],
 )
 def test_cifar10_bad_batch_names_the_file(tmp_path: Path, batch: bytes, message: str) -> None:
     write_cifar10(tmp_path)
@@ -87,7 +122,9 @@ def test_cifar10_bad_batch_names_the_file(tmp_path: Path, batch: bytes, message:
 
 def test_cifar10_bad_meta_names_the_file(tmp_path: Path) -> None:
     write_cifar10(tmp_path)
-    (tmp_path / "cifar-10-batches-py" / "batches.meta").write_bytes(pickle.dumps({"label_names": ["a"]}))
+    (tmp_path / "cifar-10-batches-py" / "batches.meta").write_bytes(
+        pickle.dumps({"label_names": ["a"]})
+    )
     with pytest.raises(ValueError, match=r"batches\.meta has no list of 10 'label_names'"):
         load_dataset("cifar10", tmp_path)
 
@@ -99,7 +136,10 @@ def test_mnist_label_count_mismatch_names_both_files(tmp_path: Path) -> None:
     write_mnist(tmp_path, "MNIST")
     raw = tmp_path / "MNIST" / "raw"
     write_idx(raw / "train-labels-idx1-ubyte", np.arange(5, dtype=np.uint8))  # 7 images, 5 labels
-    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte holds 7 images but .*train-labels-idx1-ubyte holds 5"):
+    with pytest.raises(
+        ValueError,
+        match=r"train-images-idx3-ubyte holds 7 images but .*train-labels-idx1-ubyte holds 5",
+    ):
         load_dataset("mnist", tmp_path)
     write_idx(raw / "train-labels-idx1-ubyte", np.arange(9, dtype=np.uint8))  # 7 images, 9 labels
     with pytest.raises(ValueError, match="holds 7 images but .* holds 9 labels"):
@@ -111,10 +151,15 @@ def test_mnist_wrong_magic_names_file_and_both_numbers(tmp_path: Path) -> None:
     labels = tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
     images = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
     images.write_bytes(labels.read_bytes())  # a labels file where the images belong: magic 2049
-    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte .*magic number 2049 \(0x00000801\), expected 2051"):
+    with pytest.raises(
+        ValueError,
+        match=r"t10k-images-idx3-ubyte .*magic number 2049 \(0x00000801\), expected 2051",
+    ):
         load_dataset("mnist", tmp_path, "test")
     images.write_bytes(b"\x1f\x8b\x08\x00" + bytes(100))  # still gzipped
-    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte .*magic number 529205248 .*expected 2051"):
+    with pytest.raises(
+        ValueError, match=r"t10k-images-idx3-ubyte .*magic number 529205248 .*expected 2051"
+    ):
         load_dataset("mnist", tmp_path, "test")
 
 
@@ -123,7 +168,9 @@ def test_mnist_truncated_or_padded_file_names_it(tmp_path: Path) -> None:
     images = tmp_path / "FashionMNIST" / "raw" / "train-images-idx3-ubyte"
     whole = images.read_bytes()
     images.write_bytes(whole[:-100])
-    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte holds 5388 data bytes but its header says 5488"):
+    with pytest.raises(
+        ValueError, match=r"train-images-idx3-ubyte holds 5388 data bytes but its header says 5488"
+    ):
         load_dataset("fashion-mnist", tmp_path)
     images.write_bytes(whole + b"\0")
     with pytest.raises(ValueError, match="holds 5489 data bytes .* trailing data"):
@@ -132,7 +179,9 @@ def test_mnist_truncated_or_padded_file_names_it(tmp_path: Path) -> None:
 
 def test_mnist_label_out_of_range(tmp_path: Path) -> None:
     write_mnist(tmp_path, "MNIST")
-    write_idx(tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte", np.array([1, 12, 3], dtype=np.uint8))
+    write_idx(
+        tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte", np.array([1, 12, 3], dtype=np.uint8)
+    )
     with pytest.raises(ValueError, match=r"t10k-labels-idx1-ubyte has label 12"):
         load_dataset("mnist", tmp_path, "test")
 
@@ -140,16 +189,22 @@ def test_mnist_label_out_of_range(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- image files
 
 
-def write_png(path: Path, rows: Iterable[bytes], size: tuple[int, int], bit_depth: int, colour_type: int) -> None:
+def write_png(
+    path: Path, rows: Iterable[bytes], size: tuple[int, int], bit_depth: int, colour_type: int
+) -> None:
     """A PNG written by hand (filter 0 on every row), streaming ``rows`` through zlib."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     compressor = zlib.compressobj(9)
     idat = b"".join(compressor.compress(b"\0" + row) for row in rows) + compressor.flush()
     header = struct.pack(">IIBBBBB", *size, bit_depth, colour_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
 
 
 def test_sixteen_bit_grey_png_is_scaled_not_white(tmp_path: Path) -> None:
@@ -203,7 +258,10 @@ def test_folder_test_part_of_another_size(tmp_path: Path) -> None:
 def test_folder_test_part_takes_train_channels(tmp_path: Path) -> None:
     save_pictures(tmp_path / "train", (8, 8, 3))
     save_pictures(tmp_path / "test", (8, 8))  # greyscale
-    train, test = load_dataset(f"folder:{tmp_path}"), load_dataset(f"folder:{tmp_path}", split="test")
+    train, test = (
+        load_dataset(f"folder:{tmp_path}"),
+        load_dataset(f"folder:{tmp_path}", split="test"),
+    )
     assert train.shape == test.shape == (3, 8, 8) and test[0][0].shape == (3, 8, 8)
 
 
@@ -212,7 +270,10 @@ def test_folder_test_part_with_other_classes(tmp_path: Path) -> None:
         save_pictures(tmp_path / "train" / label, (4, 4))
     for label in ("dog", "fox"):
         save_pictures(tmp_path / "test" / label, (4, 4))
-    with pytest.raises(ValueError, match=r"test/ has classes \['dog', 'fox'\] but train/ has \['cat', 'dog', 'fox'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"test/ has classes \['dog', 'fox'\] but train/ has \['cat', 'dog', 'fox'\]",
+    ):
         load_dataset(f"folder:{tmp_path}", split="test")
 
 
@@ -234,15 +295,25 @@ def broken_files(folder: Path) -> dict[str, bytes]:
     bomb = folder / "bomb.png"
     row = bytes(20000 // 8)
     write_png(bomb, (row for _ in range(20000)), (20000, 20000), 1, 0)  # 1-bit: ~60 kB on disk
-    return {"truncated": whole[: len(whole) // 2], "text": b"this is not a picture\n", "bomb": bomb.read_bytes()}
+    return {
+        "truncated": whole[: len(whole) // 2],
+        "text": b"this is not a picture\n",
+        "bomb": bomb.read_bytes(),
+    }
 
 
 @pytest.mark.parametrize(
     ("kind", "cause"),
-    [("truncated", "image file is truncated"), ("text", "cannot identify image file"), ("bomb", "decompression bomb")],
+    [
+        ("truncated", "image file is truncated"),
+        ("text", "cannot identify image file"),
+        ("bomb", "decompression bomb"),
+    ],
 )
 @pytest.mark.parametrize("part", ["train", "test"])
-def test_folder_broken_image_found_at_load(tmp_path: Path, kind: str, cause: str, part: str) -> None:
+def test_folder_broken_image_found_at_load(
+    tmp_path: Path, kind: str, cause: str, part: str
+) -> None:
     contents = broken_files(tmp_path)
     for name in ("train", "test"):
         save_pictures(tmp_path / "data" / name / "a", (64, 64, 3))
@@ -257,13 +328,17 @@ def test_folder_broken_image_found_at_load(tmp_path: Path, kind: str, cause: str
     assert len(load_dataset(f"folder:{tmp_path / 'data'}", split=other)) == 2
 
 
-def test_decompression_bomb_warning_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_decompression_bomb_warning_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     image_module = pytest.importorskip("PIL.Image")
     save_pictures(tmp_path, (12, 12))  # 144 pixels: past the limit below, within twice it
     monkeypatch.setattr(image_module, "MAX_IMAGE_PIXELS", 100)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with pytest.raises(ValueError, match=r"cannot read image .*0\.png: .*exceeds limit of 100 pixels"):
+        with pytest.raises(
+            ValueError, match=r"cannot read image .*0\.png: .*exceeds limit of 100 pixels"
+        ):
             load_dataset(f"folder:{tmp_path}")
 
 
@@ -282,10 +357,15 @@ def test_celeba_image_of_another_size_names_it(tmp_path: Path) -> None:
     from test_data import write_celeba
 
     names, _ = write_celeba(tmp_path)
-    image_module.fromarray(random_levels((250, 200, 3), 0)).save(tmp_path / "celeba" / "img_align_celeba" / names[4])
+    image_module.fromarray(random_levels((250, 200, 3), 0)).save(
+        tmp_path / "celeba" / "img_align_celeba" / names[4]
+    )
     data = load_dataset("celeba", tmp_path)
     assert data[1][0].shape == (3, 178, 178)
-    with pytest.raises(ValueError, match=rf"image .*{names[4]} is 200x200 but .*{names[0]} is 178x178 \(width x height, after cropping\)"):
+    with pytest.raises(
+        ValueError,
+        match=rf"image .*{names[4]} is 200x200 but .*{names[0]} is 178x178 \(width x height, after cropping\)",
+    ):
         data[2]
 
 
@@ -295,14 +375,28 @@ def test_celeba_image_of_another_size_names_it(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("arrays", "message"),
     [
-        ({"X": np.zeros((32, 32, 3, 2), np.float64), "y": np.ones((2, 1))}, r"'X' must be uint8 \(32, 32, 3, N\), found float64"),
-        ({"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.ones((3, 1), np.uint8)}, r"2 images but 'y' is uint8 \(3, 1\)"),
-        ({"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.array([[3], [0]], np.uint8)}, r"labels must be 1..10 .*found 0"),
-        ({"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.array([[11], [1]], np.uint8)}, r"found 11"),
+        (
+            {"X": np.zeros((32, 32, 3, 2), np.float64), "y": np.ones((2, 1))},
+            r"'X' must be uint8 \(32, 32, 3, N\), found float64",
+        ),
+        (
+            {"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.ones((3, 1), np.uint8)},
+            r"2 images but 'y' is uint8 \(3, 1\)",
+        ),
+        (
+            {"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.array([[3], [0]], np.uint8)},
+            r"labels must be 1..10 .*found 0",
+        ),
+        (
+            {"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.array([[11], [1]], np.uint8)},
+            r"found 11",
+        ),
         ({"images": np.zeros(3)}, "lacks the variables 'X' and 'y'"),
     ],
 )
-def test_svhn_bad_file_names_it(tmp_path: Path, arrays: dict[str, np.ndarray], message: str) -> None:
+def test_svhn_bad_file_names_it(
+    tmp_path: Path, arrays: dict[str, np.ndarray], message: str
+) -> None:
     scipy_io = pytest.importorskip("scipy.io")
     scipy_io.savemat(tmp_path / "train_32x32.mat", arrays)
     with pytest.raises(ValueError, match=rf"SVHN file .*train_32x32\.mat.*{message}"):
@@ -312,7 +406,9 @@ def test_svhn_bad_file_names_it(tmp_path: Path, arrays: dict[str, np.ndarray], m
 def test_svhn_not_a_mat_file(tmp_path: Path) -> None:
     pytest.importorskip("scipy.io")
     (tmp_path / "test_32x32.mat").write_bytes(b"<html>quota exceeded</html>" * 20)
-    with pytest.raises(ValueError, match=r"cannot read SVHN file .*test_32x32\.mat as a MATLAB v5 file"):
+    with pytest.raises(
+        ValueError, match=r"cannot read SVHN file .*test_32x32\.mat as a MATLAB v5 file"
+    ):
         load_dataset("svhn", tmp_path, "test")
 
 
@@ -328,24 +424,39 @@ def test_celeba_bad_lists_name_the_file(tmp_path: Path) -> None:
     from test_data import write_celeba
 
     names, _ = write_celeba(tmp_path)
-    attributes, partition = tmp_path / "celeba" / "list_attr_celeba.txt", tmp_path / "celeba" / "list_eval_partition.txt"
+    attributes, partition = (
+        tmp_path / "celeba" / "list_attr_celeba.txt",
+        tmp_path / "celeba" / "list_eval_partition.txt",
+    )
     good_attributes, good_partition = attributes.read_text(), partition.read_text()
     attributes.write_text(good_attributes.replace(" 1", " 2", 1))
-    with pytest.raises(ValueError, match=r"list_attr_celeba\.txt line 3: expected 40 values of -1 or 1 after 000001\.jpg"):
+    with pytest.raises(
+        ValueError,
+        match=r"list_attr_celeba\.txt line 3: expected 40 values of -1 or 1 after 000001\.jpg",
+    ):
         load_dataset("celeba", tmp_path)
     attributes.write_text("\n".join(good_attributes.splitlines()[:-1]) + "\n")  # the last row lost
-    with pytest.raises(ValueError, match=r"list_attr_celeba\.txt says it lists 5 images but lists 4"):
+    with pytest.raises(
+        ValueError, match=r"list_attr_celeba\.txt says it lists 5 images but lists 4"
+    ):
         load_dataset("celeba", tmp_path)
     attributes.write_text(good_attributes)
     partition.write_text(good_partition.replace(f"{names[1]} 0", f"{names[1]} 3"))
-    with pytest.raises(ValueError, match=rf"list_eval_partition\.txt line 2: expected 'NAME 0\|1\|2', found '{names[1]} 3'"):
+    with pytest.raises(
+        ValueError,
+        match=rf"list_eval_partition\.txt line 2: expected 'NAME 0\|1\|2', found '{names[1]} 3'",
+    ):
         load_dataset("celeba", tmp_path)
     partition.write_text(good_partition.replace(names[4], "999999.jpg"))
-    with pytest.raises(ValueError, match=r"list different images \(5 and 5; 2 in one only, first 000005\.jpg\)"):
+    with pytest.raises(
+        ValueError, match=r"list different images \(5 and 5; 2 in one only, first 000005\.jpg\)"
+    ):
         load_dataset("celeba", tmp_path)
     partition.write_text(good_partition)
     (tmp_path / "celeba" / "img_align_celeba" / names[4]).unlink()
-    with pytest.raises(ValueError, match=r"1 of the 3 train images are missing from .*img_align_celeba, first 000005\.jpg"):
+    with pytest.raises(
+        ValueError,
+        match=r"1 of the 3 train images are missing from .*img_align_celeba, first 000005\.jpg",
+    ):
         load_dataset("celeba", tmp_path)
     assert len(load_dataset("celeba", tmp_path, "test")) == 1
-

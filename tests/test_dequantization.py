@@ -7,10 +7,10 @@ import math
 
 import pytest
 import torch
-from checks import check_bijector
 from torch.utils.data import TensorDataset
 
 import glowflow as gf
+from checks import check_bijector
 from glowflow.bijectors.sigmoid import Sigmoid
 from glowflow.dequantization import UniformDequantizer, VariationalDequantizer
 from glowflow.training.evaluate import evaluate_bpd
@@ -38,8 +38,12 @@ def fit(dequantizer: torch.nn.Module, steps: int = 300) -> gf.Flow:
     optimizer = make_optimizer("adam", list(objective.parameters()), 5e-3, torch.device("cpu"))
     for step in range(steps):
         levels = train[torch.randint(0, len(train), (128,), generator=generator)]
-        out = training_step(objective, optimizer, (levels, None, dequantizer.noise(levels, generator)),
-                            max_grad_norm=50.0)
+        out = training_step(
+            objective,
+            optimizer,
+            (levels, None, dequantizer.noise(levels, generator)),
+            max_grad_norm=50.0,
+        )
         assert bool(out.ok), step
     return flow
 
@@ -54,8 +58,9 @@ def fitted() -> dict:
 
 def bound(flow, dequantizer, draws: int = 8, weighted: bool = False) -> float:
     test = TensorDataset(data(2000, seed=3), torch.zeros(2000, dtype=torch.long))
-    return evaluate_bpd(flow, test, dequantizer, draws=draws, batch_size=500,
-                        importance_weighted=weighted).bpd
+    return evaluate_bpd(
+        flow, test, dequantizer, draws=draws, batch_size=500, importance_weighted=weighted
+    ).bpd
 
 
 def test_variational_bound_is_above_the_entropy_and_below_the_uniform_bound(fitted) -> None:
@@ -96,22 +101,35 @@ def test_sigmoid_passes_the_generic_checker() -> None:
 
 
 def test_variational_run_checkpoints_resumes_and_reports_both_bounds(tmp_path, capsys) -> None:
-    from test_cli_train import TINY
-
     from glowflow.cli import main
     from glowflow.training.checkpoint import DEQUANTIZER_FILE, load_run
+    from test_cli_train import TINY
 
     run = tmp_path / "run"
-    argv = ["train", "--run-dir", str(run), *TINY, "--dequantization", "variational",
-            "--dequantizer-steps", "2", "--dequantizer-hidden", "8", "--checkpoint-every", "2"]
+    argv = [
+        "train",
+        "--run-dir",
+        str(run),
+        *TINY,
+        "--dequantization",
+        "variational",
+        "--dequantizer-steps",
+        "2",
+        "--dequantizer-hidden",
+        "8",
+        "--checkpoint-every",
+        "2",
+    ]
     assert main([*argv, "--max-steps", "2"]) == 0
     assert (run / "checkpoints" / "step-00000002" / DEQUANTIZER_FILE).is_file()
     assert main([*argv, "--max-steps", "4", "--resume", "auto"]) == 0
     loaded = load_run(run / "checkpoints" / "step-00000004")
     assert isinstance(loaded.dequantizer, VariationalDequantizer)
     capsys.readouterr()
-    assert main(["eval", str(run), "--json", "--draws", "2", "--iw-samples", "4",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(["eval", str(run), "--json", "--draws", "2", "--iw-samples", "4", "--device", "cpu"])
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["dequantization"] == "variational" and report["iw_samples"] == 4
     assert math.isfinite(report["bpd"]) and math.isfinite(report["iw_bpd"])

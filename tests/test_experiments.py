@@ -109,8 +109,12 @@ def test_class_conditional_log_prob_depends_on_the_label(images):
 
 
 def test_class_grid_has_one_row_per_class():
-    grid = class_grid(make_flow(10), samples_per_class=3, classes=[1, 4],
-                      generator=torch.Generator().manual_seed(0))
+    grid = class_grid(
+        make_flow(10),
+        samples_per_class=3,
+        classes=[1, 4],
+        generator=torch.Generator().manual_seed(0),
+    )
     assert grid.shape == (2, 3, *SHAPE) and torch.isfinite(grid).all()
     with pytest.raises(ValueError, match="class-conditional"):
         class_grid(make_flow())

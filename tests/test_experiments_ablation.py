@@ -26,16 +26,28 @@ def paper_like_train(config: TrainConfig, resume: str | None = None) -> TrainRes
     """A stand-in for ``train``: bits/dim ordered as in the paper, plus a little per seed."""
     bpd = 3.0 - GAIN[config.model.permutation] - GAIN[config.model.coupling] + 0.01 * config.seed
     metrics = [{"step": 1.0, "val_bpd": bpd + 1.0}, {"step": 2.0, "val_bpd": bpd}]
-    return TrainResult(Path(config.run_dir), 2, bpd, 0.0, 1.0, Path(config.run_dir), metrics,
-                       Path(config.run_dir), bpd)
+    return TrainResult(
+        Path(config.run_dir),
+        2,
+        bpd,
+        0.0,
+        1.0,
+        Path(config.run_dir),
+        metrics,
+        Path(config.run_dir),
+        bpd,
+    )
 
 
 def test_variants_share_everything_but_permutation_coupling_and_seed(tmp_path):
     configs = variant_configs(TrainConfig(max_steps=7), [0, 1], tmp_path)
     assert len(configs) == 12
     assert {(c.model.permutation, c.model.coupling, c.seed) for c in configs} == {
-        (p, c, s) for p in ("reverse", "shuffle", "invconv")
-        for c in ("additive", "affine") for s in (0, 1)}
+        (p, c, s)
+        for p in ("reverse", "shuffle", "invconv")
+        for c in ("additive", "affine")
+        for s in (0, 1)
+    }
     assert len({c.run_dir for c in configs}) == 12
     shared = {(c.max_steps, c.batch_size, c.lr, c.model.hidden_channels) for c in configs}
     assert shared == {(7, 64, 1e-3, TrainConfig().model.hidden_channels)}
@@ -58,8 +70,10 @@ def test_finished_variants_are_read_back_not_retrained(tmp_path):
     done = tmp_path / "reverse-additive-seed0"
     done.mkdir()
     (done / "result.json").write_text(json.dumps({"test_bpd": 9.0, "wall_time_s": 5.0}))
-    header = ("step,train_bpd,val_bpd,val_bpd_stderr,test_bpd,test_bpd_stderr,lr,grad_norm,"
-              "images_per_s,skipped_steps,elapsed_s")
+    header = (
+        "step,train_bpd,val_bpd,val_bpd_stderr,test_bpd,test_bpd_stderr,lr,grad_norm,"
+        "images_per_s,skipped_steps,elapsed_s"
+    )
     (done / "metrics.csv").write_text(f"{header}\n4,,9.5,,,,,,,,\n")
     trained = []
 
@@ -74,10 +88,29 @@ def test_finished_variants_are_read_back_not_retrained(tmp_path):
 
 def test_ablate_command_trains_six_variants(tmp_path, capsys):
     out = tmp_path / "ablation"
-    argv = ["ablate", "--max-steps", "1", "--eval-every", "1", "--out", str(out), "--device", "cpu",
-            "--set", "hidden_channels=8", "--set", "num_steps_per_block=2",
-            "--set", "init_images=64", "--set", "final_eval_draws=1",
-            "--set", "sample_count=4", "--set", "sample_temperatures=0.7"]
+    argv = [
+        "ablate",
+        "--max-steps",
+        "1",
+        "--eval-every",
+        "1",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--set",
+        "hidden_channels=8",
+        "--set",
+        "num_steps_per_block=2",
+        "--set",
+        "init_images=64",
+        "--set",
+        "final_eval_draws=1",
+        "--set",
+        "sample_count=4",
+        "--set",
+        "sample_temperatures=0.7",
+    ]
     assert main(argv) == 0
     for name in ("ablation.csv", "ablation.md", "ablation.png"):
         assert (out / name).is_file()

@@ -16,9 +16,27 @@ from glowflow.experiments.class_grid import class_grid
 from glowflow.training.checkpoint import load_run
 from glowflow.training.images import MIN_PICTURE_SIZE
 
-TINY = ["--max-steps", "2", "--hidden-channels", "8", "--num-steps-per-block", "2",
-        "--init-images", "64", "--eval-every", "2", "--final-eval-draws", "1",
-        "--warmup-steps", "1", "--lr-schedule", "constant", "--no-progress", "--device", "cpu"]
+TINY = [
+    "--max-steps",
+    "2",
+    "--hidden-channels",
+    "8",
+    "--num-steps-per-block",
+    "2",
+    "--init-images",
+    "64",
+    "--eval-every",
+    "2",
+    "--final-eval-draws",
+    "1",
+    "--warmup-steps",
+    "1",
+    "--lr-schedule",
+    "constant",
+    "--no-progress",
+    "--device",
+    "cpu",
+]
 
 
 def train_tiny(folder: Path, *extra: str) -> Path:
@@ -33,8 +51,9 @@ def run_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def conditional_run_dir(tmp_path_factory) -> Path:
-    return train_tiny(tmp_path_factory.mktemp("runs") / "tiny-cond",
-                      "--conditional", "--class-loss-weight", "0.1")
+    return train_tiny(
+        tmp_path_factory.mktemp("runs") / "tiny-cond", "--conditional", "--class-loss-weight", "0.1"
+    )
 
 
 def command_json(capsys, *argv: str) -> dict:
@@ -55,12 +74,26 @@ def enlarged(width: int, height: int) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("conditional", [False, True])
-def test_interpolate_writes_a_strip_with_exact_endpoints(capsys, tmp_path, run_dir,
-                                                         conditional_run_dir, conditional):
+def test_interpolate_writes_a_strip_with_exact_endpoints(
+    capsys, tmp_path, run_dir, conditional_run_dir, conditional
+):
     run = conditional_run_dir if conditional else run_dir
     out = tmp_path / "strip.png"
-    report = command_json(capsys, "interpolate", str(run), "--a", "0", "--b", "7",
-                          "--steps", "5", "--out", str(out), "--device", "cpu")
+    report = command_json(
+        capsys,
+        "interpolate",
+        str(run),
+        "--a",
+        "0",
+        "--b",
+        "7",
+        "--steps",
+        "5",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    )
     assert report["endpoint_max_abs_error"] < 1e-4
     assert png_size(report["out"]) == enlarged(5 * 9 + 1, 9 + 1)  # 8x8 digits, 1-pixel padding
 
@@ -68,31 +101,63 @@ def test_interpolate_writes_a_strip_with_exact_endpoints(capsys, tmp_path, run_d
 def test_interpolate_reads_image_files(capsys, tmp_path, run_dir):
     picture = tmp_path / "ramp.png"
     Image.fromarray((torch.arange(256).reshape(16, 16) % 256).to(torch.uint8).numpy()).save(picture)
-    report = command_json(capsys, "interpolate", str(run_dir), "--a", str(picture), "--b", "3",
-                          "--device", "cpu")
+    report = command_json(
+        capsys, "interpolate", str(run_dir), "--a", str(picture), "--b", "3", "--device", "cpu"
+    )
     assert Path(report["out"]).is_file() and report["steps"] == 8
     assert report["endpoint_max_abs_error"] < 1e-4
 
 
 def test_reconstruct_reports_a_float_precision_error(capsys, tmp_path, run_dir):
     out = tmp_path / "pairs.png"
-    report = command_json(capsys, "reconstruct", str(run_dir), "-n", "10", "--out", str(out),
-                          "--device", "cpu")
+    report = command_json(
+        capsys, "reconstruct", str(run_dir), "-n", "10", "--out", str(out), "--device", "cpu"
+    )
     assert report["images"] == 10 and report["max_abs_error"] < 1e-4
     assert report["levels_changed"] == 0 and out.is_file()
 
 
 def test_manipulate_saves_and_reuses_the_direction(capsys, tmp_path, run_dir):
     direction = tmp_path / "three_vs_eight.safetensors"
-    first = command_json(capsys, "manipulate", str(run_dir), "--attribute", "3", "--negative", "8",
-                         "--save-direction", str(direction), "--strengths", "-1", "0", "1",
-                         "--out", str(tmp_path / "a.png"), "--device", "cpu")
+    first = command_json(
+        capsys,
+        "manipulate",
+        str(run_dir),
+        "--attribute",
+        "3",
+        "--negative",
+        "8",
+        "--save-direction",
+        str(direction),
+        "--strengths",
+        "-1",
+        "0",
+        "1",
+        "--out",
+        str(tmp_path / "a.png"),
+        "--device",
+        "cpu",
+    )
     assert direction.is_file() and first["direction_norm"] > 0
     assert png_size(first["out"]) == enlarged(3 * 9 + 1, 4 * 9 + 1)  # 3 strengths x 4 images
-    again = command_json(capsys, "manipulate", str(run_dir), "--direction", str(direction),
-                         "--image", "0", "5", "--out", str(tmp_path / "b.png"), "--device", "cpu")
+    again = command_json(
+        capsys,
+        "manipulate",
+        str(run_dir),
+        "--direction",
+        str(direction),
+        "--image",
+        "0",
+        "5",
+        "--out",
+        str(tmp_path / "b.png"),
+        "--device",
+        "cpu",
+    )
     assert again["direction_norm"] == pytest.approx(first["direction_norm"])
-    assert png_size(again["out"]) == enlarged(6 * 9 + 1, 2 * 9 + 1)  # default 6 strengths x 2 images
+    assert png_size(again["out"]) == enlarged(
+        6 * 9 + 1, 2 * 9 + 1
+    )  # default 6 strengths x 2 images
 
 
 def test_manipulate_rejects_bad_requests(capsys, run_dir):

@@ -40,14 +40,43 @@ TIMING_COLUMNS = ("images_per_s", "elapsed_s")
 TIMING_RESULT = ("wall_time_s", "machine", "threads", "checkpoint", "torch", "device")
 
 TINY = [
-    "--num-glow-blocks", "2", "--num-steps-per-block", "1", "--hidden-channels", "8",
-    "--batch-size", "16", "--init-images", "32", "--eval-batch-size", "300",
-    "--final-eval-draws", "1", "--sample-every", "1000", "--sample-count", "4", "--no-progress",
-    "--device", "cpu", "--threads", "1",
+    "--num-glow-blocks",
+    "2",
+    "--num-steps-per-block",
+    "1",
+    "--hidden-channels",
+    "8",
+    "--batch-size",
+    "16",
+    "--init-images",
+    "32",
+    "--eval-batch-size",
+    "300",
+    "--final-eval-draws",
+    "1",
+    "--sample-every",
+    "1000",
+    "--sample-count",
+    "4",
+    "--no-progress",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
 ]
 RUN = [
-    *TINY, "--deterministic", "--max-steps", "8", "--checkpoint-every", "3", "--log-every", "2",
-    "--eval-every", "4", "--ema-decay", "0.5",
+    *TINY,
+    "--deterministic",
+    "--max-steps",
+    "8",
+    "--checkpoint-every",
+    "3",
+    "--log-every",
+    "2",
+    "--eval-every",
+    "4",
+    "--ema-decay",
+    "0.5",
 ]
 """The run every kill is compared against: checkpoints (3, 6, 8) fall inside logging windows
 (rows at 2, 4, 6, 8), and the EMA is part of the state."""
@@ -112,8 +141,10 @@ def assert_same_run(run_dir, reference):
             for key in theirs:
                 assert torch.equal(mine[key], theirs[key]), f"{name}/{path.name}: {key}"
     newest = [name for name in names if name.startswith("step-")][-1]
-    states = [torch.load(folder / "checkpoints" / newest / "state.pt", weights_only=True)
-              for folder in (run_dir, reference)]
+    states = [
+        torch.load(folder / "checkpoints" / newest / "state.pt", weights_only=True)
+        for folder in (run_dir, reference)
+    ]
     optimizers = [state["optimizer"]["state"] for state in states]
     assert optimizers[0].keys() == optimizers[1].keys()
     for key in optimizers[1]:
@@ -133,6 +164,7 @@ def assert_finite_checkpoint(folder):
 
 def strict_json(path):
     """A JSON file with no NaN or Infinity in it."""
+
     def refuse(constant):
         raise AssertionError(f"{path} holds {constant}")
 
@@ -172,8 +204,11 @@ def full_disk_for(monkeypatch, wanted):
 
     def opener(file, mode="r", *args, **kwargs):
         handle = real(file, mode, *args, **kwargs)
-        if isinstance(file, (str, os.PathLike)) and set(mode) & set("wax+") and \
-                wanted(pathlib.Path(file).name, mode):
+        if (
+            isinstance(file, (str, os.PathLike))
+            and set(mode) & set("wax+")
+            and wanted(pathlib.Path(file).name, mode)
+        ):
             return FullFile(handle)
         return handle
 
@@ -304,8 +339,12 @@ def start_driver(folder, spec):
     if not script.exists():
         script.write_text(DRIVER)
     log = open(folder / f"driver-{spec['target']}-{spec['at']}-{next(_DRIVERS)}.err", "w+")
-    child = subprocess.Popen([sys.executable, str(script), json.dumps(spec)],
-                             stdout=subprocess.DEVNULL, stderr=log, text=True)
+    child = subprocess.Popen(
+        [sys.executable, str(script), json.dumps(spec)],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        text=True,
+    )
     child.log = log
     return child
 
@@ -348,8 +387,20 @@ def children(tmp_path_factory):
 
 
 # ------------------------------------------------- item 2: divergence, known-good checkpoints
-DIVERGE = ["--max-steps", "60", "--checkpoint-every", "10", "--eval-every", "20", "--log-every",
-           "5", "--warmup-steps", "1", "--keep-checkpoints", "1000"]
+DIVERGE = [
+    "--max-steps",
+    "60",
+    "--checkpoint-every",
+    "10",
+    "--eval-every",
+    "20",
+    "--log-every",
+    "5",
+    "--warmup-steps",
+    "1",
+    "--keep-checkpoints",
+    "1000",
+]
 
 
 def diverging_run(run_dir, monkeypatch, capsys, *extra):
@@ -374,21 +425,29 @@ def diverging_run(run_dir, monkeypatch, capsys, *extra):
     return status, capsys.readouterr().err
 
 
-@pytest.mark.parametrize("extra", [
-    ["--lr", "10"],                                  # recovers after restores
-    ["--lr", "1e3"],                                 # restore after restore
-    ["--lr", "1e3", "--nan-max-restores", "1", "--checkpoint-every", "50"],  # gives up
-], ids=["lr10", "lr1e3", "lr1e3-gives-up"])
-def test_divergence_never_checkpoints_bad_state_nor_reports_nan(tmp_path, monkeypatch, capsys,
-                                                                 extra):
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--lr", "10"],  # recovers after restores
+        ["--lr", "1e3"],  # restore after restore
+        ["--lr", "1e3", "--nan-max-restores", "1", "--checkpoint-every", "50"],  # gives up
+    ],
+    ids=["lr10", "lr1e3", "lr1e3-gives-up"],
+)
+def test_divergence_never_checkpoints_bad_state_nor_reports_nan(
+    tmp_path, monkeypatch, capsys, extra
+):
     run_dir = tmp_path / "run"
     status, err = diverging_run(run_dir, monkeypatch, capsys, *extra)
     assert "Traceback" not in err
     if status == 0:
         result = strict_json(run_dir / "result.json")
         assert math.isfinite(result["test_bpd"])
-        assert all(math.isfinite(r["train_bpd"]) for r in read_metrics(run_dir / "metrics.csv")
-                   if r["train_bpd"] is not None)
+        assert all(
+            math.isfinite(r["train_bpd"])
+            for r in read_metrics(run_dir / "metrics.csv")
+            if r["train_bpd"] is not None
+        )
     else:
         assert status == 2
         line = one_error_line(err)
@@ -404,15 +463,16 @@ def test_recovery_that_keeps_failing_stops_with_a_clear_error(tmp_path, monkeypa
     if status == 0:
         result = strict_json(run_dir / "result.json")
         assert result["skipped_steps"] <= result["steps"] // 2, (
-            f"exit 0 after skipping {result['skipped_steps']} of {result['steps']} steps")
+            f"exit 0 after skipping {result['skipped_steps']} of {result['steps']} steps"
+        )
     assert status == 2 and "--lr" in one_error_line(err)
 
 
 # -------------------------------------------------- items 3 and 4: resume gives every row
-@pytest.mark.parametrize("kills", [[2], [5], [7], [4, 7]],
-                         ids=lambda kills: "kill-at-" + "-".join(map(str, kills)))
-def test_resume_after_kills_repeats_the_uninterrupted_run(tmp_path, monkeypatch, reference,
-                                                          kills):
+@pytest.mark.parametrize(
+    "kills", [[2], [5], [7], [4, 7]], ids=lambda kills: "kill-at-" + "-".join(map(str, kills))
+)
+def test_resume_after_kills_repeats_the_uninterrupted_run(tmp_path, monkeypatch, reference, kills):
     """Killed after step k (checkpoints at 0, 3, 6; rows at 2, 4, 6, 8: a resume from 3 or 6
     continues a half-full logging window), then resumed: the same rows, weights and result."""
     run_dir = tmp_path / "run"
@@ -440,11 +500,13 @@ def test_resume_auto_keeps_the_runs_settings(tmp_path, monkeypatch, capsys, refe
     assert_same_run(run_dir, reference)
     capsys.readouterr()
 
-    conflicts = [(["--lr", "0.01"], "lr=0.01 (the run has 0.001)"),
-                 (["--dataset", "mnist"], "dataset='mnist' (the run has 'digits')"),
-                 (["--hidden-channels", "16"], "hidden_channels=16 (the run has 8)"),
-                 (["--no-deterministic"], "deterministic=False (the run has True)"),
-                 (["--preset", "cifar10"], "dataset='cifar10' (the run has 'digits')")]
+    conflicts = [
+        (["--lr", "0.01"], "lr=0.01 (the run has 0.001)"),
+        (["--dataset", "mnist"], "dataset='mnist' (the run has 'digits')"),
+        (["--hidden-channels", "16"], "hidden_channels=16 (the run has 8)"),
+        (["--no-deterministic"], "deterministic=False (the run has True)"),
+        (["--preset", "cifar10"], "dataset='cifar10' (the run has 'digits')"),
+    ]
     for flags, named in conflicts:
         assert main(["train", "--run-dir", str(run_dir), "--resume", "auto", *flags]) == 2
         line = one_error_line(capsys.readouterr().err)
@@ -480,9 +542,11 @@ def test_second_trainer_on_a_running_folder_is_refused(capsys, children, referen
         for resume in ([], ["--resume", "auto"]):
             assert train_cli(run_dir, *resume) == 2
             line = one_error_line(capsys.readouterr().err)
-            assert line.endswith(f"run folder {run_dir} is in use by another glowflow process "
-                                 f"(pid {child.pid} on {socket.gethostname()}); wait for it or "
-                                 f"pick another --run-dir"), line
+            assert line.endswith(
+                f"run folder {run_dir} is in use by another glowflow process "
+                f"(pid {child.pid} on {socket.gethostname()}); wait for it or "
+                f"pick another --run-dir"
+            ), line
     finally:
         go.touch()
         child.wait(timeout=120)
@@ -491,16 +555,19 @@ def test_second_trainer_on_a_running_folder_is_refused(capsys, children, referen
 
 
 # -------------------------------------- item 7: leftovers of killed writes, a full disk
-def test_stale_temporaries_are_removed_and_the_run_resumes(tmp_path, monkeypatch, capsys,
-                                                           reference):
+def test_stale_temporaries_are_removed_and_the_run_resumes(
+    tmp_path, monkeypatch, capsys, reference
+):
     run_dir = tmp_path / "run"
     kill_at_step(monkeypatch, 7)
     with pytest.raises(KeyboardInterrupt):
         train_cli(run_dir)
     monkeypatch.undo()
     dead = dead_pid()
-    stale = [run_dir / "checkpoints" / f".tmp-step-00000008-{dead}",
-             run_dir / "checkpoints" / f".old-step-00000006-{dead}"]
+    stale = [
+        run_dir / "checkpoints" / f".tmp-step-00000008-{dead}",
+        run_dir / "checkpoints" / f".old-step-00000006-{dead}",
+    ]
     for folder in stale:
         folder.mkdir()
         (folder / "model.safetensors").write_bytes(b"half a checkpoint")
@@ -514,8 +581,9 @@ def test_stale_temporaries_are_removed_and_the_run_resumes(tmp_path, monkeypatch
     assert_same_run(run_dir, reference)
 
 
-def test_full_disk_during_a_checkpoint_is_one_line_and_resume_works(tmp_path, monkeypatch,
-                                                                    capsys, reference):
+def test_full_disk_during_a_checkpoint_is_one_line_and_resume_works(
+    tmp_path, monkeypatch, capsys, reference
+):
     run_dir = tmp_path / "run"
     real = pathlib.Path.write_bytes
 
@@ -529,19 +597,23 @@ def test_full_disk_during_a_checkpoint_is_one_line_and_resume_works(tmp_path, mo
     assert train_cli(run_dir) == 2
     monkeypatch.undo()
     line = one_error_line(capsys.readouterr().err)
-    assert line == (f"glowflow train: error: cannot write checkpoint {run_dir}/checkpoints/"
-                    f"step-00000006: No space left on device (errno 28); free space and resume "
-                    f"with --resume auto")
+    assert line == (
+        f"glowflow train: error: cannot write checkpoint {run_dir}/checkpoints/"
+        f"step-00000006: No space left on device (errno 28); free space and resume "
+        f"with --resume auto"
+    )
     assert_no_temporaries(run_dir)
     assert not (run_dir / "result.json").exists()
     assert train_cli(run_dir, "--resume", "auto") == 0
     assert_same_run(run_dir, reference)
 
 
-@pytest.mark.parametrize("victim", ["metrics.csv-append", "metrics.csv-rewrite", "result.json",
-                                    "config.json"])
-def test_full_disk_outside_checkpoints_is_one_line_and_resume_works(tmp_path, monkeypatch,
-                                                                    capsys, reference, victim):
+@pytest.mark.parametrize(
+    "victim", ["metrics.csv-append", "metrics.csv-rewrite", "result.json", "config.json"]
+)
+def test_full_disk_outside_checkpoints_is_one_line_and_resume_works(
+    tmp_path, monkeypatch, capsys, reference, victim
+):
     run_dir = tmp_path / "run"
     if victim == "metrics.csv-rewrite":  # the rewrite a resume does
         kill_at_step(monkeypatch, 5)
@@ -565,19 +637,23 @@ def test_full_disk_outside_checkpoints_is_one_line_and_resume_works(tmp_path, mo
 
 
 # ---------------------------------------- item 8: settings that would give silent garbage
-@pytest.mark.parametrize("flags, named", [
-    (["--init-images", "1"], "init_images must be >= 16"),
-    (["--lr", "inf"], "lr must be a finite number, got inf"),
-    (["--lr", "nan"], "lr must be a finite number, got nan"),
-    (["--lr", "0"], "lr must be > 0, got 0.0"),
-    (["--lr", "-1"], "lr must be > 0, got -1.0"),
-    (["--max-grad-norm", "nan"], "max_grad_norm must be a finite number, got nan"),
-    (["--sample-temperatures", "0.7", "nan"], "sample_temperatures must be a finite number"),
-    (["--sample-temperatures", "-1"], "sample_temperatures must be >= 0"),
-    (["--nan-lr-factor", "nan"], "nan_lr_factor must be a finite number"),
-    (["--ema-decay", "inf"], "ema_decay must be a finite number"),
-    (["--class-loss-weight", "nan"], "class_loss_weight must be a finite number"),
-], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--init-images", "1"], "init_images must be >= 16"),
+        (["--lr", "inf"], "lr must be a finite number, got inf"),
+        (["--lr", "nan"], "lr must be a finite number, got nan"),
+        (["--lr", "0"], "lr must be > 0, got 0.0"),
+        (["--lr", "-1"], "lr must be > 0, got -1.0"),
+        (["--max-grad-norm", "nan"], "max_grad_norm must be a finite number, got nan"),
+        (["--sample-temperatures", "0.7", "nan"], "sample_temperatures must be a finite number"),
+        (["--sample-temperatures", "-1"], "sample_temperatures must be >= 0"),
+        (["--nan-lr-factor", "nan"], "nan_lr_factor must be a finite number"),
+        (["--ema-decay", "inf"], "ema_decay must be a finite number"),
+        (["--class-loss-weight", "nan"], "class_loss_weight must be a finite number"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
+)
 def test_bad_training_settings_are_clear_errors(tmp_path, capsys, flags, named):
     assert main(["train", "--run-dir", str(tmp_path / "run"), *TINY, *flags]) == 2
     assert named in one_error_line(capsys.readouterr().err)
@@ -618,12 +694,24 @@ def test_uninitialized_actnorm_checkpoint_is_refused_by_eval(tmp_path, capsys, r
         return {k: torch.zeros_like(v) if k in flags else v for k, v in tensors.items()}
 
     paths = rewrite_weights(run_dir, never_initialized)
-    assert_refused_naming_a_file(["eval", str(run_dir), "--device", "cpu"], paths, capsys,
-                                 "ActNorm layers that were never initialized")
-    assert_refused_naming_a_file(["sample", str(run_dir), "--device", "cpu", "--out",
-                                  str(tmp_path / "grid.png")], paths, capsys, "never initialized")
-    assert_refused_naming_a_file(["train", "--run-dir", str(run_dir), *RUN, "--resume", "auto"],
-                                 paths, capsys, "never initialized")
+    assert_refused_naming_a_file(
+        ["eval", str(run_dir), "--device", "cpu"],
+        paths,
+        capsys,
+        "ActNorm layers that were never initialized",
+    )
+    assert_refused_naming_a_file(
+        ["sample", str(run_dir), "--device", "cpu", "--out", str(tmp_path / "grid.png")],
+        paths,
+        capsys,
+        "never initialized",
+    )
+    assert_refused_naming_a_file(
+        ["train", "--run-dir", str(run_dir), *RUN, "--resume", "auto"],
+        paths,
+        capsys,
+        "never initialized",
+    )
 
 
 # -------------------------------------------------------- item 9: garbled tensor bytes
@@ -635,7 +723,7 @@ def garble(path, flip_one_bit):
         data[start] ^= 0x01
     else:  # a run of 0xFF bytes: NaNs
         middle = (start + len(data)) // 2
-        data[middle:middle + 64] = b"\xff" * 64
+        data[middle : middle + 64] = b"\xff" * 64
     path.write_bytes(bytes(data))
 
 
@@ -645,9 +733,11 @@ def test_garbled_weights_are_refused_naming_the_file(tmp_path, capsys, reference
     paths = [p for folder in checkpoint_folders(run_dir) for p in weights_files(folder)]
     for path in paths:
         garble(path, flip_one_bit)
-    for argv in (["eval", str(run_dir), "--device", "cpu"],
-                 ["sample", str(run_dir), "--device", "cpu", "--out", str(tmp_path / "g.png")],
-                 ["train", "--run-dir", str(run_dir), *RUN, "--resume", "auto"]):
+    for argv in (
+        ["eval", str(run_dir), "--device", "cpu"],
+        ["sample", str(run_dir), "--device", "cpu", "--out", str(tmp_path / "g.png")],
+        ["train", "--run-dir", str(run_dir), *RUN, "--resume", "auto"],
+    ):
         assert_refused_naming_a_file(argv, paths, capsys, "is corrupt", "sha256")
 
 
@@ -657,7 +747,8 @@ def test_run_dir_that_is_a_file_is_a_clear_error(tmp_path, capsys):
     path.write_text("not a folder")
     assert train_cli(path) == 2
     assert one_error_line(capsys.readouterr().err).endswith(
-        f"run folder {path} is a file, not a folder; pick another --run-dir")
+        f"run folder {path} is a file, not a folder; pick another --run-dir"
+    )
     assert train_cli(path / "run") == 2
     line = one_error_line(capsys.readouterr().err)
     assert f"cannot create run folder {path / 'run'}: Not a directory" in line
@@ -691,22 +782,25 @@ def read_only(monkeypatch, folder):
 
 
 @pytest.mark.parametrize("existing_run", [False, True], ids=["fresh", "resume"])
-def test_read_only_run_folder_is_a_clear_error(tmp_path, monkeypatch, capsys, reference,
-                                               existing_run):
+def test_read_only_run_folder_is_a_clear_error(
+    tmp_path, monkeypatch, capsys, reference, existing_run
+):
     run_dir = copy_of(reference, tmp_path) if existing_run else tmp_path / "run"
     run_dir.mkdir(exist_ok=True)
     before = sorted(p.name for p in run_dir.iterdir())
     read_only(monkeypatch, run_dir)
     try:
-        status = train_cli(run_dir, *(["--resume", "auto", "--max-steps", "10"]
-                                      if existing_run else []))
+        status = train_cli(
+            run_dir, *(["--resume", "auto", "--max-steps", "10"] if existing_run else [])
+        )
     finally:
         monkeypatch.undo()
         run_dir.chmod(0o700)
     assert status == 2
     assert one_error_line(capsys.readouterr().err).endswith(
         f"cannot write in run folder {run_dir}: Permission denied (errno 13); make it writable "
-        f"or pick another --run-dir")
+        f"or pick another --run-dir"
+    )
     assert sorted(p.name for p in run_dir.iterdir()) == before
 
 
@@ -721,20 +815,31 @@ def test_checkpoint_without_config_metadata_is_a_clear_error(tmp_path, capsys, r
             del metadata["config"]
             save_file(tensors, str(path), metadata=metadata)
             paths.append(path)
-    for argv in (["eval", str(run_dir), "--device", "cpu"],
-                 ["sample", str(run_dir), "--device", "cpu", "--out", str(tmp_path / "g.png")],
-                 ["train", "--run-dir", str(run_dir), *RUN, "--resume", "auto"]):
-        assert_refused_naming_a_file(argv, paths, capsys,
-                                     "lacks the checkpoint metadata entry 'config'")
+    for argv in (
+        ["eval", str(run_dir), "--device", "cpu"],
+        ["sample", str(run_dir), "--device", "cpu", "--out", str(tmp_path / "g.png")],
+        ["train", "--run-dir", str(run_dir), *RUN, "--resume", "auto"],
+    ):
+        assert_refused_naming_a_file(
+            argv, paths, capsys, "lacks the checkpoint metadata entry 'config'"
+        )
 
 
-@pytest.mark.parametrize("batch, problem", [
-    (torch.zeros(2, 1, 8, 8, dtype=torch.float16),
-     "input has dtype torch.float16 but the model's parameters are torch.float32"),
-    (torch.zeros(2, 1, 8, 8, dtype=torch.float64),
-     "input has dtype torch.float64 but the model's parameters are torch.float32"),
-    (torch.zeros(0, 1, 8, 8), "input is an empty batch (shape (0, 1, 8, 8))"),
-], ids=["float16", "float64", "empty"])
+@pytest.mark.parametrize(
+    "batch, problem",
+    [
+        (
+            torch.zeros(2, 1, 8, 8, dtype=torch.float16),
+            "input has dtype torch.float16 but the model's parameters are torch.float32",
+        ),
+        (
+            torch.zeros(2, 1, 8, 8, dtype=torch.float64),
+            "input has dtype torch.float64 but the model's parameters are torch.float32",
+        ),
+        (torch.zeros(0, 1, 8, 8), "input is an empty batch (shape (0, 1, 8, 8))"),
+    ],
+    ids=["float16", "float64", "empty"],
+)
 def test_bad_batches_under_validate_args_are_value_errors(batch, problem):
     glow = gf.Glow((1, 8, 8), 2, 1, hidden_channels=8, seed=0, validate_args=True)
     flow = gf.Flow(glow)

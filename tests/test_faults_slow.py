@@ -78,17 +78,20 @@ def test_kill_inside_every_write_resumes_to_the_same_state(tmp_path, counted_ref
     reference, checkpoint_files = counted_reference
     rows = len(read_metrics(reference / "metrics.csv"))
     assert checkpoint_files >= 9 and rows >= 4
-    cases = ([("checkpoint", at, None) for at in range(1, checkpoint_files + 1)]
-             + [("metrics", at, None) for at in range(1, rows + 1)]
-             + [("atomic", 1, "config.json"), ("atomic", 1, "metrics.csv"),
-                ("result", 1, None)])
+    cases = (
+        [("checkpoint", at, None) for at in range(1, checkpoint_files + 1)]
+        + [("metrics", at, None) for at in range(1, rows + 1)]
+        + [("atomic", 1, "config.json"), ("atomic", 1, "metrics.csv"), ("result", 1, None)]
+    )
     specs = []
     for target, at, file in cases:
         name = f"{target}-{file or ''}-{at}"
         argv = ["train", "--run-dir", str(tmp_path / name), *RUN]
         specs.append((name, dict(target=target, at=at, file=file or "result.json", argv=argv)))
-    print(f"{len(specs)} kills: {checkpoint_files} checkpoint files, {rows} metrics rows, "
-          f"config.json, the metrics.csv rewrite, result.json")
+    print(
+        f"{len(specs)} kills: {checkpoint_files} checkpoint files, {rows} metrics rows, "
+        f"config.json, the metrics.csv rewrite, result.json"
+    )
     children = run_children(tmp_path, specs)
     failures = []
     for name, child in children.items():
@@ -107,9 +110,13 @@ def test_chain_of_kills_in_one_folder_resumes_to_the_same_state(tmp_path, counte
     while resuming."""
     reference, _ = counted_reference
     run_dir = tmp_path / "run"
-    chain = [dict(target="checkpoint", at=5), dict(target="atomic", at=1, file="metrics.csv"),
-             dict(target="metrics", at=2), dict(target="checkpoint", at=3),
-             dict(target="result", at=1)]
+    chain = [
+        dict(target="checkpoint", at=5),
+        dict(target="atomic", at=1, file="metrics.csv"),
+        dict(target="metrics", at=2),
+        dict(target="checkpoint", at=3),
+        dict(target="result", at=1),
+    ]
     for index, spec in enumerate(chain):
         argv = ["train", "--run-dir", str(run_dir), *RUN, *(["--resume", "auto"] if index else [])]
         child = start_driver(tmp_path, dict(spec, argv=argv))
@@ -119,16 +126,36 @@ def test_chain_of_kills_in_one_folder_resumes_to_the_same_state(tmp_path, counte
     assert_same_run(run_dir, reference)
 
 
-SOAK = [*RUN[: RUN.index("--max-steps")], "--max-steps", "240", "--checkpoint-every", "10",
-        "--log-every", "7", "--eval-every", "30", "--ema-decay", "0.9"]
+SOAK = [
+    *RUN[: RUN.index("--max-steps")],
+    "--max-steps",
+    "240",
+    "--checkpoint-every",
+    "10",
+    "--log-every",
+    "7",
+    "--eval-every",
+    "30",
+    "--ema-decay",
+    "0.9",
+]
 """A longer run for the soak: checkpoints every 10 steps, rows every 7."""
 
 
 def test_soak_random_sigkills_resume_to_the_same_state(tmp_path):
     reference, run_dir = tmp_path / "reference", tmp_path / "run"
     assert main(["train", "--run-dir", str(reference), *SOAK]) == 0
-    command = [sys.executable, "-m", "glowflow", "train", "--run-dir", str(run_dir), *SOAK,
-               "--resume", "auto"]
+    command = [
+        sys.executable,
+        "-m",
+        "glowflow",
+        "train",
+        "--run-dir",
+        str(run_dir),
+        *SOAK,
+        "--resume",
+        "auto",
+    ]
     chance = random.Random(13)
     kills, log, reached = 0, [], []
     while True:
@@ -141,8 +168,11 @@ def test_soak_random_sigkills_resume_to_the_same_state(tmp_path):
                 else:  # while training: after the next metrics row, at a random moment
                     before = metrics.stat().st_mtime_ns if metrics.exists() else 0
                     deadline = time.time() + 120
-                    while child.poll() is None and time.time() < deadline and (
-                            not metrics.exists() or metrics.stat().st_mtime_ns == before):
+                    while (
+                        child.poll() is None
+                        and time.time() < deadline
+                        and (not metrics.exists() or metrics.stat().st_mtime_ns == before)
+                    ):
                         time.sleep(0.01)
                     time.sleep(chance.uniform(0.0, 1.0))
                 if child.poll() is None:
@@ -162,8 +192,21 @@ def test_soak_random_sigkills_resume_to_the_same_state(tmp_path):
 
 
 # ---------------------------------------------------------------- item 2, as the issue ran it
-ISSUE_2 = ["--preset", "digits", "--lr", "10", "--max-steps", "150", "--checkpoint-every", "25",
-           "--eval-every", "50", "--keep-checkpoints", "1000", "--no-progress"]
+ISSUE_2 = [
+    "--preset",
+    "digits",
+    "--lr",
+    "10",
+    "--max-steps",
+    "150",
+    "--checkpoint-every",
+    "25",
+    "--eval-every",
+    "50",
+    "--keep-checkpoints",
+    "1000",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -213,5 +256,6 @@ def test_issue_2_command_stops_when_recovery_keeps_failing(issue_2_run):
         result = json.loads((run_dir / "result.json").read_text())
         assert result["skipped_steps"] <= result["steps"] // 2, (
             f"exit 0 after skipping {result['skipped_steps']} of {result['steps']} steps "
-            f"(test bits/dim {result['test_bpd']})")
+            f"(test bits/dim {result['test_bpd']})"
+        )
     assert status == 2 and "--lr" in one_error_line(err)

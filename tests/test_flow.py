@@ -30,7 +30,9 @@ class NormalQuantile(Bijector):
 def test_uniform_density_has_log2_n_bins_bits_per_dim(n_bins: int) -> None:
     flow = gf.Flow(NormalQuantile(), event_shape=(1, 8, 8))
     x = torch.rand(5, 1, 8, 8, dtype=torch.float64) * 0.98 - 0.49
-    torch.testing.assert_close(flow.log_prob(x), torch.zeros(5, dtype=torch.float64), atol=1e-9, rtol=0)
+    torch.testing.assert_close(
+        flow.log_prob(x), torch.zeros(5, dtype=torch.float64), atol=1e-9, rtol=0
+    )
     bpd = flow.bits_per_dim(x, n_bins)
     torch.testing.assert_close(bpd, torch.full_like(bpd, math.log2(n_bins)), atol=1e-10, rtol=0)
     assert gf.bits_per_dim(torch.zeros(3), 64, n_bins).eq(math.log2(n_bins)).all()
@@ -88,7 +90,9 @@ def test_class_conditional_log_prob_depends_on_label() -> None:
     with pytest.raises(ValueError, match="needs the class labels"):
         flow.log_prob(x)
     samples = flow.sample(4, 0.5, y=labels)
-    torch.testing.assert_close(flow.decode(flow.encode(samples, labels), labels), samples, atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        flow.decode(flow.encode(samples, labels), labels), samples, atol=1e-4, rtol=0
+    )
 
 
 def test_flow_over_a_plain_chain() -> None:

@@ -13,8 +13,9 @@ from checks import check_bijector
 
 
 def small_glow(**overrides: object) -> gf.Glow:
-    options = dict(output_shape=(3, 8, 8), num_glow_blocks=2, num_steps_per_block=2,
-                   hidden_channels=8, seed=0)
+    options = dict(
+        output_shape=(3, 8, 8), num_glow_blocks=2, num_steps_per_block=2, hidden_channels=8, seed=0
+    )
     options.update(overrides)
     return gf.Glow(**options)  # type: ignore[arg-type]
 
@@ -133,7 +134,10 @@ def test_coupling_bijector_fn_forms() -> None:
     "fn, message",
     [
         # coupling not given: the output decides additive (C_a) or affine (2 C_a), as in TFP
-        (lambda shape: nn.Conv2d(shape[0], 3, 1), "to 6 (additive) or 12 (affine) channels at 4x4, got 3"),
+        (
+            lambda shape: nn.Conv2d(shape[0], 3, 1),
+            "to 6 (additive) or 12 (affine) channels at 4x4, got 3",
+        ),
         (lambda shape: "not a network", "must return an nn.Module or a Bijector, got str"),
         (lambda shape: nn.Conv2d(shape[0] + 1, 12, 1), "the network failed on input shape"),
     ],
@@ -190,7 +194,7 @@ def test_paper_cifar10_configuration_parameter_count() -> None:
     count = sum(p.numel() for p in glow.parameters())
     # per step: actnorm 2C, 1x1 conv C^2, network (C/2*9+1)*512 + 512*513 + (512*9+1)*C + C
     expected = 0
-    for channels, height, width in [(12, 16, 16), (24, 8, 8), (48, 4, 4)]:
+    for channels in (12, 24, 48):
         half = channels // 2
         network = (half * 9 + 1) * 512 + (512 * 512 + 512) + (512 * 9 + 1) * channels + channels
         expected += 32 * (2 * channels + channels**2 + network)

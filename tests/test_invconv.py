@@ -26,13 +26,17 @@ def test_lu_weight_reconstructs_and_logdet_is_sum_log_s() -> None:
     torch.testing.assert_close(weight @ inverse, torch.eye(5, dtype=torch.float64))
     x = torch.randn(2, 5, 3, 3)
     _, logdet = layer(x)
-    torch.testing.assert_close(logdet, (9 * layer.log_s.sum()).expand(2).detach(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(
+        logdet, (9 * layer.log_s.sum()).expand(2).detach(), rtol=1e-6, atol=1e-6
+    )
 
 
 def test_initial_weight_is_a_rotation() -> None:
     layer = gf.InvertibleConv1x1(6, generator=torch.Generator().manual_seed(0))
     weight = layer.weight.detach().double()
-    torch.testing.assert_close(weight @ weight.T, torch.eye(6, dtype=torch.float64), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        weight @ weight.T, torch.eye(6, dtype=torch.float64), atol=1e-6, rtol=0
+    )
     _, logdet = layer(torch.randn(2, 6, 4, 4))
     torch.testing.assert_close(logdet, torch.zeros(2), atol=1e-5, rtol=0)
 
@@ -90,8 +94,9 @@ def _prime(layer: _InvertibleChannelMap) -> None:
     assert layer._cache is not None
 
 
-def _assert_matches_uncached(layer: _InvertibleChannelMap, dtype: torch.dtype = torch.float32,
-                             atol: float = 1e-5) -> None:
+def _assert_matches_uncached(
+    layer: _InvertibleChannelMap, dtype: torch.dtype = torch.float32, atol: float = 1e-5
+) -> None:
     """Cached forward/inverse equal a fresh copy's (no cache), and the round trip is exact."""
     x = torch.randn(3, 4, 5, 5, dtype=dtype, generator=torch.Generator().manual_seed(1))
     reference = copy.deepcopy(layer)
@@ -154,8 +159,9 @@ DATA_WRITES: list[tuple[type[_InvertibleChannelMap], Callable[[_InvertibleChanne
 
 
 @pytest.mark.parametrize(("cls", "write"), DATA_WRITES, ids=lambda v: getattr(v, "__name__", ""))
-def test_cache_follows_writes_through_data(cls: type[_InvertibleChannelMap],
-                                           write: Callable[[_InvertibleChannelMap], None]) -> None:
+def test_cache_follows_writes_through_data(
+    cls: type[_InvertibleChannelMap], write: Callable[[_InvertibleChannelMap], None]
+) -> None:
     layer = _make(cls)
     _prime(layer)
     stale = layer._cache
@@ -229,22 +235,27 @@ def test_cache_follows_a_dtype_change_through_data() -> None:
 
 @pytest.mark.parametrize("cls", LAYERS)
 @pytest.mark.parametrize("mode", ["no_grad", "inference_mode", "frozen"])
-def test_cache_is_reused_while_nothing_changes(cls: type[_InvertibleChannelMap], mode: str,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_is_reused_while_nothing_changes(
+    cls: type[_InvertibleChannelMap], mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     layer = _make(cls)
     calls: list[bool] = []
     original = cls._matrices
 
-    def counting(self: _InvertibleChannelMap,
-                 need_inverse: bool) -> tuple[Tensor, Optional[Tensor], Tensor]:
+    def counting(
+        self: _InvertibleChannelMap, need_inverse: bool
+    ) -> tuple[Tensor, Optional[Tensor], Tensor]:
         calls.append(need_inverse)
         return original(self, need_inverse)
 
     monkeypatch.setattr(cls, "_matrices", counting)
     if mode == "frozen":
         layer.requires_grad_(False)
-    context = {"no_grad": torch.no_grad, "inference_mode": torch.inference_mode,
-               "frozen": torch.enable_grad}[mode]
+    context = {
+        "no_grad": torch.no_grad,
+        "inference_mode": torch.inference_mode,
+        "frozen": torch.enable_grad,
+    }[mode]
     x = torch.randn(2, 4, 3, 3)
     with context():
         first, _ = layer(x)

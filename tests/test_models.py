@@ -7,8 +7,8 @@ from typing import Callable, Optional
 
 import pytest
 import torch
-from checks import check_bijector, randomize_parameters
 
+from checks import check_bijector, randomize_parameters
 from glowflow.bijectors.coupling import CheckerboardCoupling
 from glowflow.flow import Flow, standard_normal_log_prob
 from glowflow.models import iaf, maf, nice, realnvp, realnvp_tabular
@@ -26,14 +26,16 @@ def _seed() -> None:
 BUILDERS: dict[str, tuple[Callable[[], Flow], bool]] = {
     "maf": (lambda: maf(4, num_layers=3, hidden=16), False),
     "maf_conditional_actnorm": (
-        lambda: maf(4, num_layers=2, hidden=16, context_features=CONTEXT, use_actnorm=True), True
+        lambda: maf(4, num_layers=2, hidden=16, context_features=CONTEXT, use_actnorm=True),
+        True,
     ),
     "iaf": (lambda: iaf(4, num_layers=3, hidden=16, scale_fn="sigmoid"), False),
     "iaf_conditional": (lambda: iaf(4, num_layers=2, hidden=16, context_features=CONTEXT), True),
     "nice_tabular": (lambda: nice((5,), num_layers=4, hidden=16, num_hidden_layers=2), False),
     "nice_image": (lambda: nice((1, 8, 8), hidden=32, num_hidden_layers=1), False),
     "realnvp_image": (
-        lambda: realnvp((1, 8, 8), num_scales=2, num_steps_per_scale=4, hidden_channels=8), False
+        lambda: realnvp((1, 8, 8), num_scales=2, num_steps_per_scale=4, hidden_channels=8),
+        False,
     ),
     "realnvp_tabular": (lambda: realnvp_tabular(5, num_layers=4, hidden=16), False),
 }
@@ -95,11 +97,15 @@ MEAN = torch.tensor([1.0, -2.0], dtype=torch.float64)
 COVARIANCE = torch.tensor([[2.0, 1.2], [1.2, 1.0]], dtype=torch.float64)
 
 
-@pytest.mark.parametrize("builder", [
-    lambda: maf(2, num_layers=2, hidden=32, num_hidden_layers=1, seed=0),
-    lambda: realnvp_tabular(2, num_layers=4, hidden=32, num_hidden_layers=1, seed=0),
-    lambda: iaf(2, num_layers=2, hidden=32, num_hidden_layers=1, seed=0),
-], ids=["maf", "realnvp_tabular", "iaf"])
+@pytest.mark.parametrize(
+    "builder",
+    [
+        lambda: maf(2, num_layers=2, hidden=32, num_hidden_layers=1, seed=0),
+        lambda: realnvp_tabular(2, num_layers=4, hidden=32, num_hidden_layers=1, seed=0),
+        lambda: iaf(2, num_layers=2, hidden=32, num_hidden_layers=1, seed=0),
+    ],
+    ids=["maf", "realnvp_tabular", "iaf"],
+)
 def test_tabular_flows_fit_a_correlated_gaussian_to_its_entropy(
     builder: Callable[[], Flow],
 ) -> None:

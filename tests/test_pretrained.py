@@ -23,14 +23,38 @@ from glowflow.pretrained import (
 )
 from glowflow.training.checkpoint import load_run
 
-TINY = ["--max-steps", "2", "--hidden-channels", "8", "--num-steps-per-block", "2",
-        "--init-images", "64", "--eval-every", "2", "--final-eval-draws", "1",
-        "--warmup-steps", "1", "--lr-schedule", "constant", "--no-progress", "--device", "cpu"]
+TINY = [
+    "--max-steps",
+    "2",
+    "--hidden-channels",
+    "8",
+    "--num-steps-per-block",
+    "2",
+    "--init-images",
+    "64",
+    "--eval-every",
+    "2",
+    "--final-eval-draws",
+    "1",
+    "--warmup-steps",
+    "1",
+    "--lr-schedule",
+    "constant",
+    "--no-progress",
+    "--device",
+    "cpu",
+]
 
 
 def tiny_flow(**options) -> gf.Flow:
-    glow = gf.Glow(output_shape=(1, 8, 8), num_glow_blocks=2, num_steps_per_block=2,
-                   hidden_channels=8, seed=0, **options)
+    glow = gf.Glow(
+        output_shape=(1, 8, 8),
+        num_glow_blocks=2,
+        num_steps_per_block=2,
+        hidden_channels=8,
+        seed=0,
+        **options,
+    )
     flow = gf.Flow(glow)
     flow.initialize(torch.rand(32, 1, 8, 8) - 0.5)
     return flow.eval()
@@ -39,10 +63,12 @@ def tiny_flow(**options) -> gf.Flow:
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
     flow = tiny_flow(learn_top_prior=True, exit_prior="gaussian", coupling_output="interleaved")
     data = DataSpec("digits", (1, 8, 8), 17, 10)
-    folder = save_pretrained(flow, tmp_path / "model", data, {"command": "made in a test"},
-                             {"test_bpd": 2.5})
-    assert sorted(p.name for p in folder.iterdir()) == sorted([CONFIG_FILE, WEIGHTS_FILE,
-                                                               CARD_FILE])
+    folder = save_pretrained(
+        flow, tmp_path / "model", data, {"command": "made in a test"}, {"test_bpd": 2.5}
+    )
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [CONFIG_FILE, WEIGHTS_FILE, CARD_FILE]
+    )
     record = json.loads((folder / CONFIG_FILE).read_text())
     assert record["glow"]["exit_prior"] == "gaussian" and record["data"]["n_bins"] == 17
     card = (folder / CARD_FILE).read_text()
@@ -87,12 +113,26 @@ def test_the_shipped_digits_model() -> None:
 
 def test_experiment_commands_take_a_pretrained_model(tmp_path: Path, capsys) -> None:
     out = tmp_path / "grid.png"
-    assert main(["sample", "pretrained:digits", "-n", "4", "--out", str(out),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(["sample", "pretrained:digits", "-n", "4", "--out", str(out), "--device", "cpu"]) == 0
+    )
     assert out.is_file()
     capsys.readouterr()
-    assert main(["reconstruct", "pretrained:digits", "-n", "8", "--out",
-                 str(tmp_path / "r.png"), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "reconstruct",
+                "pretrained:digits",
+                "-n",
+                "8",
+                "--out",
+                str(tmp_path / "r.png"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["max_abs_error"] < 1e-4 and report["levels_changed"] == 0
     assert main(["eval", "pretrained:digits", "--json", "--device", "cpu"]) == 0

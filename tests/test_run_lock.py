@@ -23,8 +23,9 @@ time.sleep(60)
 
 def holder(run_dir):
     """A child process that takes the lock and sleeps; returned once it holds it."""
-    child = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], stdout=subprocess.PIPE,
-                             text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True
+    )
     assert child.stdout.readline().strip() == "locked"
     return child
 
@@ -33,9 +34,11 @@ def test_second_process_is_refused_and_killed_holder_releases(tmp_path):
     run_dir = tmp_path / "run"
     child = holder(run_dir)
     try:
-        message = (f"run folder {run_dir} is in use by another glowflow process "
-                   f"(pid {child.pid} on {socket.gethostname()}); wait for it or pick another "
-                   f"--run-dir")
+        message = (
+            f"run folder {run_dir} is in use by another glowflow process "
+            f"(pid {child.pid} on {socket.gethostname()}); wait for it or pick another "
+            f"--run-dir"
+        )
         with pytest.raises(RuntimeError) as refused:
             RunLock(run_dir).acquire()
         assert str(refused.value) == message
@@ -52,8 +55,9 @@ def test_second_process_is_refused_and_killed_holder_releases(tmp_path):
 
 def test_lock_is_exclusive_within_a_process_and_reusable_after_release(tmp_path):
     first = RunLock(tmp_path).acquire()
-    with pytest.raises(RuntimeError, match=f"in use by another glowflow process \\(pid "
-                                           f"{os.getpid()} "):
+    with pytest.raises(
+        RuntimeError, match=f"in use by another glowflow process \\(pid {os.getpid()} "
+    ):
         RunLock(tmp_path).acquire()
     with pytest.raises(RuntimeError, match="already held"):
         first.acquire()
@@ -93,6 +97,9 @@ def test_unwritable_run_dir_is_a_clear_error_even_as_root(tmp_path, monkeypatch)
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
     monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
-    with pytest.raises(RuntimeError, match=r"cannot write in run folder .*: Read-only file system "
-                                           r"\(errno 30\); make it writable"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"cannot write in run folder .*: Read-only file system "
+        r"\(errno 30\); make it writable",
+    ):
         check_run_dir(tmp_path)

@@ -49,7 +49,10 @@ def test_torn_last_row_is_ignored_and_dropped_on_resume(tmp_path):
     assert [row["step"] for row in read_metrics(path)] == [5.0, 10.0]
     RunLog(tmp_path, resume_step=100).write(step=15, train_bpd=0.8)
     assert [(row["step"], row["train_bpd"]) for row in read_metrics(path)] == [
-        (5.0, 1.05), (10.0, 1.1), (15.0, 0.8)]
+        (5.0, 1.05),
+        (10.0, 1.1),
+        (15.0, 0.8),
+    ]
 
 
 def test_row_with_wrong_field_count_is_dropped(tmp_path):

@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
-from test_train import single_thread, tiny  # noqa: F401  (autouse fixture)
 
 from glowflow.training.checkpoint import BEST, load_run, read_state, resolve_checkpoint
 from glowflow.training.schedule import LRSchedule
 from glowflow.training.trainer import Trainer, train
+from test_train import single_thread, tiny  # noqa: F401  (autouse fixture)
 
 
 def test_validation_chooses_the_best_checkpoint_and_the_test_set_chooses_nothing(
@@ -58,8 +58,7 @@ def test_early_stopping_and_resume_keep_the_best_record(tmp_path, monkeypatch):
         return {**row, "val_bpd": value}
 
     monkeypatch.setattr(Trainer, "_validate", scripted)
-    result = train(tiny(tmp_path, max_steps=12, eval_every=1, checkpoint_every=1,
-                        early_stopping=2))
+    result = train(tiny(tmp_path, max_steps=12, eval_every=1, checkpoint_every=1, early_stopping=2))
     assert result.steps == 4  # improvements at 1 and 2, none at 3 and 4
     state = read_state(result.checkpoint)
     assert state["best"]["step"] == 2 and state["best"]["evals_since"] == 2
@@ -68,8 +67,17 @@ def test_early_stopping_and_resume_keep_the_best_record(tmp_path, monkeypatch):
 
 
 def test_time_budget_stops_and_anneals(tmp_path):
-    result = train(tiny(tmp_path, max_steps=10**6, max_time=3.0, lr_schedule="cosine",
-                        log_every=1, eval_every=10**5, checkpoint_every=10**5))
+    result = train(
+        tiny(
+            tmp_path,
+            max_steps=10**6,
+            max_time=3.0,
+            lr_schedule="cosine",
+            log_every=1,
+            eval_every=10**5,
+            checkpoint_every=10**5,
+        )
+    )
     assert 1 <= result.steps < 10**6
     summary = json.loads((tmp_path / "result.json").read_text())
     assert summary["steps"] == result.steps

@@ -23,8 +23,9 @@ SHAPE_LISTS = [
 
 def random_latents(shapes, batch=3, seed=0):
     generator = torch.Generator().manual_seed(seed)
-    return [torch.randn(batch, *shape, generator=generator, dtype=torch.float64)
-            for shape in shapes]
+    return [
+        torch.randn(batch, *shape, generator=generator, dtype=torch.float64) for shape in shapes
+    ]
 
 
 @pytest.mark.parametrize("shapes", SHAPE_LISTS)
@@ -111,11 +112,14 @@ def tfp_blockwise_splits(channels, grab_after_block):
     return splits
 
 
-@pytest.mark.parametrize("image_shape, grabs", [
-    ((1, 8, 8), (0.5, 0.0)),
-    ((3, 16, 8), (0.5, 0.5, 0.0)),
-    ((2, 8, 8), (0.25, 0.5, 0.5)),
-])
+@pytest.mark.parametrize(
+    "image_shape, grabs",
+    [
+        ((1, 8, 8), (0.5, 0.0)),
+        ((3, 16, 8), (0.5, 0.5, 0.0)),
+        ((2, 8, 8), (0.25, 0.5, 0.5)),
+    ],
+)
 def test_matches_a_simulation_of_tfp_layout(image_shape, grabs):
     """Identity steps and exits: TFP keeps exited channels in the tensor ([nleave | ngrab |
     npass], Blockwise on the channel axis) and squeezes everything; glowflow takes the last

@@ -29,10 +29,23 @@ def single_thread():
 def tiny(run_dir, **changes):
     """A model and schedule small enough for a step in milliseconds."""
     values = dict(
-        run_dir=str(run_dir), num_glow_blocks=2, num_steps_per_block=1, hidden_channels=8,
-        batch_size=16, init_images=32, max_steps=6, warmup_steps=2, log_every=1, eval_every=3,
-        eval_batch_size=300, final_eval_draws=1, sample_every=100, sample_count=4,
-        checkpoint_every=3, progress=False, device="cpu",
+        run_dir=str(run_dir),
+        num_glow_blocks=2,
+        num_steps_per_block=1,
+        hidden_channels=8,
+        batch_size=16,
+        init_images=32,
+        max_steps=6,
+        warmup_steps=2,
+        log_every=1,
+        eval_every=3,
+        eval_batch_size=300,
+        final_eval_draws=1,
+        sample_every=100,
+        sample_count=4,
+        checkpoint_every=3,
+        progress=False,
+        device="cpu",
     )
     values.update(changes)
     return TrainConfig.from_dict(values)

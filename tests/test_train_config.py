@@ -20,11 +20,23 @@ def test_every_preset_resolves(name):
     config = resolve_config(name)
     assert config.name == name
     if name == "cifar10":
-        assert (config.model.num_glow_blocks, config.model.num_steps_per_block, config.model.hidden_channels) == (3, 32, 512)
-        assert (config.model.coupling, config.model.permutation, config.model.learn_top_prior) == ("affine", "invconv", True)
+        assert (
+            config.model.num_glow_blocks,
+            config.model.num_steps_per_block,
+            config.model.hidden_channels,
+        ) == (3, 32, 512)
+        assert (config.model.coupling, config.model.permutation, config.model.learn_top_prior) == (
+            "affine",
+            "invconv",
+            True,
+        )
         assert config.lr == 1e-3 and config.warmup_steps > 0
     if name == "celeba256":
-        assert (config.n_bits, config.model.coupling, config.model.num_glow_blocks) == (5, "additive", 6)
+        assert (config.n_bits, config.model.coupling, config.model.num_glow_blocks) == (
+            5,
+            "additive",
+            6,
+        )
 
 
 def test_resolution_order_preset_file_flags(tmp_path):
@@ -100,16 +112,21 @@ def test_tuple_flag_takes_several_values():
 
     args = build_parser().parse_args(["train", "--sample-temperatures", "0.7", "1.0"])
     assert args.sample_temperatures == [0.7, 1.0]
-    assert coerce("sample_temperatures", field_types()["sample_temperatures"], args.sample_temperatures) == (0.7, 1.0)
+    assert coerce(
+        "sample_temperatures", field_types()["sample_temperatures"], args.sample_temperatures
+    ) == (0.7, 1.0)
 
 
 @pytest.mark.parametrize("name", ["nice", "realnvp"])
 def test_nice_and_realnvp_presets_build_their_architectures(name):
+    from glowflow.bijectors import (
+        ActNorm,
+        ChannelCoupling,
+        ChannelPermutation,
+        CheckerboardCoupling,
+    )
     from glowflow.data import load_dataset
-    from glowflow.training.model import build_flow
-
-    from glowflow.bijectors import ActNorm, ChannelCoupling, ChannelPermutation, CheckerboardCoupling
-    from glowflow.training.model import DatasetInfo
+    from glowflow.training.model import DatasetInfo, build_flow
 
     config = resolve_config(name)
     flow = build_flow(config, DatasetInfo.of("digits", load_dataset("digits")))

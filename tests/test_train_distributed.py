@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from test_cli_train import TINY
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -16,12 +17,27 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 def test_torchrun_two_processes_two_steps(tmp_path):
     run_dir = tmp_path / "ddp"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "glowflow", "train", "--run-dir", str(run_dir), "--max-steps", "2",
-        "--threads", "1", *TINY,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "glowflow",
+        "train",
+        "--run-dir",
+        str(run_dir),
+        "--max-steps",
+        "2",
+        "--threads",
+        "1",
+        *TINY,
     ]
-    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "OMP_NUM_THREADS": "1",
+    }
     finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert finished.stdout.count("test bits/dim") == 1  # only rank 0 reports

@@ -14,10 +14,10 @@ the benchmark. Adding an option is one new field here plus the code that uses it
 [(2, 4, 4), (8, 2, 2)]
 >>> GlowConfig.from_dict(config.to_dict()) == config
 True
->>> GlowConfig(permutation="rotate")
+>>> GlowConfig(permutation="rotate")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
     ...
-ValueError: GlowConfig.permutation must be one of ('invconv', 'invconv_lu', 'shuffle', 'reverse'), got 'rotate'
+ValueError: GlowConfig.permutation must be one of ('invconv', ..., 'reverse'), got 'rotate'
 """
 
 from __future__ import annotations
@@ -51,73 +51,108 @@ class GlowConfig:
 
     # TensorFlow Probability's parameters
     output_shape: Optional[tuple[int, ...]] = option(
-        (3, 32, 32), "image shape (C, H, W); H and W divisible by 2**num_glow_blocks (none: "
-                     "not known yet, a template whose data decides it)")
+        (3, 32, 32),
+        "image shape (C, H, W); H and W divisible by 2**num_glow_blocks (none: "
+        "not known yet, a template whose data decides it)",
+    )
     num_glow_blocks: int = option(3, "levels L of the multi-scale architecture")
     num_steps_per_block: int = option(32, "flow steps K per level")
     grab_after_block: Optional[tuple[float, ...]] = option(
-        None, "fraction of the remaining channels that exits after each block (L, or L - 1 "
-              "values; none: one half after every block but the last)")
+        None,
+        "fraction of the remaining channels that exits after each block (L, or L - 1 "
+        "values; none: one half after every block but the last)",
+    )
     use_actnorm: bool = option(True, "an ActNorm (data-dependent init) first in every flow step")
     seed: Optional[int] = option(
-        None, "seed of the whole initialization (1x1 convs, shuffles, networks); none: global RNG")
+        None, "seed of the whole initialization (1x1 convs, shuffles, networks); none: global RNG"
+    )
     validate_args: bool = option(False, "check shapes, dtypes and finiteness at every entry")
     # glowflow's options
     hidden_channels: int = option(512, "width of the default coupling network (paper: 512)")
     coupling: Optional[str] = option(
-        None, "coupling layer; none: decided by the network's output channels as in TFP (the "
-              "default network: affine)", ("affine", "additive"))
+        None,
+        "coupling layer; none: decided by the network's output channels as in TFP (the "
+        "default network: affine)",
+        ("affine", "additive"),
+    )
     coupling_dropout: float = option(
-        0.0, "dropout rate between the hidden layers of the default coupling network (training "
-             "only; encoding and decoding in eval mode stay exact)")
+        0.0,
+        "dropout rate between the hidden layers of the default coupling network (training "
+        "only; encoding and decoding in eval mode stay exact)",
+    )
     permutation: str = option(
-        "invconv", "channel mixing between couplings",
-        ("invconv", "invconv_lu", "shuffle", "reverse"))
+        "invconv",
+        "channel mixing between couplings",
+        ("invconv", "invconv_lu", "shuffle", "reverse"),
+    )
     scale_fn: str = option(
-        "exp", "affine coupling scale: exp(h), or sigmoid(h + 2) as in TFP's and the official "
-               "Glow code", ("exp", "sigmoid"))
+        "exp",
+        "affine coupling scale: exp(h), or sigmoid(h + 2) as in TFP's and the official Glow code",
+        ("exp", "sigmoid"),
+    )
     coupling_network: str = option(
-        "glow", "hidden layers of the default coupling network: glow (3x3 and 1x1 convolutions "
-                "with biases) or glow_actnorm (bias-free convolutions each followed by an "
-                "ActNorm, as in the official code and the y0ast and chaiyujin ports)",
-        ("glow", "glow_actnorm"))
+        "glow",
+        "hidden layers of the default coupling network: glow (3x3 and 1x1 convolutions "
+        "with biases) or glow_actnorm (bias-free convolutions each followed by an "
+        "ActNorm, as in the official code and the y0ast and chaiyujin ports)",
+        ("glow", "glow_actnorm"),
+    )
     coupling_output: str = option(
-        "shift_scale", "how an affine coupling network's output channels split: shift_scale "
-                       "(first half shift, second half scale logits), scale_shift (TFP's Glow, "
-                       "rosinality's port) or interleaved (even channels shift, odd channels "
-                       "scale: the official code, y0ast's and chaiyujin's ports)",
-        NETWORK_OUTPUTS)
+        "shift_scale",
+        "how an affine coupling network's output channels split: shift_scale "
+        "(first half shift, second half scale logits), scale_shift (TFP's Glow, "
+        "rosinality's port) or interleaved (even channels shift, odd channels "
+        "scale: the official code, y0ast's and chaiyujin's ports)",
+        NETWORK_OUTPUTS,
+    )
     coupling_shift: str = option(
-        "after_scale", "affine coupling update: after_scale, y = x * s + t, or before_scale, "
-                       "y = (x + t) * s (the official code and its PyTorch ports)",
-        ("after_scale", "before_scale"))
+        "after_scale",
+        "affine coupling update: after_scale, y = x * s + t, or before_scale, "
+        "y = (x + t) * s (the official code and its PyTorch ports)",
+        ("after_scale", "before_scale"),
+    )
     exit_prior: str = option(
-        "affine", "split prior at each exit, from the network's (a, b) = NN(continuing): "
-                  "affine, z' = z * exp(b) + a, or gaussian, z' = (z - a) * exp(-b), a "
-                  "Gaussian with mean a and log-sigma b (the PyTorch ports' split prior)",
-        ("affine", "gaussian"))
+        "affine",
+        "split prior at each exit, from the network's (a, b) = NN(continuing): "
+        "affine, z' = z * exp(b) + a, or gaussian, z' = (z - a) * exp(-b), a "
+        "Gaussian with mean a and log-sigma b (the PyTorch ports' split prior)",
+        ("affine", "gaussian"),
+    )
     exit_output: str = option(
-        "shift_scale", "how the exit network's output channels split into (a, b) of exit_prior: "
-                       "as coupling_output (rosinality: shift_scale; y0ast, chaiyujin: "
-                       "interleaved)", NETWORK_OUTPUTS)
+        "shift_scale",
+        "how the exit network's output channels split into (a, b) of exit_prior: "
+        "as coupling_output (rosinality: shift_scale; y0ast, chaiyujin: "
+        "interleaved)",
+        NETWORK_OUTPUTS,
+    )
     zero_conv_padding: str = option(
-        "zeros", "border of the zero-initialized 3x3 convolutions that end the default coupling "
-                 "and exit networks: zeros, or ones (rosinality's port pads with 1)",
-        ("zeros", "ones"))
+        "zeros",
+        "border of the zero-initialized 3x3 convolutions that end the default coupling "
+        "and exit networks: zeros, or ones (rosinality's port pads with 1)",
+        ("zeros", "ones"),
+    )
     mask: str = option(
-        "channel", "coupling mask: channel (Glow), checkerboard, or checkerboard_channel "
-                   "(RealNVP: checkerboard in the first half of each level's steps)",
-        ("channel", "checkerboard", "checkerboard_channel"))
+        "channel",
+        "coupling mask: channel (Glow), checkerboard, or checkerboard_channel "
+        "(RealNVP: checkerboard in the first half of each level's steps)",
+        ("channel", "checkerboard", "checkerboard_channel"),
+    )
     learn_top_prior: bool = option(False, "a learned Gaussian prior on the top latent")
     num_classes: Optional[int] = option(
-        None, "a class-conditional prior on the top latent with this many classes")
+        None, "a class-conditional prior on the top latent with this many classes"
+    )
     memory_mode: str = option(
-        "none", "activation memory in training: none, checkpoint (recompute each step) or "
-                "invertible (rebuild inputs from outputs)", ("none", "checkpoint", "invertible"))
+        "none",
+        "activation memory in training: none, checkpoint (recompute each step) or "
+        "invertible (rebuild inputs from outputs)",
+        ("none", "checkpoint", "invertible"),
+    )
 
     def __post_init__(self) -> None:
-        coerced = {f.name: _coerce(f.name, self._types()[f.name], getattr(self, f.name))
-                   for f in dataclasses.fields(self)}
+        coerced = {
+            f.name: _coerce(f.name, self._types()[f.name], getattr(self, f.name))
+            for f in dataclasses.fields(self)
+        }
         for name, value in coerced.items():
             object.__setattr__(self, name, value)
         for f in dataclasses.fields(self):
@@ -131,12 +166,15 @@ class GlowConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"GlowConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.coupling_dropout < 1.0:
-            raise ValueError(f"GlowConfig.coupling_dropout must be in [0, 1), got "
-                             f"{self.coupling_dropout}")
+            raise ValueError(
+                f"GlowConfig.coupling_dropout must be in [0, 1), got {self.coupling_dropout}"
+            )
         if self.coupling_dropout and self.memory_mode == "invertible":
-            raise ValueError("GlowConfig: coupling_dropout needs memory_mode 'none' or "
-                             "'checkpoint'; 'invertible' re-runs each network and would draw "
-                             "another dropout mask than the forward pass")
+            raise ValueError(
+                "GlowConfig: coupling_dropout needs memory_mode 'none' or "
+                "'checkpoint'; 'invertible' re-runs each network and would draw "
+                "another dropout mask than the forward pass"
+            )
         if self.num_classes is not None and self.num_classes < 2:
             raise ValueError(f"GlowConfig.num_classes must be >= 2, got {self.num_classes}")
         self.exit_fractions()  # validates grab_after_block
@@ -146,15 +184,18 @@ class GlowConfig:
     def _check_shape(self) -> None:
         assert self.output_shape is not None
         if len(self.output_shape) != 3 or min(self.output_shape) < 1:
-            raise ValueError(f"GlowConfig.output_shape must be (C, H, W) with positive sizes, "
-                             f"got {self.output_shape}")
+            raise ValueError(
+                f"GlowConfig.output_shape must be (C, H, W) with positive sizes, "
+                f"got {self.output_shape}"
+            )
         _, height, width = self.output_shape
         factor = 2**self.num_glow_blocks
         if height % factor or width % factor:
             raise ValueError(
                 f"GlowConfig.output_shape {self.output_shape}: H={height} and W={width} must be "
                 f"divisible by 2**num_glow_blocks = {factor} (num_glow_blocks="
-                f"{self.num_glow_blocks})")
+                f"{self.num_glow_blocks})"
+            )
         self.exit_counts()  # validates that channels remain until the last block
 
     # ---------------------------------------------------------------------------- derived
@@ -170,18 +211,21 @@ class GlowConfig:
         if len(fractions) != levels:
             raise ValueError(
                 f"GlowConfig.grab_after_block needs {levels} (or {levels - 1}) fractions, one "
-                f"per block, got {len(self.grab_after_block)}: {self.grab_after_block}")
+                f"per block, got {len(self.grab_after_block)}: {self.grab_after_block}"
+            )
         for index, fraction in enumerate(fractions):
             if math.isnan(fraction) or not 0.0 <= fraction <= 1.0:
                 raise ValueError(
-                    f"GlowConfig.grab_after_block[{index}] = {fraction} is not a fraction in [0, 1]")
+                    f"GlowConfig.grab_after_block[{index}] = {fraction} is not a fraction in [0, 1]"
+                )
         return fractions
 
     def level_shapes(self) -> list[Shape]:
         """The ``(C, H, W)`` each level's flow steps act on (after its squeeze)."""
         if self.output_shape is None:
-            raise ValueError("GlowConfig.output_shape is none: give the image shape (C, H, W) "
-                             "to build a Glow")
+            raise ValueError(
+                "GlowConfig.output_shape is none: give the image shape (C, H, W) to build a Glow"
+            )
         channels, height, width = self.output_shape
         shapes = []
         for fraction in self.exit_fractions():
@@ -198,7 +242,8 @@ class GlowConfig:
             if counts[-1] == shape[0] and index < self.num_glow_blocks - 1:
                 raise ValueError(
                     f"GlowConfig.grab_after_block[{index}] = {fraction} exits every channel "
-                    f"before block {index + 1}; only the last fraction may be 1.0")
+                    f"before block {index + 1}; only the last fraction may be 1.0"
+                )
         return counts
 
     def latent_shapes(self) -> list[Shape]:
@@ -232,16 +277,19 @@ class GlowConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
-        return {name: (list(value) if isinstance(value, tuple) else value)
-                for name, value in dataclasses.asdict(self).items()}
+        return {
+            name: (list(value) if isinstance(value, tuple) else value)
+            for name, value in dataclasses.asdict(self).items()
+        }
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], where: str = "GlowConfig") -> "GlowConfig":
         """Build from a (possibly partial) mapping; unknown names are a ``ValueError``."""
         unknown = sorted(set(values) - set(cls.field_names()))
         if unknown:
-            raise ValueError(f"{where}: unknown Glow option(s) {unknown}; known: "
-                             f"{sorted(cls.field_names())}")
+            raise ValueError(
+                f"{where}: unknown Glow option(s) {unknown}; known: {sorted(cls.field_names())}"
+            )
         return cls(**values)
 
     def replace(self, **changes: Any) -> "GlowConfig":
@@ -263,8 +311,7 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
             raise ValueError(f"GlowConfig.{name} must be a sequence, got {value!r}")
         fixed = not (len(args) == 2 and args[1] is Ellipsis)
         if fixed and len(value) != len(args):
-            raise ValueError(f"GlowConfig.{name} must have {len(args)} entries, got "
-                             f"{tuple(value)}")
+            raise ValueError(f"GlowConfig.{name} must have {len(args)} entries, got {tuple(value)}")
         return tuple(_coerce(name, args[0], v) for v in value)
     if kind is bool:
         if not isinstance(value, bool):

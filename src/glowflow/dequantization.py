@@ -66,8 +66,14 @@ class VariationalDequantizer(nn.Module):
     ``sigmoid(N(0, I))``.
     """
 
-    def __init__(self, event_shape: Shape, n_bins: int, num_steps: int = 4,
-                 hidden_channels: int = 32, feature_channels: int = 16) -> None:
+    def __init__(
+        self,
+        event_shape: Shape,
+        n_bins: int,
+        num_steps: int = 4,
+        hidden_channels: int = 32,
+        feature_channels: int = 16,
+    ) -> None:
         super().__init__()
         if len(event_shape) != 3:
             raise ValueError(f"VariationalDequantizer needs a (C, H, W) shape, got {event_shape}")
@@ -76,15 +82,23 @@ class VariationalDequantizer(nn.Module):
         channels = event_shape[0]
         self.n_bins = n_bins
         self.features = nn.Sequential(
-            nn.Conv2d(channels, hidden_channels, kernel_size=3, padding=1), nn.ReLU(),
+            nn.Conv2d(channels, hidden_channels, kernel_size=3, padding=1),
+            nn.ReLU(),
             nn.Conv2d(hidden_channels, feature_channels, kernel_size=3, padding=1),
         )
         layers: list = []
         for index in range(num_steps):
             network = glow_network(channels + feature_channels, 2 * channels, hidden_channels)
-            layers.append(CheckerboardCoupling(tuple(event_shape), network, "affine", "exp",
-                                               parity=index % 2,
-                                               context_channels=feature_channels))
+            layers.append(
+                CheckerboardCoupling(
+                    tuple(event_shape),
+                    network,
+                    "affine",
+                    "exp",
+                    parity=index % 2,
+                    context_channels=feature_channels,
+                )
+            )
             if channels > 1:
                 layers.append(InvertibleConv1x1(channels))
         self.flow = Chain(*layers, Sigmoid(), event_shape=tuple(event_shape))
@@ -106,8 +120,9 @@ class VariationalDequantizer(nn.Module):
         return dequantize_with(levels, u, self.n_bins), log_q
 
 
-def make_dequantizer(kind: str, event_shape: Shape, n_bins: int, num_steps: int = 4,
-                     hidden_channels: int = 32) -> nn.Module:
+def make_dequantizer(
+    kind: str, event_shape: Shape, n_bins: int, num_steps: int = 4, hidden_channels: int = 32
+) -> nn.Module:
     """The dequantizer named ``kind`` (one of :data:`DEQUANTIZATIONS`)."""
     if kind == "uniform":
         return UniformDequantizer(n_bins)

@@ -68,13 +68,16 @@ class Flow(nn.Module):
         if isinstance(bijector, MultiScaleBijector):
             self.latent_shapes: list[Shape] = list(bijector.latent_shapes)
         else:
-            hidden = next((m for m in bijector.modules() if isinstance(m, MultiScaleBijector)), None)
+            hidden = next(
+                (m for m in bijector.modules() if isinstance(m, MultiScaleBijector)), None
+            )
             if hidden is not None:
                 raise ValueError(
                     f"Flow: the {type(bijector).__name__} holds a multi-scale "
                     f"{type(hidden).__name__}, whose per-level latents it would flatten; build "
                     f"the Flow on the multi-scale bijector itself (put other layers inside it, "
-                    f"or preprocess the data before the flow)")
+                    f"or preprocess the data before the flow)"
+                )
             self.latent_shapes = [bijector.forward_shape(self.event_shape)]
 
     @property

@@ -24,8 +24,15 @@ from .seeding import seeded
 from .validation import check_batch, check_event_shape
 
 TFP_ARGUMENTS = (
-    "output_shape", "num_glow_blocks", "num_steps_per_block", "coupling_bijector_fn",
-    "exit_bijector_fn", "grab_after_block", "use_actnorm", "seed", "validate_args",
+    "output_shape",
+    "num_glow_blocks",
+    "num_steps_per_block",
+    "coupling_bijector_fn",
+    "exit_bijector_fn",
+    "grab_after_block",
+    "use_actnorm",
+    "seed",
+    "validate_args",
 )
 """TFP's ``tfb.Glow`` parameters in its positional order; ``Glow`` takes them the same way."""
 
@@ -40,7 +47,9 @@ def make_permutation(name: str, num_channels: int) -> Bijector:
         return ChannelPermutation.shuffle(num_channels)
     if name == "reverse":
         return ChannelPermutation.reverse(num_channels)
-    raise ValueError(f"permutation must be one of {GlowConfig.choices('permutation')}, got {name!r}")
+    raise ValueError(
+        f"permutation must be one of {GlowConfig.choices('permutation')}, got {name!r}"
+    )
 
 
 class GlowLevel(nn.Module):
@@ -67,8 +76,10 @@ def glow_arguments(
         if args:
             raise TypeError("Glow(config, ...): give further options by name")
     if len(args) > len(TFP_ARGUMENTS):
-        raise TypeError(f"Glow takes at most {len(TFP_ARGUMENTS)} positional arguments "
-                        f"{TFP_ARGUMENTS}, got {len(args)}")
+        raise TypeError(
+            f"Glow takes at most {len(TFP_ARGUMENTS)} positional arguments "
+            f"{TFP_ARGUMENTS}, got {len(args)}"
+        )
     for name, value in zip(TFP_ARGUMENTS, args):
         if name in values:
             raise TypeError(f"Glow got multiple values for argument {name!r}")
@@ -145,9 +156,17 @@ class Glow(MultiScaleBijector):
         config = self.config
         levels = []
         for shape, num_exit in zip(config.level_shapes(), config.exit_counts()):
-            steps = [self._make_step(shape, k, coupling_fn) for k in range(config.num_steps_per_block)]
-            exit = Exit(shape, num_exit, exit_fn, config.exit_prior, config.exit_output,
-                        config.zero_conv_padding)
+            steps = [
+                self._make_step(shape, k, coupling_fn) for k in range(config.num_steps_per_block)
+            ]
+            exit = Exit(
+                shape,
+                num_exit,
+                exit_fn,
+                config.exit_prior,
+                config.exit_output,
+                config.zero_conv_padding,
+            )
             levels.append(GlowLevel(Squeeze(), steps, exit))
         self.levels = nn.ModuleList(levels)
         # Latent slots: each level's exiting part, then the top; the empty ones are not latents.
@@ -165,7 +184,9 @@ class Glow(MultiScaleBijector):
     def _step_mask(self, index: int) -> str:
         mask = self.config.mask
         if mask == "checkerboard_channel":
-            return "checkerboard" if index < (self.config.num_steps_per_block + 1) // 2 else "channel"
+            return (
+                "checkerboard" if index < (self.config.num_steps_per_block + 1) // 2 else "channel"
+            )
         return mask
 
     def _make_step(self, shape: Shape, index: int, coupling_fn: Optional[NetworkFn]) -> Chain:
@@ -173,24 +194,46 @@ class Glow(MultiScaleBijector):
         channels, height, width = shape
         mask = self._step_mask(index)
         transformed = channels if mask == "checkerboard" else channels // 2
-        condition_shape = shape if mask == "checkerboard" else (channels - transformed, height, width)
+        condition_shape = (
+            shape if mask == "checkerboard" else (channels - transformed, height, width)
+        )
         if coupling_fn is None:
             kind = config.coupling or "affine"
             network: nn.Module = glow_network(
-                condition_shape[0], network_channels(kind, transformed), config.hidden_channels,
-                config.coupling_dropout, config.coupling_network, config.zero_conv_padding)
+                condition_shape[0],
+                network_channels(kind, transformed),
+                config.hidden_channels,
+                config.coupling_dropout,
+                config.coupling_network,
+                config.zero_conv_padding,
+            )
         else:
             network, kind = build_coupling_network(
-                coupling_fn, condition_shape, transformed, config.coupling, "coupling_bijector_fn")
+                coupling_fn, condition_shape, transformed, config.coupling, "coupling_bijector_fn"
+            )
         coupling: Bijector
         if isinstance(network, Bijector):
             coupling = network
         elif mask == "checkerboard":
-            coupling = CheckerboardCoupling(shape, network, kind, config.scale_fn, index % 2,
-                                            config.coupling_output, config.coupling_shift)
+            coupling = CheckerboardCoupling(
+                shape,
+                network,
+                kind,
+                config.scale_fn,
+                index % 2,
+                config.coupling_output,
+                config.coupling_shift,
+            )
         else:
-            coupling = ChannelCoupling(channels, network, kind, config.scale_fn, transformed,
-                                       config.coupling_output, config.coupling_shift)
+            coupling = ChannelCoupling(
+                channels,
+                network,
+                kind,
+                config.scale_fn,
+                transformed,
+                config.coupling_output,
+                config.coupling_shift,
+            )
         layers = [ActNorm(channels)] if config.use_actnorm else []
         layers += [make_permutation(config.permutation, channels), coupling]
         return Chain(*layers, event_shape=shape)
@@ -225,7 +268,8 @@ class Glow(MultiScaleBijector):
         if len(latents) != len(self.latent_shapes):
             raise ValueError(
                 f"Glow.inverse: expected {len(self.latent_shapes)} latents of shapes "
-                f"{self.latent_shapes}, got {len(latents)}")
+                f"{self.latent_shapes}, got {len(latents)}"
+            )
         for index, (z, shape) in enumerate(zip(latents, self.latent_shapes)):
             check_event_shape(z, shape, "Glow.inverse", f"latent {index}")
             if self.config.validate_args:
@@ -236,8 +280,10 @@ class Glow(MultiScaleBijector):
             total = total + logdet
         given = iter(latents)
         reference = latents[0]
-        slots = [next(given) if shape[0] else reference.new_empty(reference.shape[0], *shape)
-                 for shape in self._slot_shapes]
+        slots = [
+            next(given) if shape[0] else reference.new_empty(reference.shape[0], *shape)
+            for shape in self._slot_shapes
+        ]
         h = slots.pop()
         for level in reversed(self.levels):
             h, logdet = level.exit.inverse(h, slots.pop(), context)
@@ -257,4 +303,3 @@ class Glow(MultiScaleBijector):
         latents of :meth:`forward_levels`: ``(B, *latent_shapes[-1])``."""
         top = latents[-1]
         return top if self.top_prior is None else self.top_prior.inverse(top, context)[0]
-

@@ -21,32 +21,51 @@ def _hub() -> Any:
         import huggingface_hub
     except ModuleNotFoundError:
         raise ModuleNotFoundError(
-            "Hugging Face repo ids need the hub extra: pip install 'glowflow[hub]'") from None
+            "Hugging Face repo ids need the hub extra: pip install 'glowflow[hub]'"
+        ) from None
     return huggingface_hub
 
 
-def download(repo_id: str, revision: Optional[str] = None, cache_dir: Optional[PathLike] = None,
-             local_files_only: bool = False) -> Path:
+def download(
+    repo_id: str,
+    revision: Optional[str] = None,
+    cache_dir: Optional[PathLike] = None,
+    local_files_only: bool = False,
+) -> Path:
     """The local folder holding ``repo_id``'s pretrained files (downloaded and cached)."""
     hub = _hub()
     try:
         folder = hub.snapshot_download(
-            repo_id, revision=revision, cache_dir=cache_dir, allow_patterns=list(FILES),
-            local_files_only=local_files_only)
+            repo_id,
+            revision=revision,
+            cache_dir=cache_dir,
+            allow_patterns=list(FILES),
+            local_files_only=local_files_only,
+        )
     except Exception as error:  # the client's own error types (offline, not found, ...)
         raise FileNotFoundError(f"cannot get Hugging Face repo {repo_id!r}: {error}") from None
     return Path(folder)
 
 
-def push_to_hub(folder: PathLike, repo_id: str, token: Optional[str] = None,
-                private: bool = False, commit_message: str = "Upload glowflow model",
-                api: Optional[Any] = None) -> str:
+def push_to_hub(
+    folder: PathLike,
+    repo_id: str,
+    token: Optional[str] = None,
+    private: bool = False,
+    commit_message: str = "Upload glowflow model",
+    api: Optional[Any] = None,
+) -> str:
     """Upload a pretrained folder's files to ``repo_id`` (created if missing); returns the
     commit URL. ``api`` is an ``HfApi`` (default: a new one with ``token``)."""
     folder = Path(folder)
     read_record(folder)  # refuse anything that is not a pretrained folder
     api = api if api is not None else _hub().HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    result = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
-                               allow_patterns=list(FILES), commit_message=commit_message)
+    result = api.upload_folder(
+        folder_path=str(folder),
+        repo_id=repo_id,
+        repo_type="model",
+        allow_patterns=list(FILES),
+        commit_message=commit_message,
+    )
     return str(result)

@@ -137,8 +137,12 @@ class _InvertibleSteps(torch.autograd.Function):
             leaves = [leaf for leaf, _ in rebuilt.links]
             pairs = [(rebuilt.y, grad_h), (rebuilt.logdet, grad_logdet)]
             outputs, grad_outputs = zip(*[pair for pair in pairs if pair[0].requires_grad])
-            grads = torch.autograd.grad(outputs, [rebuilt.x, *params, *leaves, *context_inputs],
-                                        grad_outputs, allow_unused=True)
+            grads = torch.autograd.grad(
+                outputs,
+                [rebuilt.x, *params, *leaves, *context_inputs],
+                grad_outputs,
+                allow_unused=True,
+            )
             grad_x = grads[0] if grads[0] is not None else torch.zeros_like(rebuilt.x)
             for param, grad in zip(params, grads[1 : 1 + len(params)]):
                 if grad is not None:

@@ -17,8 +17,10 @@ def _architecture(glow: Mapping[str, Any]) -> list[str]:
     """One table row per GlowConfig field that differs from the default, plus the shape rows."""
     config = GlowConfig.from_dict(glow)
     default = GlowConfig()
-    rows = [f"| levels L x steps K | {config.num_glow_blocks} x {config.num_steps_per_block} |",
-            f"| latent shapes (finest first) | {', '.join(map(str, config.latent_shapes()))} |"]
+    rows = [
+        f"| levels L x steps K | {config.num_glow_blocks} x {config.num_steps_per_block} |",
+        f"| latent shapes (finest first) | {', '.join(map(str, config.latent_shapes()))} |",
+    ]
     for name in GlowConfig.field_names():
         value = getattr(config, name)
         if name in ("num_glow_blocks", "num_steps_per_block", "memory_mode", "validate_args"):
@@ -44,8 +46,11 @@ def _metrics(metrics: Mapping[str, Any]) -> list[str]:
 
 def _source(source: Mapping[str, Any]) -> list[str]:
     lines = []
-    labels = {"command": "Trained with", "export_command": "Exported with",
-              "convert_command": "Converted with"}
+    labels = {
+        "command": "Trained with",
+        "export_command": "Exported with",
+        "convert_command": "Converted with",
+    }
     for key, label in labels.items():
         if source.get(key):
             lines += [f"{label}:", "", "```bash", str(source[key]), "```", ""]
@@ -76,15 +81,17 @@ def model_card(record: Mapping[str, Any]) -> str:
         "",
         f"A Glow normalizing flow (Kingma & Dhariwal 2018) for `{data['dataset']}` images of shape "
         f"{tuple(data['shape'])} (C, H, W) with {data['n_bins']} levels per channel"
-        + (f", class-conditional on {classes} classes" if conditional else "") + ", in the "
+        + (f", class-conditional on {classes} classes" if conditional else "")
+        + ", in the "
         "[glowflow](https://pypi.org/project/glowflow/) pretrained format.",
         "",
         "## Architecture",
         "",
         *_architecture(record["glow"]),
         "",
-        f"Parameters: {record.get('parameters', 'unknown'):,}" if isinstance(
-            record.get("parameters"), int) else "Parameters: unknown",
+        f"Parameters: {record.get('parameters', 'unknown'):,}"
+        if isinstance(record.get("parameters"), int)
+        else "Parameters: unknown",
         "",
         "## Data",
         "",
@@ -105,7 +112,7 @@ def model_card(record: Mapping[str, Any]) -> str:
         "",
         "```python",
         "import glowflow",
-        "model = glowflow.load_model(\"PATH_OR_REPO_ID\")   # .flow, .data.n_bins, .glow",
+        'model = glowflow.load_model("PATH_OR_REPO_ID")   # .flow, .data.n_bins, .glow',
         f"samples = model.flow.sample(4, temperature=0.7{use_class})",
         "```",
         "",

@@ -48,8 +48,10 @@ BUILTIN_PREFIX = "pretrained:"
 BUILTIN_DIR = Path(__file__).parent / "weights"
 """Where the models shipped in the package live (``pretrained:NAME`` is ``BUILTIN_DIR/NAME``)."""
 
-PREPROCESSING = ("integer levels k in [0, n_bins) -> x = (k + u) / n_bins - 1/2 with u ~ U(0, 1) "
-                 "(uniform dequantization; u = 1/2, the bin centres, for encoding and decoding)")
+PREPROCESSING = (
+    "integer levels k in [0, n_bins) -> x = (k + u) / n_bins - 1/2 with u ~ U(0, 1) "
+    "(uniform dequantization; u = 1/2, the bin centres, for encoding and decoding)"
+)
 """glowflow's one input convention: every model, converted ones included, reads this ``x``."""
 
 PathLike = Union[str, Path]
@@ -101,8 +103,16 @@ class DataSpec:
     @classmethod
     def of_run(cls, config: "TrainConfig", info: "DatasetInfo") -> "DataSpec":
         """The data of a training run."""
-        return cls(info.name, info.shape, info.n_bins, info.num_classes, config.image_size,
-                   config.n_bits, config.val_size, config.data_root)
+        return cls(
+            info.name,
+            info.shape,
+            info.n_bins,
+            info.num_classes,
+            config.image_size,
+            config.n_bits,
+            config.val_size,
+            config.data_root,
+        )
 
     def load(self, split: str = "test", data_root: Optional[str] = None) -> "ImageDataset":
         """The dataset split, preprocessed as the model was trained (no augmentation)."""
@@ -111,10 +121,16 @@ class DataSpec:
         if self.dataset not in DATASET_NAMES and not self.dataset.startswith("folder:"):
             raise ValueError(
                 f"this model's data is {self.dataset!r}, which glowflow cannot load; give "
-                f"image files where a command takes them")
-        return load_dataset(self.dataset, data_root or self.data_root, split,
-                            image_size=self.image_size, n_bits=self.n_bits,
-                            val_size=self.val_size)
+                f"image files where a command takes them"
+            )
+        return load_dataset(
+            self.dataset,
+            data_root or self.data_root,
+            split,
+            image_size=self.image_size,
+            n_bits=self.n_bits,
+            val_size=self.val_size,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
@@ -217,18 +233,25 @@ def save_pretrained(
 
     glow = flow.bijector
     if not isinstance(glow, Glow):
-        raise ValueError(f"save_pretrained needs a Flow over a Glow, got a Flow over "
-                         f"{type(glow).__name__}")
+        raise ValueError(
+            f"save_pretrained needs a Flow over a Glow, got a Flow over {type(glow).__name__}"
+        )
     if tuple(data.shape) != tuple(glow.config.output_shape):
-        raise ValueError(f"save_pretrained: data.shape {data.shape} is not the model's "
-                         f"output_shape {glow.config.output_shape}")
+        raise ValueError(
+            f"save_pretrained: data.shape {data.shape} is not the model's "
+            f"output_shape {glow.config.output_shape}"
+        )
     if glow.config.num_classes is not None and data.num_classes != glow.config.num_classes:
-        raise ValueError(f"save_pretrained: the model is conditional on "
-                         f"{glow.config.num_classes} classes, data.num_classes is "
-                         f"{data.num_classes}")
+        raise ValueError(
+            f"save_pretrained: the model is conditional on "
+            f"{glow.config.num_classes} classes, data.num_classes is "
+            f"{data.num_classes}"
+        )
     tensors = _tensors(flow)
-    bad = next((k for k, v in tensors.items() if v.is_floating_point()
-                and not torch.isfinite(v).all()), None)
+    bad = next(
+        (k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()),
+        None,
+    )
     if bad is not None:
         raise ValueError(f"save_pretrained: weight {bad} is not finite (NaN or inf)")
     path = Path(path)
@@ -280,8 +303,9 @@ def read_record(folder: Path) -> dict[str, Any]:
         raise RuntimeError(f"{path} is not readable JSON: {error}") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         found = record.get("format") if isinstance(record, dict) else None
-        raise RuntimeError(f"{path} is not a glowflow pretrained config (format {found!r}, "
-                           f"expected {FORMAT!r})")
+        raise RuntimeError(
+            f"{path} is not a glowflow pretrained config (format {found!r}, expected {FORMAT!r})"
+        )
     for key in ("glow", "data"):
         if not isinstance(record.get(key), dict):
             raise RuntimeError(f"{path} lacks its {key!r} table")
@@ -300,17 +324,22 @@ def read_pretrained_weights(path: Path) -> dict[str, torch.Tensor]:
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except Exception as error:  # safetensors raises its own error types
         raise RuntimeError(
-            f"{path} is not a readable safetensors file (truncated?): {error}") from None
+            f"{path} is not a readable safetensors file (truncated?): {error}"
+        ) from None
     if metadata.get("format") != FORMAT:
-        raise RuntimeError(f"{path} is not a glowflow pretrained weights file (format "
-                           f"{metadata.get('format')!r}, expected {FORMAT!r})")
+        raise RuntimeError(
+            f"{path} is not a glowflow pretrained weights file (format "
+            f"{metadata.get('format')!r}, expected {FORMAT!r})"
+        )
     stored = metadata.get("sha256")
     if stored is None:
         raise RuntimeError(f"{path} lacks the sha256 of its tensors")
     computed = tensors_sha256(tensors)
     if computed != stored:
-        raise RuntimeError(f"{path} is corrupt: its tensors do not match the stored sha256 "
-                           f"({stored[:16]}..., computed {computed[:16]}...)")
+        raise RuntimeError(
+            f"{path} is corrupt: its tensors do not match the stored sha256 "
+            f"({stored[:16]}..., computed {computed[:16]}...)"
+        )
     return tensors
 
 
@@ -318,8 +347,9 @@ def _output_dir(name: str) -> Path:
     return Path.cwd() / "glowflow-outputs" / name
 
 
-def load_pretrained_folder(folder: PathLike,
-                           device: Union[str, torch.device] = "cpu") -> LoadedModel:
+def load_pretrained_folder(
+    folder: PathLike, device: Union[str, torch.device] = "cpu"
+) -> LoadedModel:
     """A pretrained folder as a :class:`LoadedModel` (eval mode, on ``device``)."""
     folder = Path(folder)
     record = read_record(folder)
@@ -341,32 +371,52 @@ def load_pretrained_folder(folder: PathLike,
 
         train_config = TrainConfig.from_dict(record["source"]["train_config"], where=where)
     step = record.get("source", {}).get("step")
-    return LoadedModel(flow, glow, data, folder, _output_dir(folder.resolve().name),
-                       int(step) if step is not None else None, False, train_config, record)
+    return LoadedModel(
+        flow,
+        glow,
+        data,
+        folder,
+        _output_dir(folder.resolve().name),
+        int(step) if step is not None else None,
+        False,
+        train_config,
+        record,
+    )
 
 
 def _from_run(path: PathLike, device: Union[str, torch.device], ema: Optional[bool]) -> LoadedModel:
     from .training.checkpoint import load_run
 
     run = load_run(path, device, ema=ema)
-    return LoadedModel(run.flow, run.flow.bijector.config, DataSpec.of_run(run.config, run.info),
-                       run.checkpoint, run.run_dir, run.step, run.ema, run.config, {},
-                       run.dequantizer)
+    return LoadedModel(
+        run.flow,
+        run.flow.bijector.config,
+        DataSpec.of_run(run.config, run.info),
+        run.checkpoint,
+        run.run_dir,
+        run.step,
+        run.ema,
+        run.config,
+        {},
+        run.dequantizer,
+    )
 
 
-def resolve(path_or_id: PathLike, revision: Optional[str] = None,
-            cache_dir: Optional[PathLike] = None) -> Path:
+def resolve(
+    path_or_id: PathLike, revision: Optional[str] = None, cache_dir: Optional[PathLike] = None
+) -> Path:
     """Where a model reference points: a folder on disk, ``pretrained:NAME`` (shipped in the
     package), or a Hugging Face repo id (``owner/name``, downloaded and cached by the ``hub``
     extra). ``FileNotFoundError`` when it is none of them."""
     text = str(path_or_id)
     if text.startswith(BUILTIN_PREFIX):
-        name = text[len(BUILTIN_PREFIX):]
+        name = text[len(BUILTIN_PREFIX) :]
         folder = BUILTIN_DIR / name
         if not (folder / CONFIG_FILE).is_file():
             shipped = sorted(p.name for p in BUILTIN_DIR.iterdir()) if BUILTIN_DIR.is_dir() else []
-            raise FileNotFoundError(f"no shipped model {text!r}; shipped: "
-                                    f"{[BUILTIN_PREFIX + s for s in shipped]}")
+            raise FileNotFoundError(
+                f"no shipped model {text!r}; shipped: {[BUILTIN_PREFIX + s for s in shipped]}"
+            )
         return folder
     path = Path(text)
     if path.exists():
@@ -375,8 +425,10 @@ def resolve(path_or_id: PathLike, revision: Optional[str] = None,
         from .hub import download
 
         return download(text, revision=revision, cache_dir=cache_dir)
-    raise FileNotFoundError(f"{text} does not exist (a run folder, checkpoint, pretrained "
-                            f"folder, {BUILTIN_PREFIX}NAME or a Hugging Face repo id owner/name)")
+    raise FileNotFoundError(
+        f"{text} does not exist (a run folder, checkpoint, pretrained "
+        f"folder, {BUILTIN_PREFIX}NAME or a Hugging Face repo id owner/name)"
+    )
 
 
 def _looks_like_repo_id(text: str) -> bool:
@@ -384,9 +436,13 @@ def _looks_like_repo_id(text: str) -> bool:
     return len(parts) == 2 and all(parts) and not text.startswith((".", "/", "~"))
 
 
-def load_model(path_or_id: PathLike, device: Union[str, torch.device] = "cpu",
-               ema: Optional[bool] = None, revision: Optional[str] = None,
-               cache_dir: Optional[PathLike] = None) -> LoadedModel:
+def load_model(
+    path_or_id: PathLike,
+    device: Union[str, torch.device] = "cpu",
+    ema: Optional[bool] = None,
+    revision: Optional[str] = None,
+    cache_dir: Optional[PathLike] = None,
+) -> LoadedModel:
     """Load a flow from a run folder (its best checkpoint, else its newest), a checkpoint, a
     pretrained folder, ``pretrained:NAME`` or a Hugging Face repo id.
 
@@ -406,9 +462,12 @@ def load_model(path_or_id: PathLike, device: Union[str, torch.device] = "cpu",
     return _from_run(folder, device, ema)
 
 
-def from_pretrained(path_or_id: PathLike, device: Union[str, torch.device] = "cpu",
-                    revision: Optional[str] = None,
-                    cache_dir: Optional[PathLike] = None) -> Flow:
+def from_pretrained(
+    path_or_id: PathLike,
+    device: Union[str, torch.device] = "cpu",
+    revision: Optional[str] = None,
+    cache_dir: Optional[PathLike] = None,
+) -> Flow:
     """The :class:`~glowflow.Flow` of a pretrained folder, ``pretrained:NAME``, a Hugging Face
     repo id, or a run folder, in eval mode. :func:`load_model` also gives its data.
 
@@ -421,8 +480,10 @@ def from_pretrained(path_or_id: PathLike, device: Union[str, torch.device] = "cp
 
 def bits_per_dim_note(num_images: int, draws: int) -> str:
     """How a test bits/dim was measured, for ``metrics["measured"]``."""
-    return (f"mean over {num_images} test images x {draws} uniform dequantization draws, eval "
-            f"mode; bpd = (-log p(x) + D log n_bins) / (D log 2)")
+    return (
+        f"mean over {num_images} test images x {draws} uniform dequantization draws, eval "
+        f"mode; bpd = (-log p(x) + D log n_bins) / (D log 2)"
+    )
 
 
 # ---------------------------------------------------------------------------------- exporting
@@ -435,8 +496,13 @@ def best_checkpoint(run_dir: PathLike) -> Path:
     return best if best.is_dir() else resolve_checkpoint(run_dir)
 
 
-def export_run(run_dir: PathLike, out: PathLike, train_command: Optional[str] = None,
-               name: Optional[str] = None, ema: Optional[bool] = None) -> Path:
+def export_run(
+    run_dir: PathLike,
+    out: PathLike,
+    train_command: Optional[str] = None,
+    name: Optional[str] = None,
+    ema: Optional[bool] = None,
+) -> Path:
     """Write a run's best checkpoint (else its newest) as a pretrained folder at ``out``.
 
     The card records the run's config, the checkpoint and step, the command that trains it
@@ -455,25 +521,31 @@ def export_run(run_dir: PathLike, out: PathLike, train_command: Optional[str] = 
         "step": run.step,
         "ema": run.ema,
         "train_config": run.config.to_dict(),
-        "notes": [] if checkpoint.name == "best" else [
+        "notes": []
+        if checkpoint.name == "best"
+        else [
             f"the run has no checkpoints/best (best-checkpoint selection), so this is its "
-            f"newest checkpoint, {checkpoint.name}"],
+            f"newest checkpoint, {checkpoint.name}"
+        ],
     }
     if run.config.dequantization != "uniform":
         source["notes"].append(
             f"the run trained a {run.config.dequantization} dequantizer, which this folder does "
-            f"not hold: its bits/dim here are measured with uniform dequantization")
+            f"not hold: its bits/dim here are measured with uniform dequantization"
+        )
     metrics: dict[str, Any] = {}
     result_path = run_dir / "result.json"
     if result_path.is_file():
         result = json.loads(result_path.read_text())
         if Path(str(result.get("checkpoint", ""))).name == checkpoint.name:
-            metrics = {"test_bpd": result["test_bpd"],
-                       "test_bpd_stderr": result.get("test_bpd_stderr"),
-                       "measured": bits_per_dim_note(result["num_images"], result["draws"])
-                       + f", from the run's result.json (step {result.get('steps')})",
-                       "wall_time_s": round(float(result.get("wall_time_s", 0.0)), 1),
-                       "machine": f"{result.get('machine')}, torch {result.get('torch')}"}
-    return save_pretrained(run.flow, out, DataSpec.of_run(run.config, run.info), source,
-                           metrics, name)
-
+            metrics = {
+                "test_bpd": result["test_bpd"],
+                "test_bpd_stderr": result.get("test_bpd_stderr"),
+                "measured": bits_per_dim_note(result["num_images"], result["draws"])
+                + f", from the run's result.json (step {result.get('steps')})",
+                "wall_time_s": round(float(result.get("wall_time_s", 0.0)), 1),
+                "machine": f"{result.get('machine')}, torch {result.get('torch')}",
+            }
+    return save_pretrained(
+        run.flow, out, DataSpec.of_run(run.config, run.info), source, metrics, name
+    )

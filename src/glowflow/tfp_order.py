@@ -80,8 +80,10 @@ def _squeeze_counts(shapes: Sequence[LatentShape]) -> list[int]:
     counts = []
     for index, shape in enumerate(shapes):
         if len(shape) != 3 or any(int(d) < 1 for d in shape):
-            raise ValueError(f"TFP latent order: latent {index} needs a (C, H, W) shape of "
-                             f"positive sizes, got {tuple(shape)}")
+            raise ValueError(
+                f"TFP latent order: latent {index} needs a (C, H, W) shape of "
+                f"positive sizes, got {tuple(shape)}"
+            )
         _, height, width = shape
         count = 0
         while height > coarse_h and height % 2 == 0 and width % 2 == 0:
@@ -89,7 +91,8 @@ def _squeeze_counts(shapes: Sequence[LatentShape]) -> list[int]:
         if (height, width) != (coarse_h, coarse_w):
             raise ValueError(
                 f"TFP latent order: latent {index} of shape {tuple(shape)} is not a 2^k "
-                f"squeeze away from the coarsest (last) latent's H, W = {coarse_h}, {coarse_w}")
+                f"squeeze away from the coarsest (last) latent's H, W = {coarse_h}, {coarse_w}"
+            )
         counts.append(count)
     return counts
 
@@ -111,11 +114,14 @@ def to_tfp_latent(latents: Sequence[Tensor]) -> Tensor:
     latents = list(latents)
     for index, z in enumerate(latents):
         if z.dim() != 4:
-            raise ValueError(f"to_tfp_latent: latent {index} must be (B, C, H, W), "
-                             f"got shape {tuple(z.shape)}")
+            raise ValueError(
+                f"to_tfp_latent: latent {index} must be (B, C, H, W), got shape {tuple(z.shape)}"
+            )
         if z.shape[0] != latents[0].shape[0]:
-            raise ValueError(f"to_tfp_latent: latent {index} has batch {z.shape[0]}, "
-                             f"latent 0 has {latents[0].shape[0]}")
+            raise ValueError(
+                f"to_tfp_latent: latent {index} has batch {z.shape[0]}, "
+                f"latent 0 has {latents[0].shape[0]}"
+            )
     counts = _squeeze_counts([tuple(z.shape[1:]) for z in latents])
     parts = []
     for z, count in zip(latents, counts):
@@ -147,8 +153,10 @@ def from_tfp_latent(z: Tensor, latent_shapes: Sequence[LatentShape]) -> list[Ten
     counts = _squeeze_counts(shapes)
     size = sum(c * h * w for c, h, w in shapes)
     if z.dim() != 2 or z.shape[1] != size:
-        raise ValueError(f"from_tfp_latent: expected z of shape (B, {size}) for latent shapes "
-                         f"{shapes}, got {tuple(z.shape)}")
+        raise ValueError(
+            f"from_tfp_latent: expected z of shape (B, {size}) for latent shapes "
+            f"{shapes}, got {tuple(z.shape)}"
+        )
     _, coarse_h, coarse_w = shapes[-1]
     widths = [c * 4**count for (c, _, _), count in zip(shapes, counts)]
     coarse = z.reshape(z.shape[0], coarse_h, coarse_w, sum(widths)).permute(0, 3, 1, 2)

@@ -9,7 +9,10 @@ from torch import Tensor
 
 
 def check_batch(
-    x: object, event_shape: Sequence[int], where: str, what: str = "input",
+    x: object,
+    event_shape: Sequence[int],
+    where: str,
+    what: str = "input",
     dtype: Optional[torch.dtype] = None,
 ) -> None:
     """Check that ``x`` is a non-empty floating tensor of shape ``(B, *event_shape)`` with
@@ -24,8 +27,10 @@ def check_batch(
     if not torch.is_floating_point(x):
         raise ValueError(f"{where}: {what} must be a floating-point tensor, got dtype {x.dtype}")
     if dtype is not None and x.dtype != dtype:
-        raise ValueError(f"{where}: {what} has dtype {x.dtype} but the model's parameters are "
-                         f"{dtype}; convert one of them (x.to({dtype}) or model.to({x.dtype}))")
+        raise ValueError(
+            f"{where}: {what} has dtype {x.dtype} but the model's parameters are "
+            f"{dtype}; convert one of them (x.to({dtype}) or model.to({x.dtype}))"
+        )
     check_event_shape(x, event_shape, where, what)
     if x.shape[0] == 0:
         raise ValueError(f"{where}: {what} is an empty batch (shape {tuple(x.shape)})")
@@ -36,7 +41,9 @@ def check_batch(
         raise ValueError(f"{where}: {what} has {bad} non-finite ({kind}) entries")
 
 
-def check_event_shape(x: Tensor, event_shape: Sequence[int], where: str, what: str = "input") -> None:
+def check_event_shape(
+    x: Tensor, event_shape: Sequence[int], where: str, what: str = "input"
+) -> None:
     """The one cheap check every entry makes, ``validate_args`` or not: ``x`` is
     ``(B, *event_shape)``, else a ``ValueError`` naming ``where`` and both shapes."""
     expected = tuple(event_shape)

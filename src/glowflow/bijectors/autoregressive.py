@@ -85,10 +85,12 @@ class MADE(nn.Module):
         self.features = features
         self.num_params = num_params
         self.context_features = context_features or 0
-        degrees = torch.cat([
-            torch.zeros(self.context_features, dtype=torch.long),
-            torch.arange(1, features + 1),
-        ])
+        degrees = torch.cat(
+            [
+                torch.zeros(self.context_features, dtype=torch.long),
+                torch.arange(1, features + 1),
+            ]
+        )
         lowest = int(degrees.min())
         hidden_degrees = lowest + torch.arange(hidden) % max(1, features - lowest)
         layers: list[nn.Module] = []
@@ -97,8 +99,9 @@ class MADE(nn.Module):
             layers += [MaskedLinear(len(degrees), hidden, mask), nn.ReLU()]
             degrees = hidden_degrees
         output_degrees = torch.arange(1, features + 1).repeat(num_params)
-        output = MaskedLinear(len(degrees), num_params * features,
-                              output_degrees[:, None] > degrees[None, :])
+        output = MaskedLinear(
+            len(degrees), num_params * features, output_degrees[:, None] > degrees[None, :]
+        )
         nn.init.zeros_(output.weight)
         nn.init.zeros_(output.bias)
         self.net = nn.Sequential(*layers, output)

@@ -73,9 +73,15 @@ class _Coupling(Bijector):
     to evaluate the network once when the invertible memory mode rebuilds an input.
     """
 
-    def __init__(self, network: nn.Module, kind: str, scale_fn: str,
-                 output: str = "shift_scale", shift: str = "after_scale",
-                 context_channels: int = 0) -> None:
+    def __init__(
+        self,
+        network: nn.Module,
+        kind: str,
+        scale_fn: str,
+        output: str = "shift_scale",
+        shift: str = "after_scale",
+        context_channels: int = 0,
+    ) -> None:
         super().__init__()
         network_channels(kind, 1)  # validates kind
         if scale_fn not in SCALE_FUNCTIONS:
@@ -103,8 +109,10 @@ class _Coupling(Bijector):
         if self.context_channels:
             if context is None or context.dim() != 4 or context.shape[1] != self.context_channels:
                 got = None if context is None else tuple(context.shape)
-                raise ValueError(f"{type(self).__name__} needs a (B, {self.context_channels}, H, "
-                                 f"W) context, got {got}")
+                raise ValueError(
+                    f"{type(self).__name__} needs a (B, {self.context_channels}, H, "
+                    f"W) context, got {got}"
+                )
             condition = torch.cat([condition, context.to(condition.dtype)], dim=1)
         raw = self.network(condition).to(condition.dtype)  # bf16/fp16 under autocast
         if self.kind == "additive":
@@ -150,8 +158,10 @@ class _Coupling(Bijector):
         return self.couple(y, *self.shift_and_log_scale(self.condition(y), context), inverse=True)
 
     def extra_repr(self) -> str:
-        return (f"kind={self.kind!r}, scale_fn={self.scale_fn!r}, output={self.output!r}, "
-                f"shift={self.shift!r}")
+        return (
+            f"kind={self.kind!r}, scale_fn={self.scale_fn!r}, output={self.output!r}, "
+            f"shift={self.shift!r}"
+        )
 
 
 class ChannelCoupling(_Coupling):

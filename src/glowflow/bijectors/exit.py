@@ -17,8 +17,9 @@ EXIT_PRIORS = ("affine", "gaussian")
 """How an exit whitens its channels (``GlowConfig.exit_prior``)."""
 
 
-def default_exit_network(input_shape: Shape, output_channels: int,
-                         padding: str = "zeros") -> nn.Module:
+def default_exit_network(
+    input_shape: Shape, output_channels: int, padding: str = "zeros"
+) -> nn.Module:
     """Glow's split prior: a zero-initialized 3x3 conv giving a shift and a log-scale for each
     of the ``output_channels`` exiting channels, from the ``input_shape[0]`` continuing ones
     (border ``padding``, see :class:`ZeroConv2d`)."""
@@ -37,10 +38,12 @@ class GaussianSplitPrior(ChannelCoupling):
     shift-before-scale affine coupling with shift ``-mu`` and log-scale ``-b``.
     """
 
-    def __init__(self, num_channels: int, network: nn.Module, num_exit: int,
-                 output: str = "shift_scale") -> None:
-        super().__init__(num_channels, network, "affine", "exp", num_exit, output,
-                         shift="before_scale")
+    def __init__(
+        self, num_channels: int, network: nn.Module, num_exit: int, output: str = "shift_scale"
+    ) -> None:
+        super().__init__(
+            num_channels, network, "affine", "exp", num_exit, output, shift="before_scale"
+        )
 
     def shift_and_log_scale(
         self, condition: Tensor, *context: Optional[Tensor]
@@ -109,7 +112,10 @@ class Exit(nn.Module):
             continuing_shape = (channels - num_exit, height, width)
             network = build_network(
                 exit_bijector_fn or partial(default_exit_network, padding=padding),
-                continuing_shape, num_exit, 2 * num_exit, "exit_bijector_fn",
+                continuing_shape,
+                num_exit,
+                2 * num_exit,
+                "exit_bijector_fn",
             )
             if isinstance(network, Bijector):
                 network.forward_shape(self.event_shape)
@@ -117,8 +123,9 @@ class Exit(nn.Module):
             elif prior == "gaussian":
                 self.coupling = GaussianSplitPrior(channels, network, num_exit, output)
             else:
-                self.coupling = ChannelCoupling(channels, network, "affine", "exp", num_exit,
-                                                output)
+                self.coupling = ChannelCoupling(
+                    channels, network, "affine", "exp", num_exit, output
+                )
 
     @property
     def num_continuing(self) -> int:

@@ -94,8 +94,11 @@ class _InvertibleChannelMap(Bijector):
         if self._cache is None or len(self._cache.snapshot) != len(state):
             return False
         for saved, current in zip(self._cache.snapshot, state):
-            if (saved.shape != current.shape or saved.dtype != current.dtype
-                    or saved.device != current.device):
+            if (
+                saved.shape != current.shape
+                or saved.dtype != current.dtype
+                or saved.device != current.device
+            ):
                 return False
             if not _same_bits(saved, current.detach()):
                 return False

@@ -60,8 +60,10 @@ class MultiScaleBijector(Bijector):
         """The flat ``(B, D)`` latent -> per-level latents; inverse of :meth:`flatten_latents`."""
         sizes = [math.prod(shape) for shape in self.latent_shapes]
         if z.dim() != 2 or z.shape[1] != sum(sizes):
-            raise ValueError(f"{type(self).__name__}: flat latent must have shape "
-                             f"(B, {sum(sizes)}), got {tuple(z.shape)}")
+            raise ValueError(
+                f"{type(self).__name__}: flat latent must have shape "
+                f"(B, {sum(sizes)}), got {tuple(z.shape)}"
+            )
         parts = z.split(sizes, dim=1)
         return [p.reshape(z.shape[0], *shape) for p, shape in zip(parts, self.latent_shapes)]
 
@@ -74,8 +76,10 @@ class MultiScaleBijector(Bijector):
 
     def inverse_shape(self, shape: Shape) -> Shape:
         if tuple(shape) != (self.latent_size,):
-            raise ValueError(f"{type(self).__name__}'s flat latent has shape "
-                             f"({self.latent_size},), got {tuple(shape)}")
+            raise ValueError(
+                f"{type(self).__name__}'s flat latent has shape "
+                f"({self.latent_size},), got {tuple(shape)}"
+            )
         assert self.event_shape is not None
         return tuple(self.event_shape)
 

@@ -25,14 +25,16 @@ class ZeroConv2d(nn.Module):
     (B, C_out, H, W)``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, gain_scale: float = 3.0,
-                 padding: str = "zeros") -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, gain_scale: float = 3.0, padding: str = "zeros"
+    ) -> None:
         super().__init__()
         if padding not in ("zeros", "ones"):
             raise ValueError(f"ZeroConv2d padding must be 'zeros' or 'ones', got {padding!r}")
         self.pad_with_ones = padding == "ones"
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=3,
-                              padding=0 if self.pad_with_ones else 1)
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size=3, padding=0 if self.pad_with_ones else 1
+        )
         nn.init.zeros_(self.conv.weight)
         nn.init.zeros_(self.conv.bias)
         self.log_gain = nn.Parameter(torch.zeros(out_channels, 1, 1))
@@ -58,8 +60,12 @@ class HiddenActNorm(nn.Module):
 
 
 def glow_network(
-    in_channels: int, out_channels: int, hidden_channels: int = 512, dropout: float = 0.0,
-    hidden: str = "glow", padding: str = "zeros",
+    in_channels: int,
+    out_channels: int,
+    hidden_channels: int = 512,
+    dropout: float = 0.0,
+    hidden: str = "glow",
+    padding: str = "zeros",
 ) -> nn.Module:
     """Glow's coupling network ``NN()``: conv3x3 -> ReLU -> conv1x1 -> ReLU -> zero conv3x3.
 
@@ -75,8 +81,13 @@ def glow_network(
     actnorm = hidden == "glow_actnorm"
 
     def convolution(channels_in: int, kernel_size: int) -> list[nn.Module]:
-        conv = nn.Conv2d(channels_in, hidden_channels, kernel_size=kernel_size,
-                         padding=kernel_size // 2, bias=not actnorm)
+        conv = nn.Conv2d(
+            channels_in,
+            hidden_channels,
+            kernel_size=kernel_size,
+            padding=kernel_size // 2,
+            bias=not actnorm,
+        )
         return [conv, HiddenActNorm(hidden_channels)] if actnorm else [conv]
 
     def activation() -> list[nn.Module]:
@@ -143,13 +154,19 @@ def _output_channels(network: nn.Module, input_shape: Shape, what: str) -> int:
     try:
         output = _shape_probe(network, (1, *input_shape))
     except Exception as error:  # noqa: BLE001 - re-raised with the layer named
-        raise ValueError(f"{what}: the network failed on input shape {(1, *input_shape)}: {error}")
-    if not isinstance(output, Tensor) or output.dim() != 4 or tuple(output.shape[2:]) != tuple(
-        input_shape[1:]
+        raise ValueError(
+            f"{what}: the network failed on input shape {(1, *input_shape)}: {error}"
+        ) from error
+    if (
+        not isinstance(output, Tensor)
+        or output.dim() != 4
+        or tuple(output.shape[2:]) != tuple(input_shape[1:])
     ):
         got = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
-        raise ValueError(f"{what}: the network must map input shape {(1, *input_shape)} to "
-                         f"(1, channels, {input_shape[1]}, {input_shape[2]}), got {got}")
+        raise ValueError(
+            f"{what}: the network must map input shape {(1, *input_shape)} to "
+            f"(1, channels, {input_shape[1]}, {input_shape[2]}), got {got}"
+        )
     return int(output.shape[1])
 
 
@@ -171,7 +188,8 @@ def build_network(
         raise ValueError(
             f"{what}: the network must map input shape {(1, *input_shape)} to "
             f"{(1, expected_channels, *input_shape[1:])} ({expected_channels} channels), got "
-            f"{channels} channels")
+            f"{channels} channels"
+        )
     return network
 
 
@@ -193,9 +211,13 @@ def build_coupling_network(
     found = kinds.get(channels)
     if found is None or (kind is not None and found != kind):
         wanted = {"affine": 2 * transformed_channels, "additive": transformed_channels}
-        expected = (f"{wanted[kind]} ({kind})" if kind is not None else
-                    f"{transformed_channels} (additive) or {2 * transformed_channels} (affine)")
+        expected = (
+            f"{wanted[kind]} ({kind})"
+            if kind is not None
+            else f"{transformed_channels} (additive) or {2 * transformed_channels} (affine)"
+        )
         raise ValueError(
             f"{what}: the network must map input shape {(1, *input_shape)} to {expected} "
-            f"channels at {input_shape[1]}x{input_shape[2]}, got {channels} channels")
+            f"channels at {input_shape[1]}x{input_shape[2]}, got {channels} channels"
+        )
     return network, found

@@ -10,26 +10,49 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..experiments.ablation import AblationRun
 
-HELP = ("Train the six variants {reverse, shuffle, invconv} x {additive, affine} with equal "
-        "budget and seeds; write a table (CSV, markdown) and a plot of test bits/dim.")
+HELP = (
+    "Train the six variants {reverse, shuffle, invconv} x {additive, affine} with equal "
+    "budget and seeds; write a table (CSV, markdown) and a plot of test bits/dim."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..training.config import PRESETS
 
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="digits",
-                        help="configuration every variant starts from")
-    parser.add_argument("--max-steps", type=int, default=None,
-                        help="training steps per variant (default: the preset's)")
-    parser.add_argument("--eval-every", type=int, default=None,
-                        help="steps between test evaluations (default: max-steps / 10)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
-                        help="seeds; every variant runs with each")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="FIELD=VALUE",
-                        help="override a config field for every variant, e.g. hidden_channels=32")
-    parser.add_argument("--out", default="runs/ablation",
-                        help="folder for the run folders, ablation.csv, ablation.md, ablation.png")
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="digits",
+        help="configuration every variant starts from",
+    )
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="training steps per variant (default: the preset's)",
+    )
+    parser.add_argument(
+        "--eval-every",
+        type=int,
+        default=None,
+        help="steps between test evaluations (default: max-steps / 10)",
+    )
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="seeds; every variant runs with each"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a config field for every variant, e.g. hidden_channels=32",
+    )
+    parser.add_argument(
+        "--out",
+        default="runs/ablation",
+        help="folder for the run folders, ablation.csv, ablation.md, ablation.png",
+    )
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
 
 
@@ -51,8 +74,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _report(run: AblationRun) -> None:
-    print(f"glowflow ablate: {run.permutation}+{run.coupling} seed {run.seed}: "
-          f"test bits/dim {run.test_bpd:.4f} ({run.wall_time_s:.0f} s)", file=sys.stderr)
+    print(
+        f"glowflow ablate: {run.permutation}+{run.coupling} seed {run.seed}: "
+        f"test bits/dim {run.test_bpd:.4f} ({run.wall_time_s:.0f} s)",
+        file=sys.stderr,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,15 +89,20 @@ def run(args: argparse.Namespace) -> int:
 
     base = resolve_config(args.preset, None, _overrides(args))
     eval_every = args.eval_every or max(1, base.max_steps // 10)
-    base = dataclasses.replace(base, eval_every=eval_every, sample_every=base.max_steps,
-                               checkpoint_every=min(base.checkpoint_every, base.max_steps))
+    base = dataclasses.replace(
+        base,
+        eval_every=eval_every,
+        sample_every=base.max_steps,
+        checkpoint_every=min(base.checkpoint_every, base.max_steps),
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = run_ablation(base, args.seeds, out, on_done=_report)
     summaries = summarize(runs)
     write_table(summaries, out / "ablation.csv", out / "ablation.md")
     seeds = " ".join(map(str, args.seeds))
-    plot_curves(runs, out / "ablation.png",
-                title=f"{args.preset}: {base.max_steps} steps, seeds {seeds}")
+    plot_curves(
+        runs, out / "ablation.png", title=f"{args.preset}: {base.max_steps} steps, seeds {seeds}"
+    )
     print((out / "ablation.md").read_text(), end="")
     return 0

@@ -4,25 +4,39 @@ from __future__ import annotations
 
 import argparse
 
-HELP = ("Export a run's best checkpoint (checkpoints/best, else its newest) as a pretrained "
-        "folder: config.json, model.safetensors and a generated README.md model card.")
+HELP = (
+    "Export a run's best checkpoint (checkpoints/best, else its newest) as a pretrained "
+    "folder: config.json, model.safetensors and a generated README.md model card."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN", help="a run folder")
     parser.add_argument("out", metavar="OUT", help="the pretrained folder to write")
-    parser.add_argument("--train-command", default=None, metavar="TEXT",
-                        help="the command that trained the run, for the card (default: "
-                             "glowflow train --config RUN/config.json)")
+    parser.add_argument(
+        "--train-command",
+        default=None,
+        metavar="TEXT",
+        help="the command that trained the run, for the card (default: "
+        "glowflow train --config RUN/config.json)",
+    )
     parser.add_argument("--name", default=None, help="the model's name on its card")
-    parser.add_argument("--raw-weights", action="store_true",
-                        help="export the trained weights even when the run keeps an EMA")
+    parser.add_argument(
+        "--raw-weights",
+        action="store_true",
+        help="export the trained weights even when the run keeps an EMA",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from ..pretrained import export_run
 
-    out = export_run(args.run_dir, args.out, args.train_command, args.name,
-                     ema=False if args.raw_weights else None)
+    out = export_run(
+        args.run_dir,
+        args.out,
+        args.train_command,
+        args.name,
+        ema=False if args.raw_weights else None,
+    )
     print(out)
     return 0

@@ -14,20 +14,39 @@ HELP = "Interpolate between two images' latents (all levels) and write the decod
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", metavar="MODEL",
-                        help="a run folder (its best checkpoint, else its newest), a checkpoint, a "
-                             "pretrained folder, pretrained:NAME or a Hugging Face repo id")
-    parser.add_argument("--a", required=True, metavar="IMAGE_OR_INDEX",
-                        help="first image: an image file, or an index into the test split")
-    parser.add_argument("--b", required=True, metavar="IMAGE_OR_INDEX",
-                        help="second image: an image file, or an index into the test split")
-    parser.add_argument("--steps", type=int, default=8,
-                        help="images in the strip, endpoints included")
-    parser.add_argument("--labels", type=int, nargs=2, default=None, metavar=("YA", "YB"),
-                        help="classes of the two images, for class-conditional models "
-                             "(default: the test labels of index inputs)")
-    parser.add_argument("--out", default=None,
-                        help="PNG file (default: RUN_DIR/experiments/interpolate_A_B.png)")
+    parser.add_argument(
+        "path",
+        metavar="MODEL",
+        help="a run folder (its best checkpoint, else its newest), a checkpoint, a "
+        "pretrained folder, pretrained:NAME or a Hugging Face repo id",
+    )
+    parser.add_argument(
+        "--a",
+        required=True,
+        metavar="IMAGE_OR_INDEX",
+        help="first image: an image file, or an index into the test split",
+    )
+    parser.add_argument(
+        "--b",
+        required=True,
+        metavar="IMAGE_OR_INDEX",
+        help="second image: an image file, or an index into the test split",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=8, help="images in the strip, endpoints included"
+    )
+    parser.add_argument(
+        "--labels",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("YA", "YB"),
+        help="classes of the two images, for class-conditional models "
+        "(default: the test labels of index inputs)",
+    )
+    parser.add_argument(
+        "--out", default=None, help="PNG file (default: RUN_DIR/experiments/interpolate_A_B.png)"
+    )
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
 
 
@@ -39,7 +58,8 @@ def _label(given: Optional[int], found: Optional[Tensor], name: str) -> Tensor:
         return torch.tensor(given)
     if found is None:
         raise ValueError(
-            f"this model is class-conditional: give the class of --{name} with --labels")
+            f"this model is class-conditional: give the class of --{name} with --labels"
+        )
     return found
 
 
@@ -54,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     shape, n_bins = loaded.info.shape, loaded.info.n_bins
     test_set = loaded.dataset() if is_index(args.a) or is_index(args.b) else None
     (x_a, found_a), (x_b, found_b) = (
-        image_or_index(spec, test_set, shape, n_bins) for spec in (args.a, args.b))
+        image_or_index(spec, test_set, shape, n_bins) for spec in (args.a, args.b)
+    )
     y_a = y_b = None
     if loaded.conditional:
         given = args.labels or (None, None)

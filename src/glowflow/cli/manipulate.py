@@ -15,34 +15,73 @@ if TYPE_CHECKING:
     from ..data import ImageDataset
     from ..pretrained import LoadedModel
 
-HELP = ("Compute (or load) the latent direction of an attribute, mean latent with it minus "
-        "without it, and write a grid moving test images along it at several strengths.")
+HELP = (
+    "Compute (or load) the latent direction of an attribute, mean latent with it minus "
+    "without it, and write a grid moving test images along it at several strengths."
+)
 ROWS = 4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", metavar="MODEL",
-                        help="a run folder (its best checkpoint, else its newest), a checkpoint, a "
-                             "pretrained folder, pretrained:NAME or a Hugging Face repo id")
-    parser.add_argument("--attribute", default=None, metavar="NAME_OR_CLASS",
-                        help="an attribute name (CelebA: Smiling, Male, ...) or, for labelled "
-                             "sets such as digits, the positive class")
-    parser.add_argument("--negative", default=None, metavar="CLASS",
-                        help="the negative class for labelled sets (default: every other class)")
-    parser.add_argument("--direction", default=None, metavar="FILE",
-                        help="reuse a saved direction instead of computing one")
-    parser.add_argument("--save-direction", default=None, metavar="FILE",
-                        help="where to save the computed direction, .safetensors or .pt "
-                             "(default: RUN_DIR/experiments/direction_ATTRIBUTE.safetensors)")
-    parser.add_argument("--strengths", type=float, nargs="+", default=list(DEFAULT_STRENGTHS),
-                        help="multiples of the direction added to each image's latent")
-    parser.add_argument("--image", type=int, nargs="+", default=None, metavar="INDEX",
-                        help=f"test images to move, one row each (default: the first {ROWS} "
-                             "test images without the attribute)")
-    parser.add_argument("--max-images", type=int, default=2000,
-                        help="training images per group averaged for the direction")
-    parser.add_argument("--out", default=None,
-                        help="PNG file (default: RUN_DIR/experiments/manipulate_ATTRIBUTE.png)")
+    parser.add_argument(
+        "path",
+        metavar="MODEL",
+        help="a run folder (its best checkpoint, else its newest), a checkpoint, a "
+        "pretrained folder, pretrained:NAME or a Hugging Face repo id",
+    )
+    parser.add_argument(
+        "--attribute",
+        default=None,
+        metavar="NAME_OR_CLASS",
+        help="an attribute name (CelebA: Smiling, Male, ...) or, for labelled "
+        "sets such as digits, the positive class",
+    )
+    parser.add_argument(
+        "--negative",
+        default=None,
+        metavar="CLASS",
+        help="the negative class for labelled sets (default: every other class)",
+    )
+    parser.add_argument(
+        "--direction",
+        default=None,
+        metavar="FILE",
+        help="reuse a saved direction instead of computing one",
+    )
+    parser.add_argument(
+        "--save-direction",
+        default=None,
+        metavar="FILE",
+        help="where to save the computed direction, .safetensors or .pt "
+        "(default: RUN_DIR/experiments/direction_ATTRIBUTE.safetensors)",
+    )
+    parser.add_argument(
+        "--strengths",
+        type=float,
+        nargs="+",
+        default=list(DEFAULT_STRENGTHS),
+        help="multiples of the direction added to each image's latent",
+    )
+    parser.add_argument(
+        "--image",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="INDEX",
+        help=f"test images to move, one row each (default: the first {ROWS} "
+        "test images without the attribute)",
+    )
+    parser.add_argument(
+        "--max-images",
+        type=int,
+        default=2000,
+        help="training images per group averaged for the direction",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="PNG file (default: RUN_DIR/experiments/manipulate_ATTRIBUTE.png)",
+    )
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
 
 
@@ -69,9 +108,13 @@ def compute_direction(
         groups.append((x.to(device), y.to(device) if loaded.conditional else None))
     (x_pos, y_pos), (x_neg, y_neg) = groups
     direction = attribute_direction(loaded.flow, x_pos, x_neg, y_pos, y_neg)
-    metadata = {"attribute": attribute, "negative": negative or "",
-                "positive_images": str(len(x_pos)), "negative_images": str(len(x_neg)),
-                "checkpoint": str(loaded.source)}
+    metadata = {
+        "attribute": attribute,
+        "negative": negative or "",
+        "positive_images": str(len(x_pos)),
+        "negative_images": str(len(x_neg)),
+        "checkpoint": str(loaded.source),
+    }
     return direction, metadata
 
 
@@ -84,8 +127,9 @@ def default_images(
 
     if attribute is None:
         return list(range(min(ROWS, len(test_set))))
-    _, without = select_groups(dataset_labels(test_set), attribute, negative,
-                               test_set.attribute_names)
+    _, without = select_groups(
+        dataset_labels(test_set), attribute, negative, test_set.attribute_names
+    )
     return without.nonzero().flatten()[:ROWS].tolist()
 
 
@@ -111,20 +155,37 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give --attribute (or a saved --direction)")
     else:
         direction, metadata = compute_direction(loaded, attribute, negative, args.max_images)
-        saved = Path(args.save_direction or
-                     experiments / f"direction_{_tag(attribute, negative)}.safetensors")
+        saved = Path(
+            args.save_direction
+            or experiments / f"direction_{_tag(attribute, negative)}.safetensors"
+        )
         saved.parent.mkdir(parents=True, exist_ok=True)
         save_direction(direction, saved, metadata)
     test_set = loaded.dataset()
     x, y = take(test_set, args.image or default_images(test_set, attribute, negative))
     direction = [d.to(device) for d in direction]
-    grid = manipulate(loaded.flow, x.to(device), direction, args.strengths,
-                      y.to(device) if loaded.conditional else None)
+    grid = manipulate(
+        loaded.flow,
+        x.to(device),
+        direction,
+        args.strengths,
+        y.to(device) if loaded.conditional else None,
+    )
     name = _tag(attribute, negative) if attribute else Path(saved).stem
     out = Path(args.out) if args.out else experiments / f"manipulate_{name}.png"
     save_grid(grid.flatten(0, 1), loaded.info.n_bins, out, nrow=len(args.strengths))
     counts = {k: int(v) for k, v in metadata.items() if k.endswith("_images")}
     norm = float(sum(d.pow(2).sum() for d in direction) ** 0.5)
-    print(json.dumps({"out": str(out), "direction": str(saved), "strengths": args.strengths,
-                      "direction_norm": norm, **counts}, indent=2))
+    print(
+        json.dumps(
+            {
+                "out": str(out),
+                "direction": str(saved),
+                "strengths": args.strengths,
+                "direction_norm": norm,
+                **counts,
+            },
+            indent=2,
+        )
+    )
     return 0

@@ -6,18 +6,25 @@ import argparse
 import json
 from pathlib import Path
 
-HELP = ("Encode and decode test images: print the maximum absolute error as JSON and write "
-        "originals beside reconstructions as a PNG.")
+HELP = (
+    "Encode and decode test images: print the maximum absolute error as JSON and write "
+    "originals beside reconstructions as a PNG."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", metavar="MODEL",
-                        help="a run folder (its best checkpoint, else its newest), a checkpoint, a "
-                             "pretrained folder, pretrained:NAME or a Hugging Face repo id")
+    parser.add_argument(
+        "path",
+        metavar="MODEL",
+        help="a run folder (its best checkpoint, else its newest), a checkpoint, a "
+        "pretrained folder, pretrained:NAME or a Hugging Face repo id",
+    )
     parser.add_argument("-n", type=int, default=64, help="number of test images (the first n)")
-    parser.add_argument("--out", default=None,
-                        help="PNG of original/reconstruction pairs "
-                             "(default: RUN_DIR/experiments/reconstruct.png)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="PNG of original/reconstruction pairs (default: RUN_DIR/experiments/reconstruct.png)",
+    )
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
 
 
@@ -43,10 +50,17 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else loaded.output_dir / "experiments" / "reconstruct.png"
     pairs = torch.stack([x, result.images], dim=1).flatten(0, 1)
     save_grid(pairs, n_bins, out, nrow=16)
-    print(json.dumps({
-        "checkpoint": str(loaded.source), "images": len(x),
-        "max_abs_error": result.max_abs_error,
-        "mean_max_abs_error": float(result.errors.mean()),
-        "levels_changed": int(changed.sum()), "out": str(out),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "checkpoint": str(loaded.source),
+                "images": len(x),
+                "max_abs_error": result.max_abs_error,
+                "mean_max_abs_error": float(result.errors.mean()),
+                "levels_changed": int(changed.sum()),
+                "out": str(out),
+            },
+            indent=2,
+        )
+    )
     return 0

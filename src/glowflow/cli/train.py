@@ -11,7 +11,9 @@ from ..training.config import PRESETS, TrainConfig, choices_of, coerce, field_ty
 HELP = "Train a Glow; writes a run folder with config, metrics, samples and checkpoints."
 
 
-def _flag_for(parser: argparse.ArgumentParser, name: str, kind: typing.Any, default: object) -> None:
+def _flag_for(
+    parser: argparse.ArgumentParser, name: str, kind: typing.Any, default: object
+) -> None:
     """Add ``--name-with-dashes`` for one config field; absent flags leave the field alone."""
     flag = "--" + name.replace("_", "-")
     shown = repr(default) if default == "" else default
@@ -32,16 +34,27 @@ def _flag_for(parser: argparse.ArgumentParser, name: str, kind: typing.Any, defa
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=sorted(PRESETS), default=argparse.SUPPRESS,
-                        help="named configuration to start from (default: digits, or the config "
-                             "file's 'preset' entry)")
-    parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
-                        help="JSON or TOML file of config fields, applied over the preset "
-                             "(default: none)")
-    parser.add_argument("--resume", metavar="auto|CHECKPOINT", default=argparse.SUPPRESS,
-                        help="continue the run folder's newest checkpoint ('auto'; a fresh run "
-                             "if it has none) or a given checkpoint (default: a fresh run, and "
-                             "an error if the run folder already has checkpoints)")
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=argparse.SUPPRESS,
+        help="named configuration to start from (default: digits, or the config "
+        "file's 'preset' entry)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="JSON or TOML file of config fields, applied over the preset (default: none)",
+    )
+    parser.add_argument(
+        "--resume",
+        metavar="auto|CHECKPOINT",
+        default=argparse.SUPPRESS,
+        help="continue the run folder's newest checkpoint ('auto'; a fresh run "
+        "if it has none) or a given checkpoint (default: a fresh run, and "
+        "an error if the run folder already has checkpoints)",
+    )
     defaults = TrainConfig()
     for name, kind in field_types().items():
         _flag_for(parser, name, kind, defaults.value(name))
@@ -81,8 +94,10 @@ def run(args: argparse.Namespace) -> int:
 
     result = train(config_from_args(args), resume=getattr(args, "resume", None))
     if os.environ.get("RANK", "0") == "0":
-        print(f"test bits/dim {result.test_bpd:.4f} +- {result.test_bpd_stderr:.4f} "
-              f"(best checkpoint {result.best_checkpoint.name}; last: {result.last_test_bpd:.4f}) "
-              f"after {result.steps} steps in {result.wall_time_s:.0f} s; run folder "
-              f"{result.run_dir}")
+        print(
+            f"test bits/dim {result.test_bpd:.4f} +- {result.test_bpd_stderr:.4f} "
+            f"(best checkpoint {result.best_checkpoint.name}; last: {result.last_test_bpd:.4f}) "
+            f"after {result.steps} steps in {result.wall_time_s:.0f} s; run folder "
+            f"{result.run_dir}"
+        )
     return 0

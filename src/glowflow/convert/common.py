@@ -33,8 +33,10 @@ def read_torch_file(path: Path) -> dict[str, Any]:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip and torch errors alike
-        raise RuntimeError(f"{path} is not a readable torch checkpoint of tensors (it may hold "
-                           f"pickled code, which is never loaded): {error}") from None
+        raise RuntimeError(
+            f"{path} is not a readable torch checkpoint of tensors (it may hold "
+            f"pickled code, which is never loaded): {error}"
+        ) from None
     if not isinstance(loaded, dict):
         raise RuntimeError(f"{path} holds a {type(loaded).__name__}, not a state dict")
     return loaded
@@ -44,7 +46,7 @@ def strip_prefix(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
     """``state`` without ``prefix`` on its keys when every key has it (``nn.DataParallel``'s
     ``module.``)."""
     if state and all(key.startswith(prefix) for key in state):
-        return {key[len(prefix):]: value for key, value in state.items()}
+        return {key[len(prefix) :]: value for key, value in state.items()}
     return state
 
 
@@ -76,8 +78,9 @@ class TensorMap:
     def take(self, key: str) -> Tensor:
         """A copy of source tensor ``key``, marked used."""
         if key not in self.source:
-            raise RuntimeError(f"{self.path} lacks tensor {key!r}: not the checkpoint layout "
-                               f"this converter reads")
+            raise RuntimeError(
+                f"{self.path} lacks tensor {key!r}: not the checkpoint layout this converter reads"
+            )
         self.used.add(key)
         return self.source[key].detach().clone()
 
@@ -94,31 +97,48 @@ class TensorMap:
         for key, value in expected.items():
             if key.endswith(".initialized") and key not in self.target:
                 self.target[key] = torch.tensor(True)
-            if (config.permutation == "reverse" and key.endswith((".perm", ".inverse_perm"))
-                    and key not in self.target):
+            if (
+                config.permutation == "reverse"
+                and key.endswith((".perm", ".inverse_perm"))
+                and key not in self.target
+            ):
                 self.target[key] = value
         missing = sorted(set(expected) - set(self.target))
         extra = sorted(set(self.target) - set(expected))
         if missing or extra:
-            raise AssertionError(f"converter bug for {self.path}: missing {missing[:5]}, "
-                                 f"unknown {extra[:5]}")
+            raise AssertionError(
+                f"converter bug for {self.path}: missing {missing[:5]}, unknown {extra[:5]}"
+            )
         for key, value in expected.items():
             if tuple(self.target[key].shape) != tuple(value.shape):
-                raise RuntimeError(f"{self.path}: tensor for {key} has shape "
-                                   f"{tuple(self.target[key].shape)}, the model needs "
-                                   f"{tuple(value.shape)} (hyper-parameters do not match)")
+                raise RuntimeError(
+                    f"{self.path}: tensor for {key} has shape "
+                    f"{tuple(self.target[key].shape)}, the model needs "
+                    f"{tuple(value.shape)} (hyper-parameters do not match)"
+                )
             if not (value.is_floating_point() and self.target[key].dtype == torch.float64):
                 self.target[key] = self.target[key].to(value.dtype)
-        unused = sorted(k for k in set(self.source) - self.used
-                        if not any(k.startswith(p) or k == p for p in ignored))
+        unused = sorted(
+            k
+            for k in set(self.source) - self.used
+            if not any(k.startswith(p) or k == p for p in ignored)
+        )
         if unused:
-            raise RuntimeError(f"{self.path} has tensors this converter does not map: "
-                               f"{unused[:8]}{' ...' if len(unused) > 8 else ''}")
+            raise RuntimeError(
+                f"{self.path} has tensors this converter does not map: "
+                f"{unused[:8]}{' ...' if len(unused) > 8 else ''}"
+            )
         return self.target
 
 
-def zero_conv_of_constant(weight: Tensor, bias: Tensor, log_gain: Tensor, gain_scale: float,
-                          shape: tuple[int, int, int], pad_value: float) -> Tensor:
+def zero_conv_of_constant(
+    weight: Tensor,
+    bias: Tensor,
+    log_gain: Tensor,
+    gain_scale: float,
+    shape: tuple[int, int, int],
+    pad_value: float,
+) -> Tensor:
     """What a zero-initialized 3x3 conv ``conv(pad(h)) * exp(gain_scale * log_gain)`` gives
     for an all-zero input ``h`` of shape ``(C_in, H, W)``: the ports' learned top prior,
     computed once with their operations. ``(C_out, H, W)``."""
@@ -136,7 +156,8 @@ def fold_input_map(tensors: dict[str, Tensor], scale: float, offset: float) -> N
     bias, log_scale = f"{layer(0, 0, 0)}.bias", f"{layer(0, 0, 0)}.log_scale"
     tensors[bias] = ((tensors[bias].double() + offset) / scale).to(tensors[bias].dtype)
     tensors[log_scale] = (tensors[log_scale].double() + math.log(scale)).to(
-        tensors[log_scale].dtype)
+        tensors[log_scale].dtype
+    )
 
 
 @dataclass

@@ -63,19 +63,20 @@ class PortNaming:
     """Where one port keeps each tensor (the rest of the layout is shared)."""
 
     name: str
-    network: str       # the coupling network's attribute
-    conv: str          # prefix of a conv's own weight inside its wrapper module
-    lower: str         # LU factors of the 1x1 conv
+    network: str  # the coupling network's attribute
+    conv: str  # prefix of a conv's own weight inside its wrapper module
+    lower: str  # LU factors of the 1x1 conv
     upper: str
-    top: str           # learned top conv
-    linear: str        # prefix of a LinearZeros' weight
+    top: str  # learned top conv
+    linear: str  # prefix of a LinearZeros' weight
     input_scale: float = 1.0
     input_offset: float = 0.0
 
 
 Y0AST = PortNaming("y0ast", "block", "conv.", "lower", "upper", "learn_top_fn", "linear.")
-CHAIYUJIN = PortNaming("chaiyujin", "f", "", "l", "u", "learn_top", "",
-                       input_scale=256 / 255, input_offset=127.5 / 255)
+CHAIYUJIN = PortNaming(
+    "chaiyujin", "f", "", "l", "u", "learn_top", "", input_scale=256 / 255, input_offset=127.5 / 255
+)
 
 
 def _channels(t: Tensor) -> Tensor:
@@ -85,20 +86,30 @@ def _channels(t: Tensor) -> Tensor:
 
 def _layout(state: dict[str, Tensor], path: Path) -> tuple[int, int, list[int]]:
     """``(L, K, split layer indices)`` read off the ``flow.layers.*`` keys."""
-    steps = sorted({int(m.group(1)) for k in state
-                    if (m := re.match(r"flow\.layers\.(\d+)\.actnorm\.bias$", k))})
-    splits = sorted({int(m.group(1)) for k in state
-                     if (m := re.match(r"flow\.layers\.(\d+)\.conv\.", k))})
+    steps = sorted(
+        {
+            int(m.group(1))
+            for k in state
+            if (m := re.match(r"flow\.layers\.(\d+)\.actnorm\.bias$", k))
+        }
+    )
+    splits = sorted(
+        {int(m.group(1)) for k in state if (m := re.match(r"flow\.layers\.(\d+)\.conv\.", k))}
+    )
     if not steps:
-        raise RuntimeError(f"{path} has no flow.layers.*.actnorm tensors: not a Glow-port "
-                           f"checkpoint")
+        raise RuntimeError(
+            f"{path} has no flow.layers.*.actnorm tensors: not a Glow-port checkpoint"
+        )
     levels = len(splits) + 1
     per_level, remainder = divmod(len(steps), levels)
-    expected = [level * (per_level + 2) + 1 + k for level in range(levels)
-                for k in range(per_level)]
+    expected = [
+        level * (per_level + 2) + 1 + k for level in range(levels) for k in range(per_level)
+    ]
     if remainder or steps != expected:
-        raise RuntimeError(f"{path}: flow step layers {steps[:6]}... do not follow the ports' "
-                           f"squeeze, K steps, split layout")
+        raise RuntimeError(
+            f"{path}: flow step layers {steps[:6]}... do not follow the ports' "
+            f"squeeze, K steps, split layout"
+        )
     return levels, per_level, splits
 
 
@@ -114,11 +125,13 @@ def _permutation(m: TensorMap, naming: PortNaming, hparams: dict[str, Any]) -> s
     raise RuntimeError(
         f"{m.path}: the checkpoint has no 1x1 convolutions, and its channel permutation "
         f"({name or 'not given: pass the hyper-parameter file'}) is not stored in the state "
-        f"dict; only 'reverse' can be rebuilt")
+        f"dict; only 'reverse' can be rebuilt"
+    )
 
 
-def _map_step(m: TensorMap, naming: PortNaming, source: str, target: tuple[int, int],
-              permutation: str) -> None:
+def _map_step(
+    m: TensorMap, naming: PortNaming, source: str, target: tuple[int, int], permutation: str
+) -> None:
     level, step = target
     actnorm, mixing, coupling = (layer(level, step, i) for i in range(3))
     m.put(f"{actnorm}.bias", _channels(m.take(f"{source}.actnorm.bias")))
@@ -126,42 +139,64 @@ def _map_step(m: TensorMap, naming: PortNaming, source: str, target: tuple[int, 
     if permutation == "invconv":
         m.put(f"{mixing}.weight", m.take(f"{source}.invconv.weight"))
     elif permutation == "invconv_lu":
-        for ours, theirs in (("permutation", "p"), ("sign_s", "sign_s"), ("log_s", "log_s"),
-                             ("lower", naming.lower), ("upper", naming.upper)):
+        for ours, theirs in (
+            ("permutation", "p"),
+            ("sign_s", "sign_s"),
+            ("log_s", "log_s"),
+            ("lower", naming.lower),
+            ("upper", naming.upper),
+        ):
             m.put(f"{mixing}.{ours}", m.take(f"{source}.invconv.{theirs}"))
     net, conv = f"{source}.{naming.network}", naming.conv
     for theirs, ours in ((0, 0), (2, 3)):
         m.put(f"{coupling}.network.{ours}.weight", m.take(f"{net}.{theirs}.{conv}weight"))
-        m.put(f"{coupling}.network.{ours + 1}.actnorm.bias",
-              _channels(m.take(f"{net}.{theirs}.actnorm.bias")))
-        m.put(f"{coupling}.network.{ours + 1}.actnorm.log_scale",
-              _channels(m.take(f"{net}.{theirs}.actnorm.logs")))
+        m.put(
+            f"{coupling}.network.{ours + 1}.actnorm.bias",
+            _channels(m.take(f"{net}.{theirs}.actnorm.bias")),
+        )
+        m.put(
+            f"{coupling}.network.{ours + 1}.actnorm.log_scale",
+            _channels(m.take(f"{net}.{theirs}.actnorm.logs")),
+        )
     m.put(f"{coupling}.network.6.conv.weight", m.take(f"{net}.4.{conv}weight"))
     m.put(f"{coupling}.network.6.conv.bias", m.take(f"{net}.4.{conv}bias"))
     m.put(f"{coupling}.network.6.log_gain", m.take(f"{net}.4.logs").reshape(-1, 1, 1))
 
 
-def _map_top(m: TensorMap, naming: PortNaming, top_shape: tuple[int, int, int],
-             learn_top: bool, classes: Optional[int]) -> None:
+def _map_top(
+    m: TensorMap,
+    naming: PortNaming,
+    top_shape: tuple[int, int, int],
+    learn_top: bool,
+    classes: Optional[int],
+) -> None:
     """The learned (class-conditional) top prior and the classifier."""
     channels = top_shape[0]
     h = torch.zeros(2 * channels, *top_shape[1:])
     if learn_top:
-        h = zero_conv_of_constant(m.take(f"{naming.top}.{naming.conv}weight"),
-                                  m.take(f"{naming.top}.{naming.conv}bias"),
-                                  m.take(f"{naming.top}.logs"), GAIN,
-                                  (2 * channels, *top_shape[1:]), 0.0)
+        h = zero_conv_of_constant(
+            m.take(f"{naming.top}.{naming.conv}weight"),
+            m.take(f"{naming.top}.{naming.conv}bias"),
+            m.take(f"{naming.top}.logs"),
+            GAIN,
+            (2 * channels, *top_shape[1:]),
+            0.0,
+        )
     if classes is not None:
-        weight = m.take(f"project_ycond.{naming.linear}weight")            # (2C, K)
-        gain = torch.exp(m.take("project_ycond.logs") * GAIN)             # (2C,)
+        weight = m.take(f"project_ycond.{naming.linear}weight")  # (2C, K)
+        gain = torch.exp(m.take("project_ycond.logs") * GAIN)  # (2C,)
         h = h + (m.take(f"project_ycond.{naming.linear}bias") * gain)[:, None, None]
         table = (weight * gain[:, None]).T.reshape(classes, 2, channels, 1, 1)
         m.put("bijector.top_prior.class_table", table.expand(-1, -1, -1, *top_shape[1:]))
-        class_gain = torch.exp(m.take("project_class.logs") * GAIN)       # (K,)
-        m.put("bijector.top_prior.classifier.weight",
-              m.take(f"project_class.{naming.linear}weight") * class_gain[:, None])
-        m.put("bijector.top_prior.classifier.bias",
-              m.take(f"project_class.{naming.linear}bias") * class_gain)
+        class_gain = torch.exp(m.take("project_class.logs") * GAIN)  # (K,)
+        m.put(
+            "bijector.top_prior.classifier.weight",
+            m.take(f"project_class.{naming.linear}weight") * class_gain[:, None],
+        )
+        m.put(
+            "bijector.top_prior.classifier.bias",
+            m.take(f"project_class.{naming.linear}bias") * class_gain,
+        )
     if learn_top or classes is not None:
         m.put("bijector.top_prior.mean", h[:channels].contiguous())
         m.put("bijector.top_prior.log_sigma", h[channels:].contiguous())
@@ -180,8 +215,13 @@ def read_hparams(path: Optional[Path]) -> dict[str, Any]:
         raise RuntimeError(f"{path} is not JSON: {error}") from None
 
 
-def convert_port(naming: PortNaming, path: Path, hparams_path: Optional[Path] = None,
-                 dataset: Optional[str] = None, n_bits: int = 8) -> Converted:
+def convert_port(
+    naming: PortNaming,
+    path: Path,
+    hparams_path: Optional[Path] = None,
+    dataset: Optional[str] = None,
+    n_bits: int = 8,
+) -> Converted:
     """Convert a y0ast or chaiyujin checkpoint (a state dict, or chaiyujin's ``{"graph":
     state_dict, ...}`` package) into a glowflow model; the layout is read off the tensors."""
     loaded = read_torch_file(path)
@@ -194,22 +234,41 @@ def convert_port(naming: PortNaming, path: Path, hparams_path: Optional[Path] = 
     prior_h = m.take("prior_h")
     top_shape = (prior_h.shape[1] // 2, prior_h.shape[2], prior_h.shape[3])
     image = (first.numel() // 4, top_shape[1] * 2**levels, top_shape[2] * 2**levels)
-    hidden, out = (m.source[f"flow.layers.1.{naming.network}.{i}.{naming.conv}weight"].shape[0]
-                   for i in (0, 4))
+    hidden, out = (
+        m.source[f"flow.layers.1.{naming.network}.{i}.{naming.conv}weight"].shape[0] for i in (0, 4)
+    )
     coupling = "affine" if out == 4 * image[0] else "additive"
     learn_top = m.has(f"{naming.top}.logs")
-    classes = (int(m.source[f"project_ycond.{naming.linear}weight"].shape[1])
-               if m.has("project_ycond.logs") else None)
+    classes = (
+        int(m.source[f"project_ycond.{naming.linear}weight"].shape[1])
+        if m.has("project_ycond.logs")
+        else None
+    )
     glow = GlowConfig(
-        output_shape=image, num_glow_blocks=levels, num_steps_per_block=steps,
-        hidden_channels=hidden, coupling=coupling, permutation=permutation,
-        scale_fn="sigmoid", coupling_network="glow_actnorm", coupling_output="interleaved",
-        coupling_shift="before_scale", exit_prior="gaussian", exit_output="interleaved",
-        learn_top_prior=learn_top or classes is not None, num_classes=classes)
+        output_shape=image,
+        num_glow_blocks=levels,
+        num_steps_per_block=steps,
+        hidden_channels=hidden,
+        coupling=coupling,
+        permutation=permutation,
+        scale_fn="sigmoid",
+        coupling_network="glow_actnorm",
+        coupling_output="interleaved",
+        coupling_shift="before_scale",
+        exit_prior="gaussian",
+        exit_output="interleaved",
+        learn_top_prior=learn_top or classes is not None,
+        num_classes=classes,
+    )
     for level in range(levels):
         for step in range(steps):
-            _map_step(m, naming, f"flow.layers.{level * (steps + 2) + 1 + step}",
-                      (level, step), permutation)
+            _map_step(
+                m,
+                naming,
+                f"flow.layers.{level * (steps + 2) + 1 + step}",
+                (level, step),
+                permutation,
+            )
     for level, index in enumerate(splits):
         source, target = f"flow.layers.{index}.conv.{naming.conv}", exit_network(level)
         m.put(f"{target}.conv.weight", m.take(f"{source}weight"))
@@ -217,16 +276,25 @@ def convert_port(naming: PortNaming, path: Path, hparams_path: Optional[Path] = 
         m.put(f"{target}.log_gain", m.take(f"flow.layers.{index}.conv.logs").reshape(-1, 1, 1))
     _map_top(m, naming, top_shape, learn_top, classes)
     tensors = m.finish(glow)
-    notes = [f"converted from {naming.name}'s layout; the learned top prior (a conv of zeros) "
-             f"is stored as its constant output"]
+    notes = [
+        f"converted from {naming.name}'s layout; the learned top prior (a conv of zeros) "
+        f"is stored as its constant output"
+    ]
     if naming.input_scale != 1.0 or naming.input_offset != 0.0:
         fold_input_map(tensors, naming.input_scale, naming.input_offset)
-        notes.append(f"the source reads x_source = {naming.input_scale:.9g} x + "
-                     f"{naming.input_offset:.9g}; folded into the first ActNorm, so log p(x) = "
-                     f"log p_source(x_source) + D log {naming.input_scale:.9g}")
+        notes.append(
+            f"the source reads x_source = {naming.input_scale:.9g} x + "
+            f"{naming.input_offset:.9g}; folded into the first ActNorm, so log p(x) = "
+            f"log p_source(x_source) + D log {naming.input_scale:.9g}"
+        )
     data_name = dataset or hparams.get("dataset") or "unknown"
-    data = DataSpec(data_name, image, 2**n_bits, classes or _dataset_classes(data_name),
-                    n_bits=None if n_bits == 8 else n_bits)
+    data = DataSpec(
+        data_name,
+        image,
+        2**n_bits,
+        classes or _dataset_classes(data_name),
+        n_bits=None if n_bits == 8 else n_bits,
+    )
     source = {"kind": naming.name, "converted_from": str(path), "notes": notes}
     if hparams:
         source["hparams"] = str(hparams_path)
@@ -234,20 +302,27 @@ def convert_port(naming: PortNaming, path: Path, hparams_path: Optional[Path] = 
 
 
 def _dataset_classes(name: str) -> Optional[int]:
-    return {"cifar10": 10, "svhn": 10, "mnist": 10, "fashion-mnist": 10, "digits": 10,
-            "celeba": 40}.get(name)
+    return {
+        "cifar10": 10,
+        "svhn": 10,
+        "mnist": 10,
+        "fashion-mnist": 10,
+        "digits": 10,
+        "celeba": 40,
+    }.get(name)
 
 
-def convert_y0ast(path: Path, hparams: Optional[Path] = None, dataset: Optional[str] = None,
-                  n_bits: int = 8) -> Converted:
+def convert_y0ast(
+    path: Path, hparams: Optional[Path] = None, dataset: Optional[str] = None, n_bits: int = 8
+) -> Converted:
     """y0ast/Glow-PyTorch: ``glow_affine_coupling.pt`` (+ ``hparams.json`` beside it)."""
     if hparams is None and (path.parent / "hparams.json").is_file():
         hparams = path.parent / "hparams.json"
     return convert_port(Y0AST, path, hparams, dataset, n_bits)
 
 
-def convert_chaiyujin(path: Path, hparams: Optional[Path] = None, dataset: Optional[str] = None,
-                      n_bits: int = 8) -> Converted:
+def convert_chaiyujin(
+    path: Path, hparams: Optional[Path] = None, dataset: Optional[str] = None, n_bits: int = 8
+) -> Converted:
     """chaiyujin/glow-pytorch: ``trained.pkg`` / ``save_*k*.pkg`` (+ ``hparams/*.json``)."""
     return convert_port(CHAIYUJIN, path, hparams, dataset, n_bits)
-

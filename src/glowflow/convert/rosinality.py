@@ -65,22 +65,31 @@ def _map_flow(m: TensorMap, source: str, level: int, step: int, permutation: str
     m.put(f"{actnorm}.bias", m.take(f"{source}.actnorm.loc").reshape(-1))
     scale = m.take(f"{source}.actnorm.scale").reshape(-1)
     if not bool((scale > 0).all()):
-        raise RuntimeError(f"{m.path}: {source}.actnorm.scale has non-positive entries; "
-                           f"glowflow's ActNorm keeps log(scale)")
+        raise RuntimeError(
+            f"{m.path}: {source}.actnorm.scale has non-positive entries; "
+            f"glowflow's ActNorm keeps log(scale)"
+        )
     m.put(f"{actnorm}.log_scale", scale.log())
     m.take(f"{source}.actnorm.initialized")
     invconv = f"{source}.invconv"
     if permutation == "invconv_lu":
-        for ours, theirs in (("permutation", "w_p"), ("sign_s", "s_sign"), ("log_s", "w_s"),
-                             ("lower", "w_l"), ("upper", "w_u")):
+        for ours, theirs in (
+            ("permutation", "w_p"),
+            ("sign_s", "s_sign"),
+            ("log_s", "w_s"),
+            ("lower", "w_l"),
+            ("upper", "w_u"),
+        ):
             m.put(f"{mixing}.{ours}", m.take(f"{invconv}.{theirs}"))
         for mask in ("u_mask", "l_mask", "l_eye"):
             m.take(f"{invconv}.{mask}")
     elif m.has(f"{invconv}.w_p"):  # the last block's LU under --no_lu
         m.put(f"{mixing}.weight", _lu_weight(m, invconv))
     else:
-        m.put(f"{mixing}.weight", m.take(f"{invconv}.weight").reshape(m.source[
-            f"{invconv}.weight"].shape[:2]))
+        m.put(
+            f"{mixing}.weight",
+            m.take(f"{invconv}.weight").reshape(m.source[f"{invconv}.weight"].shape[:2]),
+        )
     net = f"{source}.coupling.net"
     for index in (0, 2):
         m.put(f"{coupling}.network.{index}.weight", m.take(f"{net}.{index}.weight"))
@@ -90,16 +99,24 @@ def _map_flow(m: TensorMap, source: str, level: int, step: int, permutation: str
     m.put(f"{coupling}.network.4.log_gain", m.take(f"{net}.4.scale").reshape(-1, 1, 1))
 
 
-def convert_rosinality(path: Path, image_size: int = 64, n_bits: int = 5,
-                       dataset: Optional[str] = None) -> Converted:
+def convert_rosinality(
+    path: Path, image_size: int = 64, n_bits: int = 5, dataset: Optional[str] = None
+) -> Converted:
     """Convert a rosinality/glow-pytorch ``model_*.pt`` into a glowflow model."""
     state = strip_prefix(read_torch_file(path), "module.")
     m = TensorMap(state, path)
-    flows = sorted({(int(g.group(1)), int(g.group(2))) for k in state
-                    if (g := re.match(r"blocks\.(\d+)\.flows\.(\d+)\.actnorm\.loc$", k))})
+    flows = sorted(
+        {
+            (int(g.group(1)), int(g.group(2)))
+            for k in state
+            if (g := re.match(r"blocks\.(\d+)\.flows\.(\d+)\.actnorm\.loc$", k))
+        }
+    )
     if not flows:
-        raise RuntimeError(f"{path} has no blocks.*.flows.*.actnorm.loc tensors: not a "
-                           f"rosinality/glow-pytorch checkpoint")
+        raise RuntimeError(
+            f"{path} has no blocks.*.flows.*.actnorm.loc tensors: not a "
+            f"rosinality/glow-pytorch checkpoint"
+        )
     levels = max(b for b, _ in flows) + 1
     steps = max(f for _, f in flows) + 1
     if len(flows) != levels * steps:
@@ -112,12 +129,20 @@ def convert_rosinality(path: Path, image_size: int = 64, n_bits: int = 5,
     if image_size % factor:
         raise ValueError(f"--image-size {image_size} is not divisible by 2**{levels}")
     glow = GlowConfig(
-        output_shape=(channels, image_size, image_size), num_glow_blocks=levels,
-        num_steps_per_block=steps, hidden_channels=hidden,
+        output_shape=(channels, image_size, image_size),
+        num_glow_blocks=levels,
+        num_steps_per_block=steps,
+        hidden_channels=hidden,
         coupling="affine" if net_out == 4 * channels else "additive",
-        permutation="invconv_lu" if lu else "invconv", scale_fn="sigmoid",
-        coupling_output="scale_shift", coupling_shift="before_scale", exit_prior="gaussian",
-        exit_output="shift_scale", zero_conv_padding="ones", learn_top_prior=True)
+        permutation="invconv_lu" if lu else "invconv",
+        scale_fn="sigmoid",
+        coupling_output="scale_shift",
+        coupling_shift="before_scale",
+        exit_prior="gaussian",
+        exit_output="shift_scale",
+        zero_conv_padding="ones",
+        learn_top_prior=True,
+    )
     for block, flow in flows:
         _map_flow(m, f"blocks.{block}.flows.{flow}", block, flow, glow.permutation)
     for block in range(levels - 1):
@@ -127,20 +152,35 @@ def convert_rosinality(path: Path, image_size: int = 64, n_bits: int = 5,
         m.put(f"{exit_network(block)}.log_gain", m.take(f"{prior}.scale").reshape(-1, 1, 1))
     top = glow.latent_shapes()[-1]
     prior = f"blocks.{levels - 1}.prior"
-    h = zero_conv_of_constant(m.take(f"{prior}.conv.weight"), m.take(f"{prior}.conv.bias"),
-                              m.take(f"{prior}.scale"), GAIN, top, 1.0)
+    h = zero_conv_of_constant(
+        m.take(f"{prior}.conv.weight"),
+        m.take(f"{prior}.conv.bias"),
+        m.take(f"{prior}.scale"),
+        GAIN,
+        top,
+        1.0,
+    )
     m.put("bijector.top_prior.mean", h[: top[0]].contiguous())
-    m.put("bijector.top_prior.log_sigma", h[top[0]:].contiguous())
+    m.put("bijector.top_prior.log_sigma", h[top[0] :].contiguous())
     tensors = m.finish(glow)
-    notes = ["converted from rosinality/glow-pytorch's layout; its top prior (a conv of "
-             "zeros padded with ones) is stored as its constant output",
-             "its train.py resizes the short side then centre-crops; glowflow's image_size "
-             "centre-crops then resizes"]
+    notes = [
+        "converted from rosinality/glow-pytorch's layout; its top prior (a conv of "
+        "zeros padded with ones) is stored as its constant output",
+        "its train.py resizes the short side then centre-crops; glowflow's image_size "
+        "centre-crops then resizes",
+    ]
     if not lu:
-        notes.append("trained with --no_lu: the last block's LU factors are stored as the plain "
-                     "1x1 weight P L U (a float64 product, rounded to the checkpoint's precision)")
-    data = DataSpec(dataset or "unknown (rosinality trains on an image folder, CelebA in its "
-                               "README)", glow.output_shape, 2**n_bits,
-                    image_size=image_size, n_bits=n_bits)
-    return Converted(glow, tensors, data, {"kind": "rosinality", "converted_from": str(path),
-                                           "notes": notes})
+        notes.append(
+            "trained with --no_lu: the last block's LU factors are stored as the plain "
+            "1x1 weight P L U (a float64 product, rounded to the checkpoint's precision)"
+        )
+    data = DataSpec(
+        dataset or "unknown (rosinality trains on an image folder, CelebA in its README)",
+        glow.output_shape,
+        2**n_bits,
+        image_size=image_size,
+        n_bits=n_bits,
+    )
+    return Converted(
+        glow, tensors, data, {"kind": "rosinality", "converted_from": str(path), "notes": notes}
+    )

@@ -45,15 +45,19 @@ def _arrays(path: Path, hparams: Optional[Path]) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as arrays:
             return {key: arrays[key] for key in arrays.files}
     if hparams is None:
-        raise ValueError(f"{path}: a tf.train.Checkpoint does not record the Glow's arguments; "
-                         f"give them with --hparams (a JSON of tfb.Glow's arguments)")
+        raise ValueError(
+            f"{path}: a tf.train.Checkpoint does not record the Glow's arguments; "
+            f"give them with --hparams (a JSON of tfb.Glow's arguments)"
+        )
     try:
         from .tfp_variables import checkpoint_variables
 
         return checkpoint_variables(str(path), json.loads(hparams.read_text()))
     except ModuleNotFoundError as error:
-        raise ModuleNotFoundError(f"reading the TensorFlow checkpoint {path} needs the tfp "
-                                  f"extra (pip install 'glowflow[tfp]'): {error}") from None
+        raise ModuleNotFoundError(
+            f"reading the TensorFlow checkpoint {path} needs the tfp "
+            f"extra (pip install 'glowflow[tfp]'): {error}"
+        ) from None
 
 
 def _lu(m: TensorMap, prefix: str, target: str) -> None:
@@ -75,32 +79,44 @@ def _conv(m: TensorMap, prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
     return m.take(f"{prefix}/kernel").permute(3, 2, 0, 1).contiguous(), m.take(f"{prefix}/bias")
 
 
-def convert_tfp(path: Path, hparams: Optional[Path] = None, dataset: Optional[str] = None,
-                n_bits: int = 8) -> Converted:
+def convert_tfp(
+    path: Path, hparams: Optional[Path] = None, dataset: Optional[str] = None, n_bits: int = 8
+) -> Converted:
     """Convert a ``tfb.Glow``'s variables (``.npz``, or a checkpoint with ``hparams``)."""
     arrays = _arrays(path, hparams)
-    m = TensorMap({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()},
-                  path)
+    m = TensorMap({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}, path)
     if not m.has("output_shape") or not m.has("level0/step0/actnorm/loc"):
-        raise RuntimeError(f"{path} lacks output_shape or level0/step0/actnorm/loc: not the "
-                           f"variables of a tfb.Glow (see glowflow.convert.tfp_variables)")
+        raise RuntimeError(
+            f"{path} lacks output_shape or level0/step0/actnorm/loc: not the "
+            f"variables of a tfb.Glow (see glowflow.convert.tfp_variables)"
+        )
     height, width, channels = (int(s) for s in m.take("output_shape"))
     levels = sum(1 for k in arrays if k.endswith("/step0/actnorm/loc"))
     steps = sum(1 for k in arrays if k.startswith("level0/") and k.endswith("/actnorm/loc"))
     hidden = int(arrays["level0/step0/coupling/conv0/kernel"].shape[3])
     level_channels = int(arrays["level0/step0/actnorm/loc"].shape[0])
-    coupling = ("affine" if arrays["level0/step0/coupling/conv2/kernel"].shape[3]
-                == level_channels else "additive")
+    coupling = (
+        "affine"
+        if arrays["level0/step0/coupling/conv2/kernel"].shape[3] == level_channels
+        else "additive"
+    )
     fractions = []
     for level in range(levels):
         kernel = arrays.get(f"level{level}/exit/kernel")
         total = int(arrays[f"level{level}/step0/actnorm/loc"].shape[0])
         fractions.append(0.0 if kernel is None else kernel.shape[3] / 2 / total)
     glow = GlowConfig(
-        output_shape=(channels, height, width), num_glow_blocks=levels,
-        num_steps_per_block=steps, grab_after_block=tuple(fractions), hidden_channels=hidden,
-        coupling=coupling, permutation="invconv_lu", scale_fn="sigmoid",
-        coupling_output="scale_shift", exit_output="scale_shift")
+        output_shape=(channels, height, width),
+        num_glow_blocks=levels,
+        num_steps_per_block=steps,
+        grab_after_block=tuple(fractions),
+        hidden_channels=hidden,
+        coupling=coupling,
+        permutation="invconv_lu",
+        scale_fn="sigmoid",
+        coupling_output="scale_shift",
+        exit_output="scale_shift",
+    )
     for level in range(levels):
         for step in range(steps):
             source = f"level{level}/step{step}"
@@ -112,8 +128,10 @@ def convert_tfp(path: Path, hparams: Optional[Path] = None, dataset: Optional[st
                 weight, bias = _conv(m, f"{source}/coupling/conv{index}")
                 m.put(f"{coupling_layer}.network.{ours}.weight", weight)
                 m.put(f"{coupling_layer}.network.{ours}.bias", bias)
-            m.put(f"{coupling_layer}.network.4.log_gain",
-                  torch.zeros(m.target[f"{coupling_layer}.network.4.conv.bias"].numel(), 1, 1))
+            m.put(
+                f"{coupling_layer}.network.4.log_gain",
+                torch.zeros(m.target[f"{coupling_layer}.network.4.conv.bias"].numel(), 1, 1),
+            )
         if m.has(f"level{level}/exit/kernel"):
             weight, bias = _conv(m, f"level{level}/exit")
             half = bias.numel() // 2
@@ -122,11 +140,15 @@ def convert_tfp(path: Path, hparams: Optional[Path] = None, dataset: Optional[st
             m.put(f"{exit_network(level)}.conv.bias", bias)
             m.put(f"{exit_network(level)}.log_gain", torch.zeros(bias.numel(), 1, 1))
     tensors = m.finish(glow)
-    notes = ["converted from a tfb.Glow with TFP's default networks; the exits' exp(h + 2) "
-             "keeps its 2 in the exit conv's bias",
-             "inputs: the x the tfb.Glow was trained on, taken here as glowflow's "
-             "(k + u) / n_bins - 1/2"]
-    data = DataSpec(dataset or "unknown", glow.output_shape, 2**n_bits,
-                    n_bits=None if n_bits == 8 else n_bits)
-    return Converted(glow, tensors, data, {"kind": "tfp", "converted_from": str(path),
-                                           "notes": notes})
+    notes = [
+        "converted from a tfb.Glow with TFP's default networks; the exits' exp(h + 2) "
+        "keeps its 2 in the exit conv's bias",
+        "inputs: the x the tfb.Glow was trained on, taken here as glowflow's "
+        "(k + u) / n_bins - 1/2",
+    ]
+    data = DataSpec(
+        dataset or "unknown", glow.output_shape, 2**n_bits, n_bits=None if n_bits == 8 else n_bits
+    )
+    return Converted(
+        glow, tensors, data, {"kind": "tfp", "converted_from": str(path), "notes": notes}
+    )

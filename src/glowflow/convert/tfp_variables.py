@@ -44,8 +44,9 @@ def glow_variables(glow: Any, output_shape: Sequence[int]) -> dict[str, np.ndarr
     for level, block in enumerate(blocks):
         norms = [b for b in walk(block) if isinstance(b, tfp_glow.ActivationNormalization)]
         convs = [b for b in walk(block) if isinstance(b, tfp_glow.OneByOneConv)]
-        layers = [b.coupling_bijector_layer for b in walk(block)
-                  if hasattr(b, "coupling_bijector_layer")]
+        layers = [
+            b.coupling_bijector_layer for b in walk(block) if hasattr(b, "coupling_bijector_layer")
+        ]
         for step, (norm, conv, layer) in enumerate(zip(norms, convs, layers)):
             prefix = f"level{level}/step{step}"
             out[f"{prefix}/actnorm/loc"] = norm._m.numpy()
@@ -74,6 +75,7 @@ def checkpoint_variables(prefix: str, arguments: Mapping[str, Any]) -> dict[str,
     glow = tfb.Glow(
         **values,
         coupling_bijector_fn=lambda shape: tfb.GlowDefaultNetwork(shape, num_hidden=num_hidden),
-        exit_bijector_fn=tfb.GlowDefaultExitNetwork)
+        exit_bijector_fn=tfb.GlowDefaultExitNetwork,
+    )
     train.Checkpoint(glow=glow).restore(prefix).assert_existing_objects_matched()
     return glow_variables(glow, values["output_shape"])

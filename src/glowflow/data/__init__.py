@@ -8,7 +8,14 @@ PIL are imported only by the loaders that need them; ``digits`` needs torch and 
 
 from glowflow.data.dataset import ImageDataset, ImageSource
 from glowflow.data.digits import DIGITS_N_BINS, DIGITS_TRAIN_SIZE
-from glowflow.data.preprocess import dequantize, dequantize_with, levels_to_unit, reduce_bits, unit_to_image, unit_to_levels
+from glowflow.data.preprocess import (
+    dequantize,
+    dequantize_with,
+    levels_to_unit,
+    reduce_bits,
+    unit_to_image,
+    unit_to_levels,
+)
 from glowflow.data.registry import DATASET_NAMES, load_dataset
 from glowflow.data.splits import SPLITS
 

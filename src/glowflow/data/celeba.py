@@ -84,7 +84,9 @@ def read_celeba(root: Path, part: str, download: bool) -> ImageSource:
         torchvision_download("CelebA", root, split="all", target_type="attr")
     folder = require(root / BASE_FOLDER, "CelebA", CELEBA_HINT)
     images = require(folder / "img_align_celeba", "CelebA", CELEBA_HINT)
-    names, attributes = read_attributes(require(folder / "list_attr_celeba.txt", "CelebA", CELEBA_HINT))
+    names, attributes = read_attributes(
+        require(folder / "list_attr_celeba.txt", "CelebA", CELEBA_HINT)
+    )
     partition = read_partition(require(folder / "list_eval_partition.txt", "CelebA", CELEBA_HINT))
     if attributes.keys() != partition.keys():
         unmatched = sorted(attributes.keys() ^ partition.keys())

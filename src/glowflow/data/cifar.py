@@ -34,8 +34,15 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(batch, dict) or not {"data", "labels"} <= batch.keys():
         raise ValueError(f"CIFAR-10 batch {path} is not a dict with 'data' and 'labels'")
     data, labels = batch["data"], np.asarray(batch["labels"])
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        found = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or data.shape[1] != 3072
+    ):
+        found = (
+            f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        )
         raise ValueError(f"CIFAR-10 batch {path}: 'data' must be uint8 (N, 3072), found {found}")
     if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
         raise ValueError(
@@ -52,7 +59,11 @@ def read_label_names(path: Path) -> tuple[str, ...]:
     """The ten class names in ``batches.meta``."""
     meta = load_pickle(path)
     names = meta.get("label_names") if isinstance(meta, dict) else None
-    if not isinstance(names, list) or len(names) != NUM_CLASSES or not all(isinstance(n, str) for n in names):
+    if (
+        not isinstance(names, list)
+        or len(names) != NUM_CLASSES
+        or not all(isinstance(n, str) for n in names)
+    ):
         raise ValueError(f"CIFAR-10 meta file {path} has no list of {NUM_CLASSES} 'label_names'")
     return tuple(names)
 

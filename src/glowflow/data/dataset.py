@@ -75,7 +75,9 @@ class ImageDataset(Dataset):
         if image_size is not None and image_size < 1:
             raise ValueError(f"image_size must be positive, got {image_size}")
         if n_bits is not None and source.n_bins != 256:
-            raise ValueError(f"n_bits applies to 8-bit images; this data has {source.n_bins} levels")
+            raise ValueError(
+                f"n_bits applies to 8-bit images; this data has {source.n_bins} levels"
+            )
         if n_bits is not None and not 1 <= n_bits <= 8:
             raise ValueError(f"n_bits must be between 1 and 8, got {n_bits}")
         self.source = source

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-DOWNLOAD_HINT = ("pass --download (download=True from Python) to fetch it with torchvision, or "
-                 "place the original files there")
+DOWNLOAD_HINT = (
+    "pass --download (download=True from Python) to fetch it with torchvision, or "
+    "place the original files there"
+)
 
 
 def require(path: Path, dataset: str, hint: str = DOWNLOAD_HINT) -> Path:

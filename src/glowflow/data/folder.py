@@ -77,7 +77,9 @@ def read_folder(path: Path, part: str, image_size: int | None) -> ImageSource:
         raise ValueError(f"image folder {path} is a file, not a folder")
     has_parts = (path / "train").is_dir() and (path / "test").is_dir()
     if part == "test" and not has_parts:
-        raise ValueError(f"image folder {path} has no test split: it needs train/ and test/ subfolders")
+        raise ValueError(
+            f"image folder {path} has no test split: it needs train/ and test/ subfolders"
+        )
     train_paths, labels, train_classes = list_part(path / "train" if has_parts else path)
     paths, classes = train_paths, train_classes
     if part == "test":

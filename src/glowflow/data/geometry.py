@@ -28,6 +28,10 @@ def resize_levels(image: Tensor, size: int) -> Tensor:
     if square.shape[-1] == size:
         return square
     resized = F.interpolate(
-        square[None].float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        square[None].float(),
+        size=(size, size),
+        mode="bilinear",
+        antialias=True,
+        align_corners=False,
     )
     return resized[0].round().to(image.dtype)

@@ -62,7 +62,9 @@ def to_eight_bit(image: Image) -> Image:
         values = np.asarray(image).astype(np.int64)
         return Image.fromarray(((values + 128) // 257).astype(np.uint8), mode="L")
     if image.mode in ("I", "F"):
-        raise ValueError(f"{image.mode!r} images (32-bit integer or float levels) are not supported")
+        raise ValueError(
+            f"{image.mode!r} images (32-bit integer or float levels) are not supported"
+        )
     return image
 
 

@@ -19,13 +19,35 @@ from glowflow.data.download import require, torchvision_download
 from glowflow.data.idx import read_idx
 
 PART_PREFIXES = {"train": "train", "test": "t10k"}
-MNIST_CLASSES = ("0 - zero", "1 - one", "2 - two", "3 - three", "4 - four",
-                 "5 - five", "6 - six", "7 - seven", "8 - eight", "9 - nine")
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+MNIST_CLASSES = (
+    "0 - zero",
+    "1 - one",
+    "2 - two",
+    "3 - three",
+    "4 - four",
+    "5 - five",
+    "6 - six",
+    "7 - seven",
+    "8 - eight",
+    "9 - nine",
+)
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 
-def _read(class_name: str, classes: tuple[str, ...], root: Path, part: str, download: bool) -> ImageSource:
+def _read(
+    class_name: str, classes: tuple[str, ...], root: Path, part: str, download: bool
+) -> ImageSource:
     if download:
         torchvision_download(class_name, root)
     raw = root / class_name / "raw"
@@ -39,7 +61,9 @@ def _read(class_name: str, classes: tuple[str, ...], root: Path, part: str, down
             f"{len(labels)} labels"
         )
     if len(labels) and labels.max() >= len(classes):
-        raise ValueError(f"{class_name}: {label_file} has label {labels.max()}; labels must be in 0..9")
+        raise ValueError(
+            f"{class_name}: {label_file} has label {labels.max()}; labels must be in 0..9"
+        )
     return ImageSource(
         images=torch.from_numpy(images[:, None].copy()),
         labels=torch.from_numpy(labels.astype("int64")),

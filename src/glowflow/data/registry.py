@@ -76,7 +76,9 @@ def load_dataset(
         source = carve(read_folder(folder, stored_part(split), image_size), split, val_size)
     elif name == "celeba":
         if val_size:
-            raise ValueError("celeba has an official validation split (split='val'); val_size must be 0")
+            raise ValueError(
+                "celeba has an official validation split (split='val'); val_size must be 0"
+            )
         source = read_celeba(root, split, download)
     elif name in _READERS:
         source = carve(_READERS[name](root, stored_part(split), download), split, val_size)

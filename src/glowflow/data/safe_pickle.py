@@ -49,7 +49,9 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
         try:
             return _ALLOWED[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(f"it refers to {module}.{name}, which is not allowed") from None
+            raise pickle.UnpicklingError(
+                f"it refers to {module}.{name}, which is not allowed"
+            ) from None
 
 
 def load_pickle(path: Path) -> Any:

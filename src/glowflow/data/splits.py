@@ -31,7 +31,9 @@ def carve(train_or_test: ImageSource, split: str, val_size: int) -> ImageSource:
         return train_or_test
     n = len(train_or_test)
     if split == "val" and not 0 < val_size < n:
-        raise ValueError(f"split='val' needs 0 < val_size < {n} (the training part's size), got {val_size}")
+        raise ValueError(
+            f"split='val' needs 0 < val_size < {n} (the training part's size), got {val_size}"
+        )
     if val_size >= n:
         raise ValueError(f"val_size={val_size} leaves no training images out of {n}")
     return train_or_test[n - val_size :] if split == "val" else train_or_test[: n - val_size]

@@ -34,12 +34,16 @@ def read_svhn(root: Path, part: str, download: bool) -> ImageSource:
     if x is None or y is None:
         raise ValueError(f"SVHN file {path} lacks the variables 'X' and 'y'")
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3):
-        raise ValueError(f"SVHN file {path}: 'X' must be uint8 (32, 32, 3, N), found {x.dtype} {x.shape}")
+        raise ValueError(
+            f"SVHN file {path}: 'X' must be uint8 (32, 32, 3, N), found {x.dtype} {x.shape}"
+        )
     if y.size != x.shape[3] or y.dtype.kind not in "iuf":
         raise ValueError(f"SVHN file {path}: {x.shape[3]} images but 'y' is {y.dtype} {y.shape}")
     valid = np.isin(y, np.arange(1, 11))
     if not valid.all():
-        raise ValueError(f"SVHN file {path}: labels must be 1..10 (10 for zero), found {y[~valid].flat[0]}")
+        raise ValueError(
+            f"SVHN file {path}: labels must be 1..10 (10 for zero), found {y[~valid].flat[0]}"
+        )
     images = np.ascontiguousarray(x.transpose(3, 2, 0, 1))
     labels = y.reshape(-1).astype(np.int64) % 10
     return ImageSource(

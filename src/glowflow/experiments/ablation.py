@@ -65,8 +65,13 @@ def variant_configs(base: TrainConfig, seeds: Sequence[int], out_dir: Path) -> l
     if not seeds:
         raise ValueError("the ablation needs at least one seed")
     return [
-        dataclasses.replace(base, name=name, run_dir=str(Path(out_dir) / name), seed=seed,
-                            model=base.model.replace(permutation=permutation, coupling=coupling))
+        dataclasses.replace(
+            base,
+            name=name,
+            run_dir=str(Path(out_dir) / name),
+            seed=seed,
+            model=base.model.replace(permutation=permutation, coupling=coupling),
+        )
         for permutation in PERMUTATIONS
         for coupling in COUPLINGS
         for seed in seeds
@@ -79,17 +84,24 @@ def _run_of(config: TrainConfig, result: Optional[TrainResult]) -> AblationRun:
     run_dir = Path(config.run_dir)
     if result is None:
         summary = json.loads((run_dir / "result.json").read_text())
-        test_bpd, wall, metrics = summary["test_bpd"], summary["wall_time_s"], read_metrics(
-            run_dir / "metrics.csv")
+        test_bpd, wall, metrics = (
+            summary["test_bpd"],
+            summary["wall_time_s"],
+            read_metrics(run_dir / "metrics.csv"),
+        )
     else:
         test_bpd, wall, metrics = result.test_bpd, result.wall_time_s, result.metrics
     curve = [(row["step"], row["val_bpd"]) for row in metrics if row.get("val_bpd") is not None]
-    return AblationRun(config.model.permutation, config.model.coupling, config.seed, test_bpd, curve, wall,
-                       run_dir)
+    return AblationRun(
+        config.model.permutation, config.model.coupling, config.seed, test_bpd, curve, wall, run_dir
+    )
 
 
 def run_ablation(
-    base: TrainConfig, seeds: Sequence[int], out_dir: Path, train_fn: Trainer = train,
+    base: TrainConfig,
+    seeds: Sequence[int],
+    out_dir: Path,
+    train_fn: Trainer = train,
     on_done: Optional[Callable[[AblationRun], None]] = None,
 ) -> list[AblationRun]:
     """Train every variant and seed (see :func:`variant_configs`); a variant whose run folder
@@ -111,8 +123,9 @@ def summarize(runs: Sequence[AblationRun]) -> list[VariantSummary]:
     for run in runs:
         groups.setdefault((run.permutation, run.coupling), []).append(run.test_bpd)
     summaries = [
-        VariantSummary(p, c, statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0,
-                       tuple(v))
+        VariantSummary(
+            p, c, statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0, tuple(v)
+        )
         for (p, c), v in groups.items()
     ]
     return sorted(summaries, key=lambda s: s.mean)
@@ -126,8 +139,7 @@ def orderings(summaries: Sequence[VariantSummary]) -> dict[str, tuple[str, str]]
     for coupling in COUPLINGS:
         found = [p for p in PERMUTATIONS if (p, coupling) in mean]
         measured = sorted(found, key=lambda p: mean[(p, coupling)])
-        result[f"permutations, {coupling}"] = (" < ".join(measured),
-                                               " < ".join(reversed(found)))
+        result[f"permutations, {coupling}"] = (" < ".join(measured), " < ".join(reversed(found)))
     for permutation in PERMUTATIONS:
         found = [c for c in COUPLINGS if (permutation, c) in mean]
         measured = sorted(found, key=lambda c: mean[(permutation, c)])
@@ -140,20 +152,43 @@ def write_table(summaries: Sequence[VariantSummary], csv_path: Path, markdown_pa
     (in test bits/dim, lower is better) beside the paper's."""
     with open(csv_path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["rank", "permutation", "coupling", "test_bpd_mean", "test_bpd_std",
-                         "seeds", "test_bpd_per_seed"])
+        writer.writerow(
+            [
+                "rank",
+                "permutation",
+                "coupling",
+                "test_bpd_mean",
+                "test_bpd_std",
+                "seeds",
+                "test_bpd_per_seed",
+            ]
+        )
         for rank, s in enumerate(summaries, 1):
-            writer.writerow([rank, s.permutation, s.coupling, f"{s.mean:.4f}", f"{s.std:.4f}",
-                             len(s.values), " ".join(f"{v:.4f}" for v in s.values)])
-    lines = ["| rank | permutation | coupling | test bits/dim | seeds |",
-             "|---:|---|---|---:|---:|"]
+            writer.writerow(
+                [
+                    rank,
+                    s.permutation,
+                    s.coupling,
+                    f"{s.mean:.4f}",
+                    f"{s.std:.4f}",
+                    len(s.values),
+                    " ".join(f"{v:.4f}" for v in s.values),
+                ]
+            )
+    lines = [
+        "| rank | permutation | coupling | test bits/dim | seeds |",
+        "|---:|---|---|---:|---:|",
+    ]
     for rank, s in enumerate(summaries, 1):
         spread = f" ± {s.std:.4f}" if len(s.values) > 1 else ""
-        lines.append(f"| {rank} | {s.permutation} | {s.coupling} | {s.mean:.4f}{spread} "
-                     f"| {len(s.values)} |")
+        lines.append(
+            f"| {rank} | {s.permutation} | {s.coupling} | {s.mean:.4f}{spread} | {len(s.values)} |"
+        )
     lines += ["", "| comparison (bits/dim, lower first) | measured | paper |", "|---|---|---|"]
-    lines += [f"| {name} | {measured} | {paper} |"
-              for name, (measured, paper) in orderings(summaries).items()]
+    lines += [
+        f"| {name} | {measured} | {paper} |"
+        for name, (measured, paper) in orderings(summaries).items()
+    ]
     markdown_path.write_text("\n".join(lines) + "\n")
 
 
@@ -176,9 +211,15 @@ def plot_curves(runs: Sequence[AblationRun], path: Path, title: str = "") -> Pat
                         points.setdefault(step, []).append(bpd)
             if points:
                 steps = sorted(points)
-                axes.plot(steps, [statistics.fmean(points[s]) for s in steps],
-                          styles[coupling], color=colors[permutation], marker="o", markersize=2,
-                          label=f"{permutation} + {coupling}")
+                axes.plot(
+                    steps,
+                    [statistics.fmean(points[s]) for s in steps],
+                    styles[coupling],
+                    color=colors[permutation],
+                    marker="o",
+                    markersize=2,
+                    label=f"{permutation} + {coupling}",
+                )
     axes.set_xlabel("step")
     axes.set_ylabel("validation bits/dim")
     axes.set_title(title)

@@ -27,7 +27,8 @@ def take(dataset: ImageDataset, indices: Sequence[int]) -> tuple[Tensor, Tensor]
     for index in indices:
         if not 0 <= index < len(dataset):
             raise ValueError(
-                f"image index {index} is out of range: the split has {len(dataset)} images")
+                f"image index {index} is out of range: the split has {len(dataset)} images"
+            )
     items = [dataset[i] for i in indices]
     levels = torch.stack([levels for levels, _ in items])
     labels = torch.stack([torch.as_tensor(label) for _, label in items])

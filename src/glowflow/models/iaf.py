@@ -35,6 +35,13 @@ def iaf(
     Autoregressive Flow, NeurIPS 2016, arXiv:1606.04934.
     """
     return autoregressive_flow(
-        InverseAutoregressive, dim, num_layers, hidden, num_hidden_layers,
-        context_features, scale_fn, use_actnorm, seed,
+        InverseAutoregressive,
+        dim,
+        num_layers,
+        hidden,
+        num_hidden_layers,
+        context_features,
+        scale_fn,
+        use_actnorm,
+        seed,
     )

@@ -31,6 +31,13 @@ def maf(
     Estimation, NeurIPS 2017, arXiv:1705.07057.
     """
     return autoregressive_flow(
-        MaskedAutoregressive, dim, num_layers, hidden, num_hidden_layers,
-        context_features, scale_fn, use_actnorm, seed,
+        MaskedAutoregressive,
+        dim,
+        num_layers,
+        hidden,
+        num_hidden_layers,
+        context_features,
+        scale_fn,
+        use_actnorm,
+        seed,
     )

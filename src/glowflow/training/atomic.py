@@ -22,8 +22,9 @@ def writing(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as error:
-        raise RuntimeError(f"cannot write {path}: {os_error_text(error)}; fix that and resume "
-                           f"with --resume auto") from None
+        raise RuntimeError(
+            f"cannot write {path}: {os_error_text(error)}; fix that and resume with --resume auto"
+        ) from None
 
 
 def fsync_path(path: Path) -> None:

@@ -17,10 +17,18 @@ class StepBatches(Sampler[list[int]]):
     batches per epoch), so restarting at any step reproduces the uninterrupted order.
     """
 
-    def __init__(self, dataset: Dataset, batch_size: int, seed: int, rank: int = 0,
-                 world_size: int = 1, start_step: int = 0) -> None:
-        self.sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank,
-                                          shuffle=True, seed=seed, drop_last=True)
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start_step: int = 0,
+    ) -> None:
+        self.sampler = DistributedSampler(
+            dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
+        )
         self.batch_size = batch_size
         self.steps_per_epoch = self.sampler.num_samples // batch_size
         if self.steps_per_epoch < 1:
@@ -52,8 +60,9 @@ def take_images(dataset: Dataset, count: int, seed: int) -> tuple[Tensor, Tensor
     return levels, torch.stack([torch.as_tensor(y) for _, y in items])
 
 
-def noise_generator(device: torch.device, seed: int, step: int, rank: int,
-                    world_size: int) -> torch.Generator:
+def noise_generator(
+    device: torch.device, seed: int, step: int, rank: int, world_size: int
+) -> torch.Generator:
     """The dequantization generator of one step of one process, seeded from all three."""
     return torch.Generator(device=device).manual_seed(
         (seed * 1_000_003 + step * world_size + rank) % (2**63)

@@ -43,9 +43,9 @@ from ..bijectors.actnorm import ActNorm
 from ..config import GlowConfig
 from ..flow import Flow
 from ..glow import Glow
+from .atomic import fsync_path, os_error_text
 from .config import TrainConfig
 from .model import DatasetInfo, build_dequantizer, model_config
-from .atomic import fsync_path, os_error_text
 
 FORMAT = "glowflow.checkpoint/1"
 BEST = "best"
@@ -59,10 +59,13 @@ REQUIRED_METADATA = ("step", "config", "dataset")
 _CHECKPOINT_TEMPORARY = re.compile(r"^\.(?:tmp|old)-(?:step-\d+|best)-(\d+)$")
 _RUN_TEMPORARY = re.compile(r"^\.[\w.]+\.tmp-(\d+)$")  # write_text_atomically's leftovers
 # What to do about a failed write, by errno.
-_WRITE_HINTS = {errno.ENOSPC: "free space", errno.EDQUOT: "free space",
-                errno.EACCES: "make the run folder writable",
-                errno.EPERM: "make the run folder writable",
-                errno.EROFS: "make the run folder writable"}
+_WRITE_HINTS = {
+    errno.ENOSPC: "free space",
+    errno.EDQUOT: "free space",
+    errno.EACCES: "make the run folder writable",
+    errno.EPERM: "make the run folder writable",
+    errno.EROFS: "make the run folder writable",
+}
 
 PathLike = Union[str, Path]
 
@@ -126,8 +129,10 @@ def _torch_bytes(value: Any) -> bytes:
 
 def _write_error(final: Path, error: OSError) -> RuntimeError:
     hint = _WRITE_HINTS.get(error.errno, "fix this")
-    return RuntimeError(f"cannot write checkpoint {final}: {os_error_text(error)}; {hint} and "
-                        f"resume with --resume auto")
+    return RuntimeError(
+        f"cannot write checkpoint {final}: {os_error_text(error)}; {hint} and "
+        f"resume with --resume auto"
+    )
 
 
 def _move_into_place(temporary: Path, final: Path) -> None:
@@ -229,8 +234,10 @@ def save_checkpoint(
     state = {"format": FORMAT, "step": step, **state}
     bad = first_non_finite(files, "") or first_non_finite(state, STATE_FILE)
     if bad is not None:
-        raise NonFiniteStateError(f"refusing to write checkpoint {final}: {bad} is "
-                                  f"not finite (NaN or inf); the previous checkpoints are kept")
+        raise NonFiniteStateError(
+            f"refusing to write checkpoint {final}: {bad} is "
+            f"not finite (NaN or inf); the previous checkpoints are kept"
+        )
     metadata = {
         "format": FORMAT,
         "step": str(step),
@@ -306,7 +313,9 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
             metadata = handle.metadata() or {}
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except Exception as error:  # safetensors raises its own error types
-        raise RuntimeError(f"{path} is not a readable safetensors file (truncated?): {error}")
+        raise RuntimeError(
+            f"{path} is not a readable safetensors file (truncated?): {error}"
+        ) from None
     if metadata.get("format") != FORMAT:
         raise RuntimeError(
             f"{path} is not a glowflow checkpoint (format {metadata.get('format')!r}, "
@@ -314,8 +323,10 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         )
     missing = [key for key in REQUIRED_METADATA if key not in metadata]
     if missing:
-        raise RuntimeError(f"{path} lacks the checkpoint metadata entry {missing[0]!r} "
-                           f"(damaged or not written by glowflow train)")
+        raise RuntimeError(
+            f"{path} lacks the checkpoint metadata entry {missing[0]!r} "
+            f"(damaged or not written by glowflow train)"
+        )
     _check_integrity(path, tensors, metadata.get("sha256"))
     return tensors, metadata
 
@@ -324,14 +335,17 @@ def _check_integrity(path: Path, tensors: dict[str, torch.Tensor], stored: Optio
     if stored is None:  # saved before checkpoints had a hash
         bad = first_non_finite(tensors, "")
         if bad is not None:
-            raise RuntimeError(f"{path} holds non-finite values (NaN or inf) in {bad}; "
-                               f"use an earlier checkpoint")
+            raise RuntimeError(
+                f"{path} holds non-finite values (NaN or inf) in {bad}; use an earlier checkpoint"
+            )
         return
     computed = tensors_sha256(tensors)
     if computed != stored:
-        raise RuntimeError(f"{path} is corrupt: its tensors do not match the stored sha256 "
-                           f"({stored[:16]}..., computed {computed[:16]}...); use an earlier "
-                           f"checkpoint")
+        raise RuntimeError(
+            f"{path} is corrupt: its tensors do not match the stored sha256 "
+            f"({stored[:16]}..., computed {computed[:16]}...); use an earlier "
+            f"checkpoint"
+        )
 
 
 def read_state(folder: Path) -> dict[str, Any]:
@@ -342,7 +356,9 @@ def read_state(folder: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated zip, pickle errors, ...
-        raise RuntimeError(f"{path} is not a readable training state (truncated?): {error}")
+        raise RuntimeError(
+            f"{path} is not a readable training state (truncated?): {error}"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise RuntimeError(f"{path} is not a glowflow training state")
     return state
@@ -361,12 +377,17 @@ def read_run_config(folder: Path) -> TrainConfig:
 def check_initialized(module: torch.nn.Module, path: Path) -> None:
     """Refuse a model whose ActNorm layers were never initialized: using it would initialize
     them from whatever data it sees first (the test set, in ``eval``)."""
-    names = [name for name, layer in module.named_modules()
-             if isinstance(layer, ActNorm) and not layer.is_initialized]
+    names = [
+        name
+        for name, layer in module.named_modules()
+        if isinstance(layer, ActNorm) and not layer.is_initialized
+    ]
     if names:
-        raise RuntimeError(f"{path} holds {len(names)} ActNorm layers that were never "
-                           f"initialized (first: {names[0]}); it was not written by a training "
-                           f"run, or is damaged")
+        raise RuntimeError(
+            f"{path} holds {len(names)} ActNorm layers that were never "
+            f"initialized (first: {names[0]}); it was not written by a training "
+            f"run, or is damaged"
+        )
 
 
 def load_weights(module: torch.nn.Module, path: Path, state_dict: dict[str, torch.Tensor]) -> None:
@@ -410,8 +431,9 @@ class LoadedRun:
         return self.config.conditional
 
 
-def load_run(path: PathLike, device: Union[str, torch.device] = "cpu",
-             ema: Optional[bool] = None) -> LoadedRun:
+def load_run(
+    path: PathLike, device: Union[str, torch.device] = "cpu", ema: Optional[bool] = None
+) -> LoadedRun:
     """Load a trained flow from a run folder (its newest checkpoint) or a checkpoint.
 
     Args:
@@ -432,8 +454,11 @@ def load_run(path: PathLike, device: Union[str, torch.device] = "cpu",
         step = int(metadata["step"])
         # The complete model description; checkpoints older than it are rebuilt from the
         # run's config and data description, which determine the same model.
-        glow = (GlowConfig.from_dict(json.loads(metadata["glow"]), where=str(weights_path))
-                if "glow" in metadata else model_config(config, info))
+        glow = (
+            GlowConfig.from_dict(json.loads(metadata["glow"]), where=str(weights_path))
+            if "glow" in metadata
+            else model_config(config, info)
+        )
     except (KeyError, TypeError, json.JSONDecodeError) as error:
         raise RuntimeError(f"{weights_path}: damaged checkpoint metadata ({error!r})") from None
     flow = Flow(Glow(glow))

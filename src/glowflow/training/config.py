@@ -35,8 +35,13 @@ MODEL_FIELDS_SET_BY_RUN = ("output_shape", "num_classes", "seed")
 ``conditional``) and the run's ``seed``. Every other model field is a ``train`` flag."""
 
 DIGITS_MODEL = GlowConfig(
-    output_shape=None, num_glow_blocks=2, num_steps_per_block=16, hidden_channels=64,
-    coupling="affine", scale_fn="sigmoid", learn_top_prior=True,
+    output_shape=None,
+    num_glow_blocks=2,
+    num_steps_per_block=16,
+    hidden_channels=64,
+    coupling="affine",
+    scale_fn="sigmoid",
+    learn_top_prior=True,
 )
 """The ``digits`` preset's model: small enough to train on 2 CPU cores in minutes."""
 
@@ -56,76 +61,102 @@ class TrainConfig:
     run_dir: str = option("", "run folder (empty: runs/NAME)")
     seed: int = option(0, "seed of the model initialization, data order and dequantization noise")
     deterministic: bool = option(
-        False, "deterministic algorithms, so a resumed run repeats an uninterrupted one")
+        False, "deterministic algorithms, so a resumed run repeats an uninterrupted one"
+    )
     device: str = option("auto", "auto (CUDA when available), cpu or cuda", ("auto", "cpu", "cuda"))
     threads: int = option(1, "CPU threads for torch (0: torch's default, one per core)")
     precision: str = option(
-        "fp32", "what the coupling and prior networks compute in while training (bf16, fp16: "
-                "autocast; fp16 scales the loss); the flow's own arithmetic and log-dets stay "
-                "fp32, and the run's evaluations and sample grids run in fp32", PRECISIONS)
+        "fp32",
+        "what the coupling and prior networks compute in while training (bf16, fp16: "
+        "autocast; fp16 scales the loss); the flow's own arithmetic and log-dets stay "
+        "fp32, and the run's evaluations and sample grids run in fp32",
+        PRECISIONS,
+    )
     compile: bool = option(False, "torch.compile the training objective (forward and backward)")
     # data
-    dataset: str = option("digits", "digits, mnist, fashion-mnist, cifar10, svhn, celeba or "
-                                    "folder:PATH")
+    dataset: str = option(
+        "digits", "digits, mnist, fashion-mnist, cifar10, svhn, celeba or folder:PATH"
+    )
     data_root: str = option("data", "folder holding (or receiving) the downloadable datasets")
     download: bool = option(False, "download the dataset if missing")
     image_size: Optional[int] = option(
-        None, "resize (CelebA: center crop, then resize) to this size; none keeps it")
+        None, "resize (CelebA: center crop, then resize) to this size; none keeps it"
+    )
     n_bits: Optional[int] = option(
-        None, "reduce to this many bits per channel (5 in the paper's CelebA runs); none keeps it")
+        None, "reduce to this many bits per channel (5 in the paper's CelebA runs); none keeps it"
+    )
     hflip: bool = option(False, "random horizontal flips of training images")
     val_size: int = option(
-        200, "training images held out as the validation split (the last of the training part), "
-             "which chooses the best checkpoint and early stopping; 0: no validation (CelebA "
-             "uses its official validation partition)")
+        200,
+        "training images held out as the validation split (the last of the training part), "
+        "which chooses the best checkpoint and early stopping; 0: no validation (CelebA "
+        "uses its official validation partition)",
+    )
     num_workers: int = option(0, "data loader worker processes")
     # model
     model: GlowConfig = field(default=DIGITS_MODEL, metadata={"help": "the Glow", "choices": None})
     conditional: bool = option(False, "class-conditional top prior (needs a labelled dataset)")
     class_loss_weight: float = option(
-        0.0, "weight of the cross-entropy on the top latent's class logits")
+        0.0, "weight of the cross-entropy on the top latent's class logits"
+    )
     dequantization: str = option(
-        "uniform", "uniform noise, or a learned variational q(u | x) trained jointly (Flow++; "
-                   "reports the variational bound)", DEQUANTIZATIONS)
+        "uniform",
+        "uniform noise, or a learned variational q(u | x) trained jointly (Flow++; "
+        "reports the variational bound)",
+        DEQUANTIZATIONS,
+    )
     dequantizer_steps: int = option(4, "coupling steps of the variational dequantizer")
     dequantizer_hidden: int = option(32, "width of the variational dequantizer's networks")
     # optimization
-    optimizer: str = option("adam", "adam, adamw (decoupled weight decay) or adamax",
-                            ("adam", "adamw", "adamax"))
+    optimizer: str = option(
+        "adam", "adam, adamw (decoupled weight decay) or adamax", ("adam", "adamw", "adamax")
+    )
     weight_decay: float = option(0.0, "decoupled weight decay of adamw")
     lr: float = option(1e-3, "peak learning rate")
     warmup_steps: int = option(100, "linear learning-rate warm-up steps")
-    lr_schedule: str = option("cosine", "after warm-up: constant, or cosine decay to 0 at "
-                                        "max_steps", ("constant", "cosine"))
+    lr_schedule: str = option(
+        "cosine",
+        "after warm-up: constant, or cosine decay to 0 at max_steps",
+        ("constant", "cosine"),
+    )
     max_grad_norm: float = option(50.0, "clip the gradient norm to this (<= 0: no clipping)")
     batch_size: int = option(64, "training images per step and process")
     max_steps: int = option(1000, "optimizer steps to train for")
     max_time: float = option(
-        0.0, "wall-clock budget in seconds (0: none): training stops when it is spent, and the "
-             "learning-rate schedule follows the fraction spent; a resumed run continues it")
+        0.0,
+        "wall-clock budget in seconds (0: none): training stops when it is spent, and the "
+        "learning-rate schedule follows the fraction spent; a resumed run continues it",
+    )
     init_images: int = option(512, "training images for the data-dependent ActNorm initialization")
-    ema_decay: float = option(0.0, "decay of an exponential moving average of the weights (0: none)")
+    ema_decay: float = option(
+        0.0, "decay of an exponential moving average of the weights (0: none)"
+    )
     nan_patience: int = option(5, "non-finite steps in a row before restoring the last checkpoint")
     nan_lr_factor: float = option(0.5, "learning-rate factor applied at each such restore")
     nan_max_restores: int = option(
-        3, "restores without progress (most steps since skipped) before the run stops as "
-           "diverged")
+        3, "restores without progress (most steps since skipped) before the run stops as diverged"
+    )
     # evaluation, logging, checkpoints
     eval_batch_size: int = option(512, "images per evaluation batch")
-    eval_every: int = option(100, "steps between validation evaluations (each may write the best "
-                                  "checkpoint)")
+    eval_every: int = option(
+        100, "steps between validation evaluations (each may write the best checkpoint)"
+    )
     eval_draws: int = option(1, "dequantization draws per image in the validation evaluations")
     early_stopping: int = option(
-        0, "stop after this many validation evaluations without improvement (0: never)")
+        0, "stop after this many validation evaluations without improvement (0: never)"
+    )
     test_every: int = option(
-        0, "steps between test evaluations logged to metrics.csv (0: the test set is evaluated "
-           "only at the end; it never chooses anything)")
+        0,
+        "steps between test evaluations logged to metrics.csv (0: the test set is evaluated "
+        "only at the end; it never chooses anything)",
+    )
     final_eval_draws: int = option(8, "dequantization draws per test image in the final evaluation")
     log_every: int = option(25, "steps between metrics.csv rows")
     sample_every: int = option(500, "steps between sample grids")
     sample_count: int = option(64, "images per sample grid")
     sample_temperatures: tuple[float, ...] = option(
-        (0.0, 0.5, 0.7, 1.0), "temperatures of the sample grids")
+        (0.0, 0.5, 0.7, 1.0), "temperatures of the sample grids"
+    )
     checkpoint_every: int = option(500, "steps between checkpoints")
     keep_checkpoints: int = option(2, "checkpoints kept (the newest)")
     tensorboard: bool = option(False, "also log to TensorBoard (RUN_DIR/tb)")
@@ -137,11 +168,27 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             choices = f.metadata["choices"]
             if choices is not None and getattr(self, f.name) not in choices:
-                raise ValueError(f"{f.name} must be one of {choices}, got {getattr(self, f.name)!r}")
-        positive = ("batch_size", "eval_batch_size", "max_steps", "init_images", "log_every",
-                    "eval_every", "eval_draws", "final_eval_draws", "sample_every",
-                    "sample_count", "checkpoint_every", "keep_checkpoints", "nan_patience",
-                    "nan_max_restores", "dequantizer_steps", "dequantizer_hidden")
+                raise ValueError(
+                    f"{f.name} must be one of {choices}, got {getattr(self, f.name)!r}"
+                )
+        positive = (
+            "batch_size",
+            "eval_batch_size",
+            "max_steps",
+            "init_images",
+            "log_every",
+            "eval_every",
+            "eval_draws",
+            "final_eval_draws",
+            "sample_every",
+            "sample_count",
+            "checkpoint_every",
+            "keep_checkpoints",
+            "nan_patience",
+            "nan_max_restores",
+            "dequantizer_steps",
+            "dequantizer_hidden",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -163,14 +210,17 @@ class TrainConfig:
             raise ValueError(
                 f"init_images must be >= {MIN_INIT_IMAGES}: the data-dependent initialization "
                 f"sets every ActNorm's scale from the batch's per-channel spread, which a few "
-                f"images cannot estimate at the coarse levels (got {self.init_images})")
+                f"images cannot estimate at the coarse levels (got {self.init_images})"
+            )
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.class_loss_weight and not self.conditional:
             raise ValueError("class_loss_weight needs conditional=true (the class logits)")
         if self.weight_decay < 0 or (self.weight_decay and self.optimizer != "adamw"):
-            raise ValueError(f"weight_decay must be >= 0 and needs optimizer adamw, got "
-                             f"{self.weight_decay} with {self.optimizer}")
+            raise ValueError(
+                f"weight_decay must be >= 0 and needs optimizer adamw, got "
+                f"{self.weight_decay} with {self.optimizer}"
+            )
         if not 0.0 < self.nan_lr_factor <= 1.0:
             raise ValueError(f"nan_lr_factor must be in (0, 1], got {self.nan_lr_factor}")
 
@@ -195,8 +245,18 @@ class TrainConfig:
 
 
 RESUME_MAY_CHANGE = (
-    "max_steps", "max_time", "run_dir", "device", "threads", "num_workers", "data_root", "download",
-    "progress", "tensorboard", "eval_batch_size", "compile",
+    "max_steps",
+    "max_time",
+    "run_dir",
+    "device",
+    "threads",
+    "num_workers",
+    "data_root",
+    "download",
+    "progress",
+    "tensorboard",
+    "eval_batch_size",
+    "compile",
 )
 """Settings a resumed run may change: how long it trains (a cosine schedule stretches to the
 new ``max_steps``), where it runs and how it shows progress. Everything else is the run's."""
@@ -208,20 +268,27 @@ def resume_config(saved: TrainConfig, given: Mapping[str, Any], where: str) -> T
     (:data:`RESUME_MAY_CHANGE`). A given setting that differs from the run's and may not
     change is a ``ValueError`` naming each conflict."""
     run, model = check_values(given, where)
-    conflicts = [f"{key}={value!r} (the run has {saved.value(key)!r})"
-                 for key, value in {**run, **model}.items()
-                 if key not in RESUME_MAY_CHANGE and value != saved.value(key)]
+    conflicts = [
+        f"{key}={value!r} (the run has {saved.value(key)!r})"
+        for key, value in {**run, **model}.items()
+        if key not in RESUME_MAY_CHANGE and value != saved.value(key)
+    ]
     if conflicts:
-        raise ValueError(f"{where}: resuming keeps the run's settings; these differ: "
-                         f"{', '.join(conflicts)}. Only {', '.join(RESUME_MAY_CHANGE)} may change "
-                         f"on resume; start a fresh run (another --run-dir) to change the rest")
+        raise ValueError(
+            f"{where}: resuming keeps the run's settings; these differ: "
+            f"{', '.join(conflicts)}. Only {', '.join(RESUME_MAY_CHANGE)} may change "
+            f"on resume; start a fresh run (another --run-dir) to change the rest"
+        )
     return dataclasses.replace(saved, **{k: v for k, v in run.items() if k in RESUME_MAY_CHANGE})
 
 
 def resume_conflicts(saved: TrainConfig, config: TrainConfig) -> list[str]:
     """The settings in which ``config`` differs from the run's ``saved`` one and may not."""
-    return [f"{name}: {saved.value(name)!r} -> {config.value(name)!r}" for name in field_types()
-            if name not in RESUME_MAY_CHANGE and saved.value(name) != config.value(name)]
+    return [
+        f"{name}: {saved.value(name)!r} -> {config.value(name)!r}"
+        for name in field_types()
+        if name not in RESUME_MAY_CHANGE and saved.value(name) != config.value(name)
+    ]
 
 
 def help_text(name: str) -> str:
@@ -239,8 +306,14 @@ def choices_of(name: str) -> Optional[tuple[str, ...]]:
 
 
 _LONG_RUN: dict[str, Any] = dict(
-    threads=0, lr_schedule="constant", warmup_steps=5000, init_images=256, log_every=100,
-    eval_every=5000, sample_every=5000, checkpoint_every=5000,
+    threads=0,
+    lr_schedule="constant",
+    warmup_steps=5000,
+    init_images=256,
+    log_every=100,
+    eval_every=5000,
+    sample_every=5000,
+    checkpoint_every=5000,
     num_workers=min(4, os.cpu_count() or 1),  # never more loader processes than cores
 )
 """What the presets for real datasets share: the paper's constant lr after warm-up, GPU-sized
@@ -249,37 +322,90 @@ cadences, all CPU threads."""
 PRESETS: dict[str, dict[str, Any]] = {
     "digits": {},
     "mnist": dict(
-        _LONG_RUN, name="mnist", dataset="mnist", val_size=5000, num_glow_blocks=2,
+        _LONG_RUN,
+        name="mnist",
+        dataset="mnist",
+        val_size=5000,
+        num_glow_blocks=2,
         num_steps_per_block=16,
-        hidden_channels=256, warmup_steps=2000, max_steps=50_000, eval_every=2500,
-        sample_every=2500, checkpoint_every=2500,
+        hidden_channels=256,
+        warmup_steps=2000,
+        max_steps=50_000,
+        eval_every=2500,
+        sample_every=2500,
+        checkpoint_every=2500,
     ),
     "cifar10": dict(
-        _LONG_RUN, name="cifar10", dataset="cifar10", val_size=5000, num_glow_blocks=3,
-        num_steps_per_block=32, hidden_channels=512, coupling="affine", permutation="invconv",
-        learn_top_prior=True, lr=1e-3, batch_size=64, max_steps=200_000,
+        _LONG_RUN,
+        name="cifar10",
+        dataset="cifar10",
+        val_size=5000,
+        num_glow_blocks=3,
+        num_steps_per_block=32,
+        hidden_channels=512,
+        coupling="affine",
+        permutation="invconv",
+        learn_top_prior=True,
+        lr=1e-3,
+        batch_size=64,
+        max_steps=200_000,
     ),
     "celeba64": dict(
-        _LONG_RUN, name="celeba64", dataset="celeba", val_size=0, image_size=64, n_bits=5, hflip=True,
-        num_glow_blocks=4, num_steps_per_block=32, hidden_channels=512, coupling="affine",
-        learn_top_prior=True, batch_size=32, max_steps=200_000, eval_batch_size=128,
+        _LONG_RUN,
+        name="celeba64",
+        dataset="celeba",
+        val_size=0,
+        image_size=64,
+        n_bits=5,
+        hflip=True,
+        num_glow_blocks=4,
+        num_steps_per_block=32,
+        hidden_channels=512,
+        coupling="affine",
+        learn_top_prior=True,
+        batch_size=32,
+        max_steps=200_000,
+        eval_batch_size=128,
     ),
     # NICE: additive couplings between channel reversals, no ActNorm; the learned top prior
     # plays the part of NICE's final diagonal scaling.
     "nice": dict(
-        name="nice", coupling="additive", permutation="reverse", mask="channel",
-        use_actnorm=False, learn_top_prior=True,
+        name="nice",
+        coupling="additive",
+        permutation="reverse",
+        mask="channel",
+        use_actnorm=False,
+        learn_top_prior=True,
     ),
     # RealNVP: affine couplings, checkerboard then channel masks, reversals, no ActNorm.
     "realnvp": dict(
-        name="realnvp", coupling="affine", permutation="reverse",
-        mask="checkerboard_channel", scale_fn="exp", use_actnorm=False, learn_top_prior=False,
+        name="realnvp",
+        coupling="affine",
+        permutation="reverse",
+        mask="checkerboard_channel",
+        scale_fn="exp",
+        use_actnorm=False,
+        learn_top_prior=False,
     ),
     "celeba256": dict(
-        _LONG_RUN, name="celeba256", dataset="celeba", val_size=0, image_size=256, n_bits=5, hflip=True,
-        num_glow_blocks=6, num_steps_per_block=32, hidden_channels=512, coupling="additive",
-        learn_top_prior=True, batch_size=4, max_steps=300_000, init_images=64,
-        eval_batch_size=16, eval_every=10_000, sample_count=16,
+        _LONG_RUN,
+        name="celeba256",
+        dataset="celeba",
+        val_size=0,
+        image_size=256,
+        n_bits=5,
+        hflip=True,
+        num_glow_blocks=6,
+        num_steps_per_block=32,
+        hidden_channels=512,
+        coupling="additive",
+        learn_top_prior=True,
+        batch_size=4,
+        max_steps=300_000,
+        init_images=64,
+        eval_batch_size=16,
+        eval_every=10_000,
+        sample_count=16,
     ),
 }
 
@@ -348,14 +474,22 @@ def check_values(values: Mapping[str, Any], where: str) -> tuple[dict[str, Any],
         raise ValueError(f"{where}: 'model' must be a table of Glow options, got {nested!r}")
     run_types, model_types = _run_fields(), typing.get_type_hints(GlowConfig)
     unknown = sorted(set(values) - set(field_types())) + sorted(
-        f"model.{key}" for key in set(nested) - set(model_types))
+        f"model.{key}" for key in set(nested) - set(model_types)
+    )
     if unknown:
-        raise ValueError(f"{where}: unknown config field(s) {unknown}; known: "
-                         f"{sorted(field_types())}")
-    run = {key: coerce(key, run_types[key], value) for key, value in values.items()
-           if key in run_types}
-    model = {key: coerce(key, model_types[key], value) for key, value in
-             {**nested, **{k: v for k, v in values.items() if k not in run_types}}.items()}
+        raise ValueError(
+            f"{where}: unknown config field(s) {unknown}; known: {sorted(field_types())}"
+        )
+    run = {
+        key: coerce(key, run_types[key], value) for key, value in values.items() if key in run_types
+    }
+    model = {
+        key: coerce(key, model_types[key], value)
+        for key, value in {
+            **nested,
+            **{k: v for k, v in values.items() if k not in run_types},
+        }.items()
+    }
     return run, model
 
 
@@ -378,7 +512,9 @@ def read_config_file(path: Union[str, Path]) -> dict[str, Any]:
         else:
             values = json.loads(text)
     except (json.JSONDecodeError, ValueError) as error:
-        raise ValueError(f"config file {path} is not valid {path.suffix[1:] or 'JSON'}: {error}")
+        raise ValueError(
+            f"config file {path} is not valid {path.suffix[1:] or 'JSON'}: {error}"
+        ) from None
     if not isinstance(values, dict):
         raise ValueError(f"config file {path} must hold a table of field = value entries")
     return values

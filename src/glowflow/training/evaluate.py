@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -31,9 +31,18 @@ class BpdResult:
 
 
 def bpd_sums(
-    flow: Flow, dataset: Dataset, dequantizer: nn.Module, *, draws: int, batch_size: int,
-    device: torch.device, seed: int, conditional: bool, indices: Optional[Sequence[int]] = None,
-    importance_weighted: bool = False, precision: str = "fp32",
+    flow: Flow,
+    dataset: Dataset,
+    dequantizer: nn.Module,
+    *,
+    draws: int,
+    batch_size: int,
+    device: torch.device,
+    seed: int,
+    conditional: bool,
+    indices: Optional[Sequence[int]] = None,
+    importance_weighted: bool = False,
+    precision: str = "fp32",
 ) -> Tensor:
     """``[sum_i b_i, sum_i b_i^2, N]`` (float64, on ``device``) over the images ``indices``.
 
@@ -65,10 +74,16 @@ def bpd_sums(
                 log_mean = torch.logsumexp(torch.stack(weights).double(), dim=0) - math.log(draws)
                 per_image = bits_per_dim(log_mean, flow.num_dims, n_bins)
             else:
-                per_image = sum(bits_per_dim(w, flow.num_dims, n_bins).double()
-                                for w in weights) / draws
-            sums += torch.stack([per_image.sum(), per_image.pow(2).sum(),
-                                 per_image.new_tensor(float(len(per_image)))])
+                per_image = (
+                    sum(bits_per_dim(w, flow.num_dims, n_bins).double() for w in weights) / draws
+                )
+            sums += torch.stack(
+                [
+                    per_image.sum(),
+                    per_image.pow(2).sum(),
+                    per_image.new_tensor(float(len(per_image))),
+                ]
+            )
     flow.train(modes[0])
     dequantizer.train(modes[1])
     return sums
@@ -85,12 +100,29 @@ def summarize(sums: Tensor, draws: int) -> BpdResult:
 
 
 def evaluate_bpd(
-    flow: Flow, dataset: Dataset, dequantizer: nn.Module, *, draws: int = 8,
-    batch_size: int = 256, device: torch.device = torch.device("cpu"), seed: int = 0,
-    conditional: bool = False, importance_weighted: bool = False, precision: str = "fp32",
+    flow: Flow,
+    dataset: Dataset,
+    dequantizer: nn.Module,
+    *,
+    draws: int = 8,
+    batch_size: int = 256,
+    device: Union[str, torch.device] = "cpu",
+    seed: int = 0,
+    conditional: bool = False,
+    importance_weighted: bool = False,
+    precision: str = "fp32",
 ) -> BpdResult:
     """Bits/dim of ``flow`` on ``dataset`` in one process (see :func:`bpd_sums`)."""
-    sums = bpd_sums(flow, dataset, dequantizer, draws=draws, batch_size=batch_size,
-                    device=device, seed=seed, conditional=conditional,
-                    importance_weighted=importance_weighted, precision=precision)
+    sums = bpd_sums(
+        flow,
+        dataset,
+        dequantizer,
+        draws=draws,
+        batch_size=batch_size,
+        device=torch.device(device),
+        seed=seed,
+        conditional=conditional,
+        importance_weighted=importance_weighted,
+        precision=precision,
+    )
     return summarize(sums, draws)

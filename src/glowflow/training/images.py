@@ -53,7 +53,11 @@ def save_png(picture: Tensor, path: Path) -> Path:
 
 @torch.no_grad()
 def sample_images(
-    flow: Flow, count: int, temperature: float, n_bins: int, seed: int,
+    flow: Flow,
+    count: int,
+    temperature: float,
+    n_bins: int,
+    seed: int,
     y: Optional[Tensor] = None,
 ) -> Tensor:
     """``count`` samples at ``temperature`` as intensities in ``[0, 1]``, ``(count, C, H, W)``.
@@ -68,8 +72,14 @@ def sample_images(
 
 
 def save_sample_grids(
-    flow: Flow, count: int, temperatures: Sequence[float], n_bins: int, seed: int,
-    path_for: Callable[[float], Path], y: Optional[Tensor] = None, nrow: Optional[int] = None,
+    flow: Flow,
+    count: int,
+    temperatures: Sequence[float],
+    n_bins: int,
+    seed: int,
+    path_for: Callable[[float], Path],
+    y: Optional[Tensor] = None,
+    nrow: Optional[int] = None,
 ) -> list[Path]:
     """One PNG grid per temperature, all from the same latents; returns the paths written."""
     return [

@@ -33,16 +33,24 @@ class DatasetInfo:
     @classmethod
     def of(cls, name: str, dataset: Any) -> "DatasetInfo":
         """Read ``shape``, ``n_bins``, ``num_classes`` off a glowflow dataset."""
-        return cls(name, tuple(int(s) for s in dataset.shape), int(dataset.n_bins),
-                   getattr(dataset, "num_classes", None))
+        return cls(
+            name,
+            tuple(int(s) for s in dataset.shape),
+            int(dataset.n_bins),
+            getattr(dataset, "num_classes", None),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "DatasetInfo":
-        return cls(str(values["name"]), tuple(int(s) for s in values["shape"]),
-                   int(values["n_bins"]), values.get("num_classes"))
+        return cls(
+            str(values["name"]),
+            tuple(int(s) for s in values["shape"]),
+            int(values["n_bins"]),
+            values.get("num_classes"),
+        )
 
 
 def model_config(config: TrainConfig, info: DatasetInfo) -> GlowConfig:
@@ -51,7 +59,9 @@ def model_config(config: TrainConfig, info: DatasetInfo) -> GlowConfig:
     num_classes = None
     if config.conditional:
         if not info.num_classes:
-            raise ValueError(f"conditional=true needs a labelled dataset; {info.name} has no labels")
+            raise ValueError(
+                f"conditional=true needs a labelled dataset; {info.name} has no labels"
+            )
         num_classes = info.num_classes
     return config.model.replace(output_shape=info.shape, seed=config.seed, num_classes=num_classes)
 
@@ -63,5 +73,10 @@ def build_flow(config: TrainConfig, info: DatasetInfo) -> Flow:
 
 def build_dequantizer(config: TrainConfig, info: DatasetInfo) -> nn.Module:
     """The run's dequantizer (:mod:`glowflow.dequantization`), freshly initialized."""
-    return make_dequantizer(config.dequantization, info.shape, info.n_bins,
-                            config.dequantizer_steps, config.dequantizer_hidden)
+    return make_dequantizer(
+        config.dequantization,
+        info.shape,
+        info.n_bins,
+        config.dequantizer_steps,
+        config.dequantizer_hidden,
+    )

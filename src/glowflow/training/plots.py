@@ -16,8 +16,11 @@ def plot_bpd_curves(metrics_csv: Path, out: Path, title: str = "") -> Path:
 
     rows = read_metrics(metrics_csv)
     figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
-    for column, label, style in (("train_bpd", "train", "-"), ("val_bpd", "validation", "o-"),
-                                  ("test_bpd", "test", "s--")):
+    for column, label, style in (
+        ("train_bpd", "train", "-"),
+        ("val_bpd", "validation", "o-"),
+        ("test_bpd", "test", "s--"),
+    ):
         points = [(r["step"], r[column]) for r in rows if r[column] is not None]
         if points:
             steps, values = zip(*points)

@@ -47,14 +47,17 @@ def check_run_dir(run_dir: PathLike) -> Path:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise RuntimeError(f"cannot create run folder {run_dir}: {os_error_text(error)}; "
-                           f"pick another --run-dir") from None
+        raise RuntimeError(
+            f"cannot create run folder {run_dir}: {os_error_text(error)}; pick another --run-dir"
+        ) from None
     try:
         with tempfile.TemporaryFile(dir=run_dir):
             pass
     except OSError as error:
-        raise RuntimeError(f"cannot write in run folder {run_dir}: {os_error_text(error)}; "
-                           f"make it writable or pick another --run-dir") from None
+        raise RuntimeError(
+            f"cannot write in run folder {run_dir}: {os_error_text(error)}; "
+            f"make it writable or pick another --run-dir"
+        ) from None
     return run_dir
 
 
@@ -87,8 +90,11 @@ class RunLock:
             raise RuntimeError(f"{self.path} is already held by this RunLock")
         check_run_dir(self.run_dir)
         if fcntl is None:
-            warnings.warn(f"run folder {self.run_dir} is not locked: locking needs fcntl, which "
-                          f"this platform lacks; do not start two runs in the same folder")
+            warnings.warn(
+                f"run folder {self.run_dir} is not locked: locking needs fcntl, which "
+                f"this platform lacks; do not start two runs in the same folder",
+                stacklevel=2,
+            )
             return self
         descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -99,7 +105,8 @@ class RunLock:
             pid, host = holder if len(holder) == 2 else ("unknown", "unknown host")
             raise RuntimeError(
                 f"run folder {self.run_dir} is in use by another glowflow process (pid {pid} "
-                f"on {host}); wait for it or pick another --run-dir") from None
+                f"on {host}); wait for it or pick another --run-dir"
+            ) from None
         os.ftruncate(descriptor, 0)
         os.write(descriptor, f"{os.getpid()} {socket.gethostname()}\n".encode())
         self._descriptor = descriptor
@@ -115,6 +122,10 @@ class RunLock:
     def __enter__(self) -> "RunLock":
         return self.acquire()
 
-    def __exit__(self, kind: Optional[type], error: Optional[BaseException],
-                 traceback: Optional[TracebackType]) -> None:
+    def __exit__(
+        self,
+        kind: Optional[type],
+        error: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> None:
         self.release()

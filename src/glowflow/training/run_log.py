@@ -22,17 +22,17 @@ from typing import Any, Optional
 from .atomic import write_text_atomically, writing
 
 COLUMNS = (
-    "step",            # optimizer steps taken (skipped steps included)
-    "train_bpd",       # mean training bits/dim over the steps since the previous row
-    "val_bpd",         # validation bits/dim (mean over images), on validation rows only
+    "step",  # optimizer steps taken (skipped steps included)
+    "train_bpd",  # mean training bits/dim over the steps since the previous row
+    "val_bpd",  # validation bits/dim (mean over images), on validation rows only
     "val_bpd_stderr",  # its standard error over images
-    "test_bpd",        # test bits/dim, on rows asked for with test_every only
-    "test_bpd_stderr", # its standard error over images
-    "lr",              # learning rate of the last step
-    "grad_norm",       # mean gradient norm (before clipping) since the previous row
-    "images_per_s",    # training throughput over all processes since the previous row
-    "skipped_steps",   # non-finite steps skipped so far (cumulative)
-    "elapsed_s",       # training wall time so far, across resumes
+    "test_bpd",  # test bits/dim, on rows asked for with test_every only
+    "test_bpd_stderr",  # its standard error over images
+    "lr",  # learning rate of the last step
+    "grad_norm",  # mean gradient norm (before clipping) since the previous row
+    "images_per_s",  # training throughput over all processes since the previous row
+    "skipped_steps",  # non-finite steps skipped so far (cumulative)
+    "elapsed_s",  # training wall time so far, across resumes
 )
 
 
@@ -51,16 +51,19 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
         lines.pop()  # the row a kill interrupted
     rows = list(csv.reader(lines))
     if not rows or tuple(rows[0]) != COLUMNS:
-        raise RuntimeError(f"{path} is not a glowflow metrics file (columns {rows[:1]}, "
-                           f"expected {list(COLUMNS)})")
+        raise RuntimeError(
+            f"{path} is not a glowflow metrics file (columns {rows[:1]}, expected {list(COLUMNS)})"
+        )
     return [dict(zip(COLUMNS, row)) for row in rows[1:] if len(row) == len(COLUMNS)]
 
 
 def read_metrics(path: Path) -> list[dict[str, Optional[float]]]:
     """Rows of a ``metrics.csv`` as dicts of floats (``None`` for blanks); a torn last row
     is left out."""
-    return [{key: float(value) if value else None for key, value in row.items()}
-            for row in _read_rows(path)]
+    return [
+        {key: float(value) if value else None for key, value in row.items()}
+        for row in _read_rows(path)
+    ]
 
 
 def _format(value: Any) -> str:

@@ -50,28 +50,30 @@ class Objective(nn.Module):
     networks compute in; the flow's own arithmetic and every log-det stay float32.
     """
 
-    def __init__(self, flow: Flow, dequantizer: nn.Module, class_loss_weight: float = 0.0,
-                 precision: str = "fp32") -> None:
+    def __init__(
+        self,
+        flow: Flow,
+        dequantizer: nn.Module,
+        class_loss_weight: float = 0.0,
+        precision: str = "fp32",
+    ) -> None:
         super().__init__()
-        if class_loss_weight and not (isinstance(flow.bijector, Glow)
-                                      and flow.bijector.config.num_classes):
+        if class_loss_weight and not (
+            isinstance(flow.bijector, Glow) and flow.bijector.config.num_classes
+        ):
             raise ValueError("class_loss_weight needs a class-conditional Glow (num_classes)")
         self.flow = flow
         self.dequantizer = dequantizer
         self.class_loss_weight = class_loss_weight
         self.precision = check_precision(precision)
 
-    def forward(
-        self, levels: Tensor, y: Optional[Tensor], noise: Tensor
-    ) -> tuple[Tensor, Tensor]:
+    def forward(self, levels: Tensor, y: Optional[Tensor], noise: Tensor) -> tuple[Tensor, Tensor]:
         """Levels ``(B, *event_shape)`` and their dequantization draws -> ``(loss, mean
         bits/dim)``, both 0-dim."""
         with network_precision(self.precision, levels.device):
             return self._loss(levels, y, noise)
 
-    def _loss(
-        self, levels: Tensor, y: Optional[Tensor], noise: Tensor
-    ) -> tuple[Tensor, Tensor]:
+    def _loss(self, levels: Tensor, y: Optional[Tensor], noise: Tensor) -> tuple[Tensor, Tensor]:
         x, log_q = self.dequantizer(levels, noise)
         encoding = self.flow.forward_levels(x, y)
         log_bound = log_prob_of(encoding) - log_q
@@ -93,7 +95,10 @@ class StepOutput(NamedTuple):
 
 
 def make_optimizer(
-    name: str, parameters: list[nn.Parameter], lr: float, device: torch.device,
+    name: str,
+    parameters: list[nn.Parameter],
+    lr: float,
+    device: torch.device,
     weight_decay: float = 0.0,
 ) -> torch.optim.Optimizer:
     """Adam or AdamW (decoupled ``weight_decay``; both fused on CUDA, so a skipped step needs no

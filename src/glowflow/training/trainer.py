@@ -33,13 +33,27 @@ from ..data import dequantize, load_dataset
 from ..flow import Flow
 from ..precision import make_grad_scaler
 from . import distributed
-from .batches import StepBatches, noise_generator, take_images
 from .atomic import write_text_atomically
-from .checkpoint import (BEST, EMA_FILE, MODEL_FILE, checkpoint_dir, checkpoint_path,
-                         first_non_finite, load_dequantizer, load_run,
-                         list_checkpoints, load_weights, prune_checkpoints, read_run_config,
-                         read_state, read_weights, remove_stale_temporaries, resolve_checkpoint,
-                         save_checkpoint)
+from .batches import StepBatches, noise_generator, take_images
+from .checkpoint import (
+    BEST,
+    EMA_FILE,
+    MODEL_FILE,
+    checkpoint_dir,
+    checkpoint_path,
+    first_non_finite,
+    list_checkpoints,
+    load_dequantizer,
+    load_run,
+    load_weights,
+    prune_checkpoints,
+    read_run_config,
+    read_state,
+    read_weights,
+    remove_stale_temporaries,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from .config import RESUME_MAY_CHANGE, TrainConfig, resume_conflicts
 from .ema import EMA
 from .evaluate import BpdResult, bpd_sums, summarize
@@ -86,8 +100,11 @@ def machine_description(device: torch.device) -> str:
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
-        models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                  if line.startswith("model name")]
+        models = [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
         cpu = models[0] if models else cpu
     text = f"{cpu}, {os.cpu_count()} cores"
     if device.type == "cuda":
@@ -145,9 +162,14 @@ class _Window:
 
     def add(self, out: StepOutput, images: int) -> None:
         taken = out.ok.to(torch.float64)
-        values = torch.stack([torch.where(out.ok, out.bpd.double(), 0.0),
-                              torch.where(out.ok, out.grad_norm.double(), 0.0), taken,
-                              taken.new_tensor(float(images))])
+        values = torch.stack(
+            [
+                torch.where(out.ok, out.bpd.double(), 0.0),
+                torch.where(out.ok, out.grad_norm.double(), 0.0),
+                taken,
+                taken.new_tensor(float(images)),
+            ]
+        )
         self.sums += values
         self.bad_run = (self.bad_run + 1) * (~out.ok)
         self.worst_run = torch.maximum(self.worst_run, self.bad_run)
@@ -170,9 +192,11 @@ class _Window:
 
     def row(self, process: distributed.Process) -> dict[str, Optional[float]]:
         bpd, grad, good, images = distributed.all_reduce_sum(self.sums, process).tolist()
-        row = {"train_bpd": bpd / good if good else None,
-               "grad_norm": grad / good if good else None,
-               "images_per_s": images / self.seconds if self.seconds else None}
+        row = {
+            "train_bpd": bpd / good if good else None,
+            "grad_norm": grad / good if good else None,
+            "images_per_s": images / self.seconds if self.seconds else None,
+        }
         self.sums.zero_()
         self.seconds = 0.0
         return row
@@ -227,13 +251,20 @@ class Trainer:
         self.info = DatasetInfo.of(config.dataset, self.train_set)
         self.flow: Flow = build_flow(config, self.info).to(self.device)
         self.dequantizer = build_dequantizer(config, self.info).to(self.device)
-        self.objective = Objective(self.flow, self.dequantizer, config.class_loss_weight,
-                                   config.precision)
+        self.objective = Objective(
+            self.flow, self.dequantizer, config.class_loss_weight, config.precision
+        )
         self.scaler = make_grad_scaler(config.precision, self.device)  # fp16 only
-        self.optimizer = make_optimizer(config.optimizer, list(self.objective.parameters()),
-                                        config.lr, self.device, config.weight_decay)
-        self.schedule = LRSchedule(config.lr, config.warmup_steps, config.max_steps,
-                                   config.lr_schedule)
+        self.optimizer = make_optimizer(
+            config.optimizer,
+            list(self.objective.parameters()),
+            config.lr,
+            self.device,
+            config.weight_decay,
+        )
+        self.schedule = LRSchedule(
+            config.lr, config.warmup_steps, config.max_steps, config.lr_schedule
+        )
         self.step, self.skipped, self.elapsed_before, self.lr = 0, 0, 0.0, config.lr
         self.best = BestRecord()
         self.window = _Window(self.device)
@@ -246,20 +277,24 @@ class Trainer:
         self.model: torch.nn.Module = self.objective
         if self.process.distributed:
             self.model = DistributedDataParallel(
-                self.objective, device_ids=[self.device] if self.device.type == "cuda" else None,
+                self.objective,
+                device_ids=[self.device] if self.device.type == "cuda" else None,
                 find_unused_parameters=config.conditional and config.class_loss_weight == 0,
             )
         if config.compile:  # forward and backward of the objective; the step stays eager
             self.model = torch.compile(self.model)
         if self.process.is_main:
-            write_text_atomically(self.run_dir / "config.json",
-                                  json.dumps(config.to_dict(), indent=2))
+            write_text_atomically(
+                self.run_dir / "config.json", json.dumps(config.to_dict(), indent=2)
+            )
             self.log = RunLog(self.run_dir, self.step if start else None, config.tensorboard)
         if start is None:
             start = self._save()
             if start is None:
-                raise TrainingDiverged("the initialized model is not finite: check the data "
-                                       "(constant images?) and --init-images")
+                raise TrainingDiverged(
+                    "the initialized model is not finite: check the data "
+                    "(constant images?) and --init-images"
+                )
         self.last_checkpoint: Path = start
 
     # ------------------------------------------------------------------------------ set-up
@@ -291,10 +326,15 @@ class Trainer:
         if not main:
             distributed.barrier(self.process)
         celeba = config.dataset == "celeba"  # an official validation partition
-        options = dict(image_size=config.image_size, n_bits=config.n_bits,
-                       val_size=config.val_size, download=config.download and main)
-        train_set = load_dataset(config.dataset, config.data_root, "train", hflip=config.hflip,
-                                 **options)
+        options = dict(
+            image_size=config.image_size,
+            n_bits=config.n_bits,
+            val_size=config.val_size,
+            download=config.download and main,
+        )
+        train_set = load_dataset(
+            config.dataset, config.data_root, "train", hflip=config.hflip, **options
+        )
         val_set = None
         if config.val_size or celeba:
             val_set = load_dataset(config.dataset, config.data_root, "val", **options)
@@ -327,7 +367,8 @@ class Trainer:
             if conflicts:
                 raise ValueError(
                     f"{folder} was trained with other settings ({'; '.join(conflicts)}); a "
-                    f"resumed run keeps the run's settings except {', '.join(RESUME_MAY_CHANGE)}")
+                    f"resumed run keeps the run's settings except {', '.join(RESUME_MAY_CHANGE)}"
+                )
         load_weights(self.flow, folder / MODEL_FILE, weights)
         load_dequantizer(self.dequantizer, folder)
         if self.ema is not None:
@@ -355,8 +396,13 @@ class Trainer:
         weight or optimizer state, or a last step that was skipped. The same on every rank."""
         if int(self.window.bad_run):
             return f"step {self.step} was skipped (non-finite loss or gradient)"
-        return first_non_finite({"model": self.objective.state_dict(),
-                                 "optimizer": self.optimizer.state_dict()["state"]}, "")
+        return first_non_finite(
+            {
+                "model": self.objective.state_dict(),
+                "optimizer": self.optimizer.state_dict()["state"],
+            },
+            "",
+        )
 
     def _save(self) -> Optional[Path]:
         """Checkpoint the current step if it is known-good (rank 0 writes, everyone waits);
@@ -383,16 +429,30 @@ class Trainer:
                 "best": dataclasses.asdict(self.best),
                 "elapsed_s": self.elapsed(),
                 "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-                "rng": {"torch": torch.get_rng_state(),
-                        "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+                },
             }
-            save_checkpoint(self.run_dir, self.step, self.flow, self.config, self.info, state,
-                            self.ema.module if self.ema is not None else None, name=name,
-                            dequantizer=self.dequantizer)
+            save_checkpoint(
+                self.run_dir,
+                self.step,
+                self.flow,
+                self.config,
+                self.info,
+                state,
+                self.ema.module if self.ema is not None else None,
+                name=name,
+                dequantizer=self.dequantizer,
+            )
             if name is None:
                 prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
         distributed.barrier(self.process)
-        return checkpoint_dir(self.run_dir) / name if name else checkpoint_path(self.run_dir, self.step)
+        return (
+            checkpoint_dir(self.run_dir) / name
+            if name
+            else checkpoint_path(self.run_dir, self.step)
+        )
 
     def _recover(self, reason: str) -> None:
         """Restore the last checkpoint (known-good: only such are written) and scale the
@@ -405,14 +465,17 @@ class Trainer:
                 f"training diverged: {reason}, and {self.config.nan_max_restores} restores of "
                 f"{self.last_checkpoint} with the learning rate lowered to "
                 f"{self.schedule(self.step):.3g} did not help. Start a fresh run with a lower "
-                f"--lr (this run: {self.config.lr:g}), more --warmup-steps or a --max-grad-norm")
+                f"--lr (this run: {self.config.lr:g}), more --warmup-steps or a --max-grad-norm"
+            )
         self._restore(self.last_checkpoint, resume=False)
         self.restored_at = (self.step, self.skipped)
         self.schedule.scale *= self.config.nan_lr_factor
         self.window.bad_run.zero_()
         self.window.worst_run.zero_()
-        self._say(f"{reason}: restored {self.last_checkpoint} and lowered the learning rate "
-                  f"to {self.schedule(self.step):.3g}")
+        self._say(
+            f"{reason}: restored {self.last_checkpoint} and lowered the learning rate "
+            f"to {self.schedule(self.step):.3g}"
+        )
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
@@ -429,11 +492,19 @@ class Trainer:
         self.lr = self.schedule.apply(self.optimizer, self.step, self.progress())
         levels = levels.to(self.device, non_blocking=True)
         y = labels.to(self.device, non_blocking=True) if config.conditional else None
-        generator = noise_generator(self.device, config.seed, self.step, process.rank,
-                                    process.world_size)
+        generator = noise_generator(
+            self.device, config.seed, self.step, process.rank, process.world_size
+        )
         noise = self.dequantizer.noise(levels, generator)
-        return training_step(self.model, self.optimizer, (levels, y, noise),
-                             config.max_grad_norm, self.ema, self.step, self.scaler)
+        return training_step(
+            self.model,
+            self.optimizer,
+            (levels, y, noise),
+            config.max_grad_norm,
+            self.ema,
+            self.step,
+            self.scaler,
+        )
 
     def _check_skips(self) -> None:
         """Count the skipped steps (a host read); after ``nan_patience`` in a row restore the
@@ -446,16 +517,28 @@ class Trainer:
         if worst >= self.config.nan_patience:
             self._recover(f"{worst} non-finite steps in a row")
 
-    def evaluate(self, dataset: Any, draws: int, flow: Optional[Flow] = None,
-                 dequantizer: Optional[torch.nn.Module] = None) -> BpdResult:
+    def evaluate(
+        self,
+        dataset: Any,
+        draws: int,
+        flow: Optional[Flow] = None,
+        dequantizer: Optional[torch.nn.Module] = None,
+    ) -> BpdResult:
         """Bits/dim (the dequantization bound) of ``flow`` and ``dequantizer`` (default: the
         run's :attr:`eval_flow` and dequantizer) on ``dataset``, each process taking every
         ``world``-th image."""
         indices = range(self.process.rank, len(dataset), self.process.world_size)
-        sums = bpd_sums(flow or self.eval_flow, dataset, dequantizer or self.dequantizer,
-                        draws=draws, batch_size=self.config.eval_batch_size, device=self.device,
-                        seed=self.config.seed, conditional=self.config.conditional,
-                        indices=indices)
+        sums = bpd_sums(
+            flow or self.eval_flow,
+            dataset,
+            dequantizer or self.dequantizer,
+            draws=draws,
+            batch_size=self.config.eval_batch_size,
+            device=self.device,
+            seed=self.config.seed,
+            conditional=self.config.conditional,
+            indices=indices,
+        )
         return summarize(distributed.all_reduce_sum(sums, self.process), draws)
 
     def _validate(self) -> dict[str, Any]:
@@ -483,7 +566,8 @@ class Trainer:
     def done(self) -> bool:
         """``max_steps`` taken, or the ``max_time`` budget spent."""
         return self.step >= self.config.max_steps or (
-            bool(self.config.max_time) and self.elapsed() >= self.config.max_time)
+            bool(self.config.max_time) and self.elapsed() >= self.config.max_time
+        )
 
     @property
     def early_stop(self) -> bool:
@@ -501,8 +585,14 @@ class Trainer:
         was_training = flow.training
         flow.eval()
         save_sample_grids(
-            flow, config.sample_count, config.sample_temperatures, self.info.n_bins, config.seed,
-            lambda t: self.run_dir / "samples" / f"step-{self.step:08d}_t{t:g}.png", y, nrow,
+            flow,
+            config.sample_count,
+            config.sample_temperatures,
+            self.info.n_bins,
+            config.seed,
+            lambda t: self.run_dir / "samples" / f"step-{self.step:08d}_t{t:g}.png",
+            y,
+            nrow,
         )
         flow.train(was_training)
 
@@ -514,8 +604,12 @@ class Trainer:
         due = lambda every: step % every == 0 or final  # noqa: E731
         validate = self.val_set is not None and due(config.eval_every)
         test = self.test_set is not None and config.test_every and due(config.test_every)
-        cadences = (config.log_every, config.eval_every, config.sample_every,
-                    config.checkpoint_every) + ((config.test_every,) if config.test_every else ())
+        cadences = (
+            config.log_every,
+            config.eval_every,
+            config.sample_every,
+            config.checkpoint_every,
+        ) + ((config.test_every,) if config.test_every else ())
         if not any(due(every) for every in cadences):
             return
         window.pause()
@@ -527,8 +621,7 @@ class Trainer:
             if test:
                 result = self.evaluate(self.test_set, config.eval_draws)
                 row.update(test_bpd=result.bpd, test_bpd_stderr=result.stderr)
-            row.update(step=step, lr=self.lr, skipped_steps=self.skipped,
-                       elapsed_s=self.elapsed())
+            row.update(step=step, lr=self.lr, skipped_steps=self.skipped, elapsed_s=self.elapsed())
             if self.log is not None:
                 self.log.write(**row)
             postfix = {k: f"{row[k]:.3f}" for k in ("train_bpd", "val_bpd") if row.get(k)}
@@ -545,13 +638,30 @@ class Trainer:
         """Train up to ``max_steps``, then evaluate with ``final_eval_draws`` and finish the
         run folder (``result.json``, ``bpd.png``)."""
         config, process = self.config, self.process
-        sampler = StepBatches(self.train_set, config.batch_size, config.seed, process.rank,
-                              process.world_size, start_step=self.step)
-        batches = iter(DataLoader(self.train_set, batch_sampler=sampler,
-                                  num_workers=config.num_workers,
-                                  pin_memory=self.device.type == "cuda"))
-        bar = tqdm(total=config.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
-                   disable=not (process.is_main and config.progress), file=sys.stderr)
+        sampler = StepBatches(
+            self.train_set,
+            config.batch_size,
+            config.seed,
+            process.rank,
+            process.world_size,
+            start_step=self.step,
+        )
+        batches = iter(
+            DataLoader(
+                self.train_set,
+                batch_sampler=sampler,
+                num_workers=config.num_workers,
+                pin_memory=self.device.type == "cuda",
+            )
+        )
+        bar = tqdm(
+            total=config.max_steps,
+            initial=self.step,
+            unit="step",
+            dynamic_ncols=True,
+            disable=not (process.is_main and config.progress),
+            file=sys.stderr,
+        )
         self.flow.train()
         self.window.resume()
         while not (self.done or self.early_stop):
@@ -563,8 +673,9 @@ class Trainer:
         bar.close()
         return self._finish()
 
-    def _final_test(self, flow: Flow, dequantizer: torch.nn.Module,
-                    label: str) -> Optional[BpdResult]:
+    def _final_test(
+        self, flow: Flow, dequantizer: torch.nn.Module, label: str
+    ) -> Optional[BpdResult]:
         """Test bits/dim with ``final_eval_draws``; an error if it is not finite."""
         if self.test_set is None:
             return None
@@ -572,7 +683,8 @@ class Trainer:
         if not math.isfinite(result.bpd):
             raise TrainingDiverged(
                 f"the {label} checkpoint's test bits/dim is {result.bpd}; start a fresh run with "
-                f"a lower --lr (this run: {self.config.lr:g})")
+                f"a lower --lr (this run: {self.config.lr:g})"
+            )
         return result
 
     def _finish(self) -> TrainResult:
@@ -589,37 +701,57 @@ class Trainer:
         wall = self.elapsed()
         metrics: list[dict[str, Optional[float]]] = []
         if self.process.is_main:
+
             def entry(step: int, folder: Path, result: Optional[BpdResult]) -> dict[str, Any]:
-                scores = {} if result is None else {"test_bpd": result.bpd,
-                                                    "test_bpd_stderr": result.stderr}
+                scores = (
+                    {}
+                    if result is None
+                    else {"test_bpd": result.bpd, "test_bpd_stderr": result.stderr}
+                )
                 return {"step": step, "checkpoint": str(folder), **scores}
 
             summary = {
                 "test_bpd": None if best is None else best.bpd,
                 "test_bpd_stderr": None if best is None else best.stderr,
-                "best": {**entry(best_step, best_folder, best),
-                         "val_bpd": self.best.val_bpd if self.best.step >= 0 else None},
+                "best": {
+                    **entry(best_step, best_folder, best),
+                    "val_bpd": self.best.val_bpd if self.best.step >= 0 else None,
+                },
                 "last": entry(self.step, self.last_checkpoint, last),
                 "num_images": None if last is None else last.num_images,
-                "draws": self.config.final_eval_draws, "steps": self.step,
-                "early_stopped": self.early_stop, "skipped_steps": self.skipped,
-                "wall_time_s": wall, "dataset": self.info.name,
-                "n_bins": self.info.n_bins, "world_size": self.process.world_size,
-                "device": str(self.device), "torch": torch.__version__,
+                "draws": self.config.final_eval_draws,
+                "steps": self.step,
+                "early_stopped": self.early_stop,
+                "skipped_steps": self.skipped,
+                "wall_time_s": wall,
+                "dataset": self.info.name,
+                "n_bins": self.info.n_bins,
+                "world_size": self.process.world_size,
+                "device": str(self.device),
+                "torch": torch.__version__,
                 "machine": machine_description(self.device),
                 "threads": torch.get_num_threads(),
                 "checkpoint": str(best_folder),
             }
-            write_text_atomically(self.run_dir / "result.json",
-                                  json.dumps(summary, indent=2, allow_nan=False))
+            write_text_atomically(
+                self.run_dir / "result.json", json.dumps(summary, indent=2, allow_nan=False)
+            )
             metrics_csv = self.run_dir / "metrics.csv"
             plot_bpd_curves(metrics_csv, self.run_dir / "bpd.png", title=self.config.name)
             metrics = read_metrics(metrics_csv)
         best_bpd = math.nan if best is None else best.bpd
         best_stderr = math.nan if best is None else best.stderr
-        return TrainResult(self.run_dir, self.step, best_bpd, best_stderr, wall,
-                           self.last_checkpoint, metrics, best_folder,
-                           math.nan if last is None else last.bpd)
+        return TrainResult(
+            self.run_dir,
+            self.step,
+            best_bpd,
+            best_stderr,
+            wall,
+            self.last_checkpoint,
+            metrics,
+            best_folder,
+            math.nan if last is None else last.bpd,
+        )
 
     def close(self) -> None:
         if self.log is not None:
