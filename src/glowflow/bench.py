@@ -73,11 +73,18 @@ CONFIGS: dict[str, GlowConfig] = {
     # CIFAR-10 model), read from the presets themselves
     "digits": _preset_model("digits", (1, 8, 8)),
     "cifar10": _preset_model("cifar10", (3, 32, 32)),
-    "cifar10-small": GlowConfig(output_shape=(3, 32, 32), num_glow_blocks=3,
-                                num_steps_per_block=8, hidden_channels=128, coupling="affine",
-                                permutation="invconv_lu", seed=0),
-    "tiny": GlowConfig(output_shape=(1, 8, 8), num_glow_blocks=2, num_steps_per_block=2,
-                       hidden_channels=8, seed=0),  # smoke tests
+    "cifar10-small": GlowConfig(
+        output_shape=(3, 32, 32),
+        num_glow_blocks=3,
+        num_steps_per_block=8,
+        hidden_channels=128,
+        coupling="affine",
+        permutation="invconv_lu",
+        seed=0,
+    ),
+    "tiny": GlowConfig(
+        output_shape=(1, 8, 8), num_glow_blocks=2, num_steps_per_block=2, hidden_channels=8, seed=0
+    ),  # smoke tests
 }
 """The named benchmark models, as :class:`~glowflow.GlowConfig` s."""
 
@@ -87,8 +94,10 @@ def get_config(name: str) -> GlowConfig:
     depth (``"cifar10-small@K32"``)."""
     base, _, depth = name.partition("@K")
     if base not in CONFIGS:
-        raise ValueError(f"unknown benchmark config {name!r}; choose from {tuple(CONFIGS)}, "
-                         "optionally with @K<steps per level>")
+        raise ValueError(
+            f"unknown benchmark config {name!r}; choose from {tuple(CONFIGS)}, "
+            "optionally with @K<steps per level>"
+        )
     if not depth:
         return CONFIGS[base]
     if not depth.isdigit() or int(depth) < 1:
@@ -98,7 +107,10 @@ def get_config(name: str) -> GlowConfig:
 
 # ------------------------------------------------------------------------------ measuring
 def _rates(
-    fn: Callable[[], object], batch: int, repeats: int, iterations: int,
+    fn: Callable[[], object],
+    batch: int,
+    repeats: int,
+    iterations: int,
     sync: Callable[[], None],
 ) -> list[float]:
     """Images/s of ``repeats`` timed runs of ``iterations`` calls (warm ``fn`` up first)."""
@@ -219,20 +231,27 @@ def measure_training(
     else:
         peak = _peak_rss_mb()
         training = None if baseline is None else peak - baseline
-        memory = {"peak_rss_mb": peak, "baseline_rss_mb": baseline, "training_rss_mb": training,
-                  "activation_rss_mb": None if training is None else training - state,
-                  "page_faults_per_step": faults}
+        memory = {
+            "peak_rss_mb": peak,
+            "baseline_rss_mb": baseline,
+            "training_rss_mb": training,
+            "activation_rss_mb": None if training is None else training - state,
+            "page_faults_per_step": faults,
+        }
     finite = bool(torch.isfinite(torch.stack(losses)).all())
     with tasks.plain_autograd():
         flops = count_flops(tasks.train_step) / batch
-    return {"train_images_per_s": _summary(rates), **memory, "state_mb": state,
-            "parameters": sum(p.numel() for p in parameters), "loss_finite": finite,
-            "train_flops_per_image": flops}
+    return {
+        "train_images_per_s": _summary(rates),
+        **memory,
+        "state_mb": state,
+        "parameters": sum(p.numel() for p in parameters),
+        "loss_finite": finite,
+        "train_flops_per_image": flops,
+    }
 
 
-def measure_generation(
-    spec: Result, tasks: Tasks, batch: int, sync: Callable[[], None]
-) -> Result:
+def measure_generation(spec: Result, tasks: Tasks, batch: int, sync: Callable[[], None]) -> Result:
     """Sampling and encoding images/s (eval mode, ``inference_mode``), the sampling FLOPs per
     image and the round-trip error."""
     _allow_tf32(False)
@@ -255,8 +274,10 @@ def measure_limits(spec: Result, result: Result, device: torch.device) -> Result
     ``rate / flops_per_image``: training against the rate it ran at (TF32 with ``tf32``),
     sampling and encoding (counted as sampling's FLOPs, its mirror image) against the
     precision's, since they never use TF32."""
-    rates = {name: matmul_rate(DTYPES[name], device)
-             for name in dict.fromkeys(("fp32", spec["precision"]))}
+    rates = {
+        name: matmul_rate(DTYPES[name], device)
+        for name in dict.fromkeys(("fp32", spec["precision"]))
+    }
     train_rate = rates[spec["precision"]]
     if spec["tf32"] and device.type == "cuda":
         _allow_tf32(True)
@@ -264,13 +285,18 @@ def measure_limits(spec: Result, result: Result, device: torch.device) -> Result
         _allow_tf32(False)
         if spec["precision"] == "fp32":
             train_rate = rates["tf32"]
-    fractions = {"train": fraction_of_limit(result["train_images_per_s"]["median"],
-                                            result["train_flops_per_image"], train_rate)}
+    fractions = {
+        "train": fraction_of_limit(
+            result["train_images_per_s"]["median"], result["train_flops_per_image"], train_rate
+        )
+    }
     for task in ("sample", "encode"):
         if f"{task}_images_per_s" in result:
-            fractions[task] = fraction_of_limit(result[f"{task}_images_per_s"]["median"],
-                                                result["sample_flops_per_image"],
-                                                rates[spec["precision"]])
+            fractions[task] = fraction_of_limit(
+                result[f"{task}_images_per_s"]["median"],
+                result["sample_flops_per_image"],
+                rates[spec["precision"]],
+            )
     return {"matmul_flops_per_s": rates, "fraction_of_limit": fractions}
 
 
@@ -307,6 +333,7 @@ def glowflow_tasks(spec: Result, flow: Flow, x: torch.Tensor) -> Tasks:
         def call() -> Any:
             with network_precision(spec["precision"], device):
                 return fn()
+
         return call
 
     def round_trip() -> float:
@@ -321,8 +348,14 @@ def glowflow_tasks(spec: Result, flow: Flow, x: torch.Tensor) -> Tasks:
         finally:
             glow.memory_mode = mode
 
-    return Tasks(flow, train_step, in_precision(lambda: flow.sample(x.shape[0])),
-                 in_precision(lambda: flow.encode(x)), in_precision(round_trip), plain_autograd)
+    return Tasks(
+        flow,
+        train_step,
+        in_precision(lambda: flow.sample(x.shape[0])),
+        in_precision(lambda: flow.encode(x)),
+        in_precision(round_trip),
+        plain_autograd,
+    )
 
 
 def measure(spec: Result) -> Result:
@@ -335,8 +368,10 @@ def measure(spec: Result) -> Result:
         flow.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     fused = device.type == "cuda"
-    return {**measure_tasks(spec, glowflow_tasks(spec, flow, x), x, sync),
-            "optimizer": f"Adam(fused={fused})"}
+    return {
+        **measure_tasks(spec, glowflow_tasks(spec, flow, x), x, sync),
+        "optimizer": f"Adam(fused={fused})",
+    }
 
 
 # ------------------------------------------------------------------------------ orchestrating
@@ -357,10 +392,15 @@ def machine_info(threads: int) -> Result:
         pass
     cuda = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return {
-        "cpu_model": model, "physical_cores": len(cores) or None,
-        "logical_cpus": os.cpu_count(), "threads": threads, "platform": platform.platform(),
-        "python": platform.python_version(), "torch": torch.__version__,
-        "mkldnn": torch.backends.mkldnn.is_available(), "cuda_devices": cuda,
+        "cpu_model": model,
+        "physical_cores": len(cores) or None,
+        "logical_cpus": os.cpu_count(),
+        "threads": threads,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "mkldnn": torch.backends.mkldnn.is_available(),
+        "cuda_devices": cuda,
     }
 
 
@@ -379,8 +419,9 @@ def _children_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_in_subprocess(spec: Result, command: Sequence[str] = (sys.executable, "-m",
-                                                             "glowflow.bench")) -> Result:
+def run_in_subprocess(
+    spec: Result, command: Sequence[str] = (sys.executable, "-m", "glowflow.bench")
+) -> Result:
     """Run :func:`measure` (or another ``command`` that takes the JSON spec as its last
     argument and prints a JSON result line: a peer's runner) in a fresh interpreter and return
     its result, plus ``other_load``: the CPU time other processes took meanwhile, as a fraction
@@ -392,7 +433,9 @@ def run_in_subprocess(spec: Result, command: Sequence[str] = (sys.executable, "-
     busy, mine, start = _machine_busy_seconds(), _children_seconds(), time.perf_counter()
     process = subprocess.run(
         [*command, json.dumps(spec)],
-        capture_output=True, text=True, env=env,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     if process.returncode != 0:
         raise RuntimeError(f"benchmark task failed: {spec}\n{process.stderr[-4000:]}")
@@ -427,15 +470,22 @@ class BenchSettings:
     def __post_init__(self) -> None:
         counts = (self.batch, self.threads, self.repeats, self.iterations, self.rounds)
         if min(counts) < 1 or self.warmup < 0:
-            raise ValueError("batch, threads, repeats, iterations and rounds must be >= 1, "
-                             "warmup >= 0")
+            raise ValueError(
+                "batch, threads, repeats, iterations and rounds must be >= 1, warmup >= 0"
+            )
         if self.allocator not in ALLOCATORS:
             raise ValueError(f"allocator must be one of {ALLOCATORS}, got {self.allocator!r}")
 
 
 RATES = ("train_images_per_s", "sample_images_per_s", "encode_images_per_s")
-WORST_CASE = ("peak_rss_mb", "training_rss_mb", "activation_rss_mb", "peak_allocated_mb",
-              "other_load", "reconstruction_max_abs_error")
+WORST_CASE = (
+    "peak_rss_mb",
+    "training_rss_mb",
+    "activation_rss_mb",
+    "peak_allocated_mb",
+    "other_load",
+    "reconstruction_max_abs_error",
+)
 GROUP = ("implementation", "config", "device", "mode", "precision")
 """What one summary line holds fixed."""
 
@@ -452,14 +502,18 @@ def summarize(results: Sequence[Result]) -> list[Result]:
     for key_values, entries in groups.items():
         line: Result = dict(zip(GROUP, key_values))
         fractions = [entry["fraction_of_limit"] for entry in entries]
-        line["fraction_of_limit"] = {task: statistics.median(f[task] for f in fractions)
-                                     for task in fractions[0]}
+        line["fraction_of_limit"] = {
+            task: statistics.median(f[task] for f in fractions) for task in fractions[0]
+        }
         for key in RATES:
             parts = [entry[key] for entry in entries if key in entry]
             if parts:
                 runs = [rate for part in parts for rate in part["runs"]]
-                line[key] = {"median": statistics.median(runs), "best": max(runs),
-                             "round_medians": [part["median"] for part in parts]}
+                line[key] = {
+                    "median": statistics.median(runs),
+                    "best": max(runs),
+                    "round_medians": [part["median"] for part in parts],
+                }
         for key in WORST_CASE:
             values = [entry[key] for entry in entries if entry.get(key) is not None]
             if values:
@@ -494,27 +548,48 @@ def run_benchmark(
     for round_index in range(settings.rounds):
         for name in configs:
             for device in devices:
-                jobs = [("glowflow", precision, mode, index == 0, None)
-                        for precision in precisions for index, mode in enumerate(modes)]
-                jobs += [(peer, "fp32", "none", True, command)
-                         for peer, command in commands.items()]
+                jobs = [
+                    ("glowflow", precision, mode, index == 0, None)
+                    for precision in precisions
+                    for index, mode in enumerate(modes)
+                ]
+                jobs += [
+                    (peer, "fp32", "none", True, command) for peer, command in commands.items()
+                ]
                 for implementation, precision, mode, generate, command in jobs:
-                    spec = dict(dataclasses.asdict(settings), mode=mode, device=device,
-                                precision=precision, generate=generate,
-                                config=configs[name].to_dict())
-                    log(f"round {round_index + 1}/{settings.rounds} {implementation} {name} "
-                        f"{device} {precision} {mode}")
-                    entry = {"implementation": implementation, "config": name, "device": device,
-                             "mode": mode, "precision": precision, "round": round_index}
-                    run = run_in_subprocess(spec) if command is None else run_in_subprocess(
-                        spec, command)
+                    spec = dict(
+                        dataclasses.asdict(settings),
+                        mode=mode,
+                        device=device,
+                        precision=precision,
+                        generate=generate,
+                        config=configs[name].to_dict(),
+                    )
+                    log(
+                        f"round {round_index + 1}/{settings.rounds} {implementation} {name} "
+                        f"{device} {precision} {mode}"
+                    )
+                    entry = {
+                        "implementation": implementation,
+                        "config": name,
+                        "device": device,
+                        "mode": mode,
+                        "precision": precision,
+                        "round": round_index,
+                    }
+                    run = (
+                        run_in_subprocess(spec)
+                        if command is None
+                        else run_in_subprocess(spec, command)
+                    )
                     results.append({**entry, **run})
     return {
         "machine": machine_info(settings.threads),
         "settings": dataclasses.asdict(settings),
         "configs": {name: config.to_dict() for name, config in configs.items()},
-        "peers": {name: {"path": str(path), "command": commands[name]}
-                  for name, path in peers.items()},
+        "peers": {
+            name: {"path": str(path), "command": commands[name]} for name, path in peers.items()
+        },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "summary": summarize(results),
         "peer_ratios": peer_ratios(results),
