@@ -30,8 +30,9 @@ from safetensors.torch import save_file
 
 import glowflow as gf
 from glowflow.cli import main
+from glowflow.signed_weights import tensors_sha256
 from glowflow.training import trainer as trainer_module
-from glowflow.training.checkpoint import first_non_finite, read_weights, tensors_sha256
+from glowflow.training.checkpoint import first_non_finite, read_weights
 from glowflow.training.run_log import read_metrics
 from glowflow.training.trainer import Trainer
 from test_train import single_thread  # noqa: F401  (autouse fixture)

@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from .config import GlowConfig
 from .flow import Flow
 from .glow import Glow
+from .signed_weights import read_signed_weights, tensors_sha256
 
 if TYPE_CHECKING:
     from .data import ImageDataset
@@ -229,7 +229,6 @@ def save_pretrained(
     leaves the previous folder (if any) as it was. Non-finite weights are refused.
     """
     from .model_card import model_card
-    from .training.checkpoint import tensors_sha256
 
     glow = flow.bijector
     if not isinstance(glow, Glow):
@@ -314,33 +313,7 @@ def read_record(folder: Path) -> dict[str, Any]:
 
 def read_pretrained_weights(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a pretrained ``model.safetensors``, checked against their sha256."""
-    from .training.checkpoint import tensors_sha256
-
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} is missing")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    except Exception as error:  # safetensors raises its own error types
-        raise RuntimeError(
-            f"{path} is not a readable safetensors file (truncated?): {error}"
-        ) from None
-    if metadata.get("format") != FORMAT:
-        raise RuntimeError(
-            f"{path} is not a glowflow pretrained weights file (format "
-            f"{metadata.get('format')!r}, expected {FORMAT!r})"
-        )
-    stored = metadata.get("sha256")
-    if stored is None:
-        raise RuntimeError(f"{path} lacks the sha256 of its tensors")
-    computed = tensors_sha256(tensors)
-    if computed != stored:
-        raise RuntimeError(
-            f"{path} is corrupt: its tensors do not match the stored sha256 "
-            f"({stored[:16]}..., computed {computed[:16]}...)"
-        )
-    return tensors
+    return read_signed_weights(path, FORMAT, "pretrained weights file")[0]
 
 
 def _output_dir(name: str) -> Path:

@@ -25,7 +25,6 @@ Unreadable, truncated, corrupt or foreign files raise ``RuntimeError`` naming th
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import json
 import os
@@ -36,13 +35,13 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from ..bijectors.actnorm import ActNorm
 from ..config import GlowConfig
 from ..flow import Flow
 from ..glow import Glow
+from ..signed_weights import read_signed_weights, tensors_sha256
 from .atomic import fsync_path, os_error_text
 from .config import TrainConfig
 from .model import DatasetInfo, build_dequantizer, model_config
@@ -87,16 +86,6 @@ class NonFiniteStateError(RuntimeError):
 def _fsync_tree(folder: Path) -> None:
     for path in [*folder.iterdir(), folder]:
         fsync_path(path)
-
-
-def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
-    """Hex sha256 over the tensors' names, dtypes, shapes and bytes, in sorted name order."""
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        tensor = tensors[name].detach().contiguous().cpu()
-        digest.update(json.dumps([name, str(tensor.dtype), list(tensor.shape)]).encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()
 
 
 def _tensors_in(value: Any, where: str) -> Iterator[tuple[str, torch.Tensor]]:
@@ -302,50 +291,21 @@ def resolve_checkpoint(path: PathLike) -> Path:
 def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """``(state_dict, metadata)`` of a glowflow ``.safetensors`` file.
 
-    Guarantees the metadata holds :data:`REQUIRED_METADATA` and the tensors match the stored
-    ``sha256`` (or, in files saved before it, are all finite); otherwise ``RuntimeError``
-    naming the file (``FileNotFoundError`` when it is missing).
+    Guarantees the tensors match the stored ``sha256`` (or, in files saved before it, are all
+    finite; see :func:`~glowflow.signed_weights.read_signed_weights`) and the metadata holds
+    :data:`REQUIRED_METADATA`; otherwise ``RuntimeError`` naming the file
+    (``FileNotFoundError`` when it is missing).
     """
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file {path} is missing")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    except Exception as error:  # safetensors raises its own error types
-        raise RuntimeError(
-            f"{path} is not a readable safetensors file (truncated?): {error}"
-        ) from None
-    if metadata.get("format") != FORMAT:
-        raise RuntimeError(
-            f"{path} is not a glowflow checkpoint (format {metadata.get('format')!r}, "
-            f"expected {FORMAT!r})"
-        )
+    tensors, metadata = read_signed_weights(
+        path, FORMAT, "checkpoint", unsigned_ok=True, remedy="use an earlier checkpoint"
+    )
     missing = [key for key in REQUIRED_METADATA if key not in metadata]
     if missing:
         raise RuntimeError(
             f"{path} lacks the checkpoint metadata entry {missing[0]!r} "
             f"(damaged or not written by glowflow train)"
         )
-    _check_integrity(path, tensors, metadata.get("sha256"))
     return tensors, metadata
-
-
-def _check_integrity(path: Path, tensors: dict[str, torch.Tensor], stored: Optional[str]) -> None:
-    if stored is None:  # saved before checkpoints had a hash
-        bad = first_non_finite(tensors, "")
-        if bad is not None:
-            raise RuntimeError(
-                f"{path} holds non-finite values (NaN or inf) in {bad}; use an earlier checkpoint"
-            )
-        return
-    computed = tensors_sha256(tensors)
-    if computed != stored:
-        raise RuntimeError(
-            f"{path} is corrupt: its tensors do not match the stored sha256 "
-            f"({stored[:16]}..., computed {computed[:16]}...); use an earlier "
-            f"checkpoint"
-        )
 
 
 def read_state(folder: Path) -> dict[str, Any]:

@@ -1,0 +1,73 @@
+"""Weights files signed with a sha256 of their tensors: the one reader behind checkpoints and
+pretrained folders (``safetensors``, so loading never unpickles)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Optional
+
+import torch
+from safetensors import safe_open
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """Hex sha256 over the tensors' names, dtypes, shapes and bytes, in sorted name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().contiguous().cpu()
+        digest.update(json.dumps([name, str(tensor.dtype), list(tensor.shape)]).encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def _first_non_finite(tensors: dict[str, torch.Tensor]) -> Optional[str]:
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
+
+
+def read_signed_weights(
+    path: Path, expected_format: str, kind: str, unsigned_ok: bool = False, remedy: str = ""
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``(tensors, metadata)`` of a glowflow ``.safetensors`` file, checked.
+
+    Guarantees: the file exists (else ``FileNotFoundError``), is readable safetensors whose
+    metadata ``format`` is ``expected_format``, and its tensors match the stored ``sha256``.
+    With ``unsigned_ok`` a file without a ``sha256`` (written before files were signed) is
+    accepted when all its floating tensors are finite. Every failure is a ``RuntimeError`` that
+    names the file and the cause, followed by ``remedy`` when given.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"{kind} file {path} is missing")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except Exception as error:  # safetensors raises its own error types
+        raise RuntimeError(
+            f"{path} is not a readable safetensors file (truncated?): {error}"
+        ) from None
+    suffix = f"; {remedy}" if remedy else ""
+    if metadata.get("format") != expected_format:
+        raise RuntimeError(
+            f"{path} is not a glowflow {kind} (format {metadata.get('format')!r}, "
+            f"expected {expected_format!r})"
+        )
+    stored = metadata.get("sha256")
+    if stored is None:
+        if not unsigned_ok:
+            raise RuntimeError(f"{path} lacks the sha256 of its tensors{suffix}")
+        bad = _first_non_finite(tensors)
+        if bad is not None:
+            raise RuntimeError(f"{path} holds non-finite values (NaN or inf) in {bad}{suffix}")
+        return tensors, metadata
+    computed = tensors_sha256(tensors)
+    if computed != stored:
+        raise RuntimeError(
+            f"{path} is corrupt: its tensors do not match the stored sha256 "
+            f"({stored[:16]}..., computed {computed[:16]}...){suffix}"
+        )
+    return tensors, metadata
