@@ -15,28 +15,7 @@ from glowflow.cli import main
 from glowflow.experiments.class_grid import class_grid
 from glowflow.training.checkpoint import load_run
 from glowflow.training.images import MIN_PICTURE_SIZE
-
-TINY = [
-    "--max-steps",
-    "2",
-    "--hidden-channels",
-    "8",
-    "--num-steps-per-block",
-    "2",
-    "--init-images",
-    "64",
-    "--eval-every",
-    "2",
-    "--final-eval-draws",
-    "1",
-    "--warmup-steps",
-    "1",
-    "--lr-schedule",
-    "constant",
-    "--no-progress",
-    "--device",
-    "cpu",
-]
+from runs import TINY
 
 
 def train_tiny(folder: Path, *extra: str) -> Path:

@@ -12,28 +12,7 @@ import torch
 
 from glowflow.cli import main
 from glowflow.pretrained import export_run
-
-TINY = [
-    "--max-steps",
-    "2",
-    "--hidden-channels",
-    "8",
-    "--num-steps-per-block",
-    "2",
-    "--init-images",
-    "64",
-    "--eval-every",
-    "2",
-    "--final-eval-draws",
-    "1",
-    "--warmup-steps",
-    "1",
-    "--lr-schedule",
-    "constant",
-    "--no-progress",
-    "--device",
-    "cpu",
-]
+from runs import TINY
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -22,28 +22,7 @@ from glowflow.pretrained import (
     save_pretrained,
 )
 from glowflow.training.checkpoint import load_run
-
-TINY = [
-    "--max-steps",
-    "2",
-    "--hidden-channels",
-    "8",
-    "--num-steps-per-block",
-    "2",
-    "--init-images",
-    "64",
-    "--eval-every",
-    "2",
-    "--final-eval-draws",
-    "1",
-    "--warmup-steps",
-    "1",
-    "--lr-schedule",
-    "constant",
-    "--no-progress",
-    "--device",
-    "cpu",
-]
+from runs import TINY
 
 
 def tiny_flow(**options) -> gf.Flow:
