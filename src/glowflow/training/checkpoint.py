@@ -394,7 +394,7 @@ class LoadedRun:
 def load_run(
     path: PathLike, device: Union[str, torch.device] = "cpu", ema: Optional[bool] = None
 ) -> LoadedRun:
-    """Load a trained flow from a run folder (its newest checkpoint) or a checkpoint.
+    """Load a trained flow from a run folder (its best checkpoint, else its newest) or a checkpoint.
 
     Args:
         path: run folder, checkpoint folder, or a file inside a checkpoint folder.
