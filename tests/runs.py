@@ -22,3 +22,11 @@ TINY = [
     "--device",
     "cpu",
 ]
+
+
+# The smallest Glow the training tests run: two levels of one step, width 8.
+TINY_TRAINING = [
+    "--num-glow-blocks", "2", "--num-steps-per-block", "1", "--hidden-channels", "8",
+    "--batch-size", "16", "--init-images", "32", "--eval-batch-size", "300",
+    "--final-eval-draws", "1", "--sample-count", "4", "--no-progress", "--device", "cpu",
+]  # fmt: skip

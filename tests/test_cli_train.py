@@ -9,31 +9,10 @@ from PIL import Image
 
 from glowflow.cli import build_parser, main
 from glowflow.training.config import field_types
+from runs import TINY_TRAINING
 from test_train import single_thread  # noqa: F401  (autouse fixture)
 
-TINY = [
-    "--num-glow-blocks",
-    "2",
-    "--num-steps-per-block",
-    "1",
-    "--hidden-channels",
-    "8",
-    "--batch-size",
-    "16",
-    "--init-images",
-    "32",
-    "--eval-batch-size",
-    "300",
-    "--final-eval-draws",
-    "1",
-    "--sample-count",
-    "4",
-    "--log-every",
-    "1",
-    "--no-progress",
-    "--device",
-    "cpu",
-]
+TINY = [*TINY_TRAINING, "--log-every", "1"]
 
 
 def train_cli(run_dir, *extra):

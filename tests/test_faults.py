@@ -35,36 +35,13 @@ from glowflow.training import trainer as trainer_module
 from glowflow.training.checkpoint import first_non_finite, read_weights
 from glowflow.training.run_log import read_metrics
 from glowflow.training.trainer import Trainer
+from runs import TINY_TRAINING
 from test_train import single_thread  # noqa: F401  (autouse fixture)
 
 TIMING_COLUMNS = ("images_per_s", "elapsed_s")
 TIMING_RESULT = ("wall_time_s", "machine", "threads", "checkpoint", "torch", "device")
 
-TINY = [
-    "--num-glow-blocks",
-    "2",
-    "--num-steps-per-block",
-    "1",
-    "--hidden-channels",
-    "8",
-    "--batch-size",
-    "16",
-    "--init-images",
-    "32",
-    "--eval-batch-size",
-    "300",
-    "--final-eval-draws",
-    "1",
-    "--sample-every",
-    "1000",
-    "--sample-count",
-    "4",
-    "--no-progress",
-    "--device",
-    "cpu",
-    "--threads",
-    "1",
-]
+TINY = [*TINY_TRAINING, "--sample-every", "1000", "--threads", "1"]
 RUN = [
     *TINY,
     "--deterministic",
