@@ -17,16 +17,17 @@ True
 >>> GlowConfig(permutation="rotate")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
     ...
-ValueError: GlowConfig.permutation must be one of ('invconv', ..., 'reverse'), got 'rotate'
+glowflow.errors.ConfigError: GlowConfig.permutation must be one of ('invconv', ..., 'reverse'), got 'rotate'
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import typing
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Sequence
+from dataclasses import dataclass
+from typing import Optional
+
+from .config_base import FlowConfig, option
+from .errors import ConfigError
 
 Shape = tuple[int, ...]
 
@@ -35,13 +36,8 @@ NETWORK_OUTPUTS = ("shift_scale", "scale_shift", "interleaved")
 ``GlowConfig.coupling_output``)."""
 
 
-def option(default: Any, help: str, choices: Optional[tuple[str, ...]] = None) -> Any:
-    """A dataclass field with its help text and choices in the metadata (one place for both)."""
-    return field(default=default, metadata={"help": help, "choices": choices})
-
-
 @dataclass(frozen=True)
-class GlowConfig:
+class GlowConfig(FlowConfig):
     """A Glow architecture: ``L`` levels of [squeeze -> ``K`` x (ActNorm -> 1x1 conv ->
     coupling) -> exit], then the top latent with an optional learned prior.
 
@@ -54,6 +50,7 @@ class GlowConfig:
         (3, 32, 32),
         "image shape (C, H, W); H and W divisible by 2**num_glow_blocks (none: "
         "not known yet, a template whose data decides it)",
+        role="shape",
     )
     num_glow_blocks: int = option(3, "levels L of the multi-scale architecture")
     num_steps_per_block: int = option(32, "flow steps K per level")
@@ -64,9 +61,12 @@ class GlowConfig:
     )
     use_actnorm: bool = option(True, "an ActNorm (data-dependent init) first in every flow step")
     seed: Optional[int] = option(
-        None, "seed of the whole initialization (1x1 convs, shuffles, networks); none: global RNG"
+        None, "seed of the whole initialization (1x1 convs, shuffles, networks); none: global RNG",
+        role="seed",
     )
-    validate_args: bool = option(False, "check shapes, dtypes and finiteness at every entry")
+    validate_args: bool = option(
+        False, "check shapes, dtypes and finiteness at every entry", role="runtime"
+    )
     # glowflow's options
     hidden_channels: int = option(512, "width of the default coupling network (paper: 512)")
     coupling: Optional[str] = option(
@@ -139,44 +139,35 @@ class GlowConfig:
     )
     learn_top_prior: bool = option(False, "a learned Gaussian prior on the top latent")
     num_classes: Optional[int] = option(
-        None, "a class-conditional prior on the top latent with this many classes"
+        None, "a class-conditional prior on the top latent with this many classes", role="classes"
     )
     memory_mode: str = option(
         "none",
         "activation memory in training: none, checkpoint (recompute each step) or "
         "invertible (rebuild inputs from outputs)",
         ("none", "checkpoint", "invertible"),
+        role="runtime",
     )
 
-    def __post_init__(self) -> None:
-        coerced = {
-            f.name: _coerce(f.name, self._types()[f.name], getattr(self, f.name))
-            for f in dataclasses.fields(self)
-        }
-        for name, value in coerced.items():
-            object.__setattr__(self, name, value)
-        for f in dataclasses.fields(self):
-            choices, value = f.metadata["choices"], getattr(self, f.name)
-            if choices is not None and value is not None and value not in choices:
-                raise ValueError(f"GlowConfig.{f.name} must be one of {choices}, got {value!r}")
+    def check(self) -> None:
         self._check_numbers()
 
     def _check_numbers(self) -> None:
         for name in ("num_glow_blocks", "num_steps_per_block", "hidden_channels"):
             if getattr(self, name) < 1:
-                raise ValueError(f"GlowConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"GlowConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.coupling_dropout < 1.0:
-            raise ValueError(
+            raise ConfigError(
                 f"GlowConfig.coupling_dropout must be in [0, 1), got {self.coupling_dropout}"
             )
         if self.coupling_dropout and self.memory_mode == "invertible":
-            raise ValueError(
+            raise ConfigError(
                 "GlowConfig: coupling_dropout needs memory_mode 'none' or "
                 "'checkpoint'; 'invertible' re-runs each network and would draw "
                 "another dropout mask than the forward pass"
             )
         if self.num_classes is not None and self.num_classes < 2:
-            raise ValueError(f"GlowConfig.num_classes must be >= 2, got {self.num_classes}")
+            raise ConfigError(f"GlowConfig.num_classes must be >= 2, got {self.num_classes}")
         self.exit_fractions()  # validates grab_after_block
         if self.output_shape is not None:
             self._check_shape()
@@ -184,14 +175,14 @@ class GlowConfig:
     def _check_shape(self) -> None:
         assert self.output_shape is not None
         if len(self.output_shape) != 3 or min(self.output_shape) < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"GlowConfig.output_shape must be (C, H, W) with positive sizes, "
                 f"got {self.output_shape}"
             )
         _, height, width = self.output_shape
         factor = 2**self.num_glow_blocks
         if height % factor or width % factor:
-            raise ValueError(
+            raise ConfigError(
                 f"GlowConfig.output_shape {self.output_shape}: H={height} and W={width} must be "
                 f"divisible by 2**num_glow_blocks = {factor} (num_glow_blocks="
                 f"{self.num_glow_blocks})"
@@ -209,13 +200,13 @@ class GlowConfig:
         if len(fractions) == levels - 1:
             fractions += (0.0,)
         if len(fractions) != levels:
-            raise ValueError(
+            raise ConfigError(
                 f"GlowConfig.grab_after_block needs {levels} (or {levels - 1}) fractions, one "
                 f"per block, got {len(self.grab_after_block)}: {self.grab_after_block}"
             )
         for index, fraction in enumerate(fractions):
             if math.isnan(fraction) or not 0.0 <= fraction <= 1.0:
-                raise ValueError(
+                raise ConfigError(
                     f"GlowConfig.grab_after_block[{index}] = {fraction} is not a fraction in [0, 1]"
                 )
         return fractions
@@ -223,7 +214,7 @@ class GlowConfig:
     def level_shapes(self) -> list[Shape]:
         """The ``(C, H, W)`` each level's flow steps act on (after its squeeze)."""
         if self.output_shape is None:
-            raise ValueError(
+            raise ConfigError(
                 "GlowConfig.output_shape is none: give the image shape (C, H, W) to build a Glow"
             )
         channels, height, width = self.output_shape
@@ -240,7 +231,7 @@ class GlowConfig:
         for index, (shape, fraction) in enumerate(zip(self.level_shapes(), self.exit_fractions())):
             counts.append(math.floor(fraction * shape[0]))
             if counts[-1] == shape[0] and index < self.num_glow_blocks - 1:
-                raise ValueError(
+                raise ConfigError(
                     f"GlowConfig.grab_after_block[{index}] = {fraction} exits every channel "
                     f"before block {index + 1}; only the last fraction may be 1.0"
                 )
@@ -255,76 +246,3 @@ class GlowConfig:
         channels, height, width = levels[-1]
         shapes.append((channels - counts[-1], height, width))
         return [shape for shape in shapes if shape[0] > 0]
-
-    # ----------------------------------------------------------------------- (de)serializing
-    @classmethod
-    def _types(cls) -> dict[str, Any]:
-        return typing.get_type_hints(cls)
-
-    @classmethod
-    def help(cls, name: str) -> str:
-        """The help text of field ``name``."""
-        return cls.__dataclass_fields__[name].metadata["help"]
-
-    @classmethod
-    def choices(cls, name: str) -> Optional[tuple[str, ...]]:
-        """The choices of field ``name``, or ``None`` when it is not a choice."""
-        return cls.__dataclass_fields__[name].metadata["choices"]
-
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(cls))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
-        return {
-            name: (list(value) if isinstance(value, tuple) else value)
-            for name, value in dataclasses.asdict(self).items()
-        }
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any], where: str = "GlowConfig") -> "GlowConfig":
-        """Build from a (possibly partial) mapping; unknown names are a ``ValueError``."""
-        unknown = sorted(set(values) - set(cls.field_names()))
-        if unknown:
-            raise ValueError(
-                f"{where}: unknown Glow option(s) {unknown}; known: {sorted(cls.field_names())}"
-            )
-        return cls(**values)
-
-    def replace(self, **changes: Any) -> "GlowConfig":
-        """A copy with ``changes`` applied (and validated)."""
-        return dataclasses.replace(self, **changes)
-
-
-def _coerce(name: str, kind: Any, value: Any) -> Any:
-    """``value`` as the field's type: sequences to tuples, ints to floats where a float is
-    wanted; anything else of the wrong type is a ``ValueError`` naming the field."""
-    args = typing.get_args(kind)
-    if typing.get_origin(kind) is typing.Union and type(None) in args:
-        if value is None:
-            return None
-        kind = next(a for a in args if a is not type(None))
-        args = typing.get_args(kind)
-    if typing.get_origin(kind) is tuple:
-        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-            raise ValueError(f"GlowConfig.{name} must be a sequence, got {value!r}")
-        fixed = not (len(args) == 2 and args[1] is Ellipsis)
-        if fixed and len(value) != len(args):
-            raise ValueError(f"GlowConfig.{name} must have {len(args)} entries, got {tuple(value)}")
-        return tuple(_coerce(name, args[0], v) for v in value)
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"GlowConfig.{name} must be true or false, got {value!r}")
-        return value
-    if kind is int:
-        if isinstance(value, bool) or not hasattr(value, "__index__"):
-            raise ValueError(f"GlowConfig.{name} must be an integer, got {value!r}")
-        return int(value)
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"GlowConfig.{name} must be a number, got {value!r}")
-        return float(value)
-    if kind is str and not isinstance(value, str):
-        raise ValueError(f"GlowConfig.{name} must be a string, got {value!r}")
-    return value
