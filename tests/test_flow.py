@@ -84,7 +84,8 @@ def test_class_conditional_log_prob_depends_on_label() -> None:
         glow.top_prior.class_table.normal_()
     log_prob = flow(x, labels)  # a flow's output is log p(x | y) alone
     assert log_prob.shape == (4,)
-    class_logits = glow.top_prior.class_logits(glow.raw_top(flow.encode(x, labels), labels))
+    class_logits = flow.class_logits(flow.forward_levels(x, labels))
+    assert flow.num_classes == 10
     assert class_logits.shape == (4, 10)
     assert not torch.allclose(log_prob, flow.log_prob(x, (labels + 1) % 10))
     with pytest.raises(ValueError, match="needs the class labels"):
@@ -129,7 +130,7 @@ def test_raw_top_is_the_top_latent_before_the_prior() -> None:
         for step in level.steps:
             h = step(h)[0]
         h = level.exit(h).continuing
-    torch.testing.assert_close(glow.raw_top(glow.forward_levels(x, labels).latents, labels), h)
+    torch.testing.assert_close(glow.forward_levels(x, labels).raw_top, h)
 
 
 def test_a_chain_that_hides_a_multiscale_bijector_is_refused() -> None:

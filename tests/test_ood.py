@@ -138,10 +138,13 @@ def test_level_contributions_add_up_to_the_total_bits_per_dim(options):
     )
 
 
-def test_level_decomposition_needs_a_glow():
+def test_a_flow_without_levels_is_one_level_whose_bits_are_the_total():
     flow = gf.Flow(gf.ActNorm(4), event_shape=(4,))
-    with pytest.raises(TypeError, match="over a Glow"):
-        level_bits(flow, torch.zeros(2, 4), 17)
+    x = torch.randn(3, 4)
+    flow.initialize(torch.randn(64, 4))
+    bits = level_bits(flow, x, 17)
+    assert bits.latent.shape == (3, 1)
+    torch.testing.assert_close(bits.total, flow.bits_per_dim(x, 17))
 
 
 # --------------------------------------------------------------------------- compressors

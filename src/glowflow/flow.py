@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -11,8 +11,12 @@ from torch import Tensor, nn
 from .bijectors.actnorm import ActNorm
 from .bijectors.base import Bijector, Shape
 from .bijectors.multiscale import LevelEncoding, MultiScaleBijector
+from .errors import ConfigError
 from .metrics import bits_per_dim
 from .validation import check_batch
+
+if TYPE_CHECKING:
+    from .config_base import FlowConfig
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -50,7 +54,15 @@ class Flow(nn.Module):
         event_shape: data shape ``(C, H, W)`` (or ``(D,)``).
         validate_args: check shapes, dtypes and finiteness of inputs at each public method
             (also on when the bijector's ``validate_args`` is).
+
+    What the upper floors (trainer, model folders, OOD, benchmark) ask of a flow is declared
+    here, never read from the bijector's insides: :attr:`config` (the family config it was
+    built from, ``None`` for a hand-made flow), :attr:`num_classes` (``None``: unconditional)
+    and :meth:`class_logits`.
     """
+
+    config: Optional["FlowConfig"]
+    """The family config this flow was built from (set by :func:`glowflow.families.build`)."""
 
     def __init__(
         self,
@@ -63,6 +75,7 @@ class Flow(nn.Module):
         if shape is None:
             raise ValueError("Flow needs an event_shape: the bijector does not declare one")
         self.bijector = bijector
+        self.config = None
         self.event_shape: Shape = tuple(int(s) for s in shape)
         self.validate_args = validate_args or bijector.validate_args
         if isinstance(bijector, MultiScaleBijector):
@@ -84,6 +97,20 @@ class Flow(nn.Module):
     def multiscale(self) -> Optional[MultiScaleBijector]:
         """The bijector when it is multi-scale (per-level latents), else ``None``."""
         return self.bijector if isinstance(self.bijector, MultiScaleBijector) else None
+
+    @property
+    def num_classes(self) -> Optional[int]:
+        """Classes of a class-conditional flow (labels ``y`` in ``0..num_classes-1``), else
+        ``None``."""
+        return getattr(self.bijector, "num_classes", None)
+
+    def class_logits(self, encoding: LevelEncoding) -> Tensor:
+        """``(B, num_classes)`` class logits of a class-conditional flow from the encoding of
+        :meth:`forward_levels` (the classifier head on the top latent)."""
+        head = getattr(self.bijector, "class_logits", None)
+        if head is None:
+            raise ConfigError(f"a Flow over a {type(self.bijector).__name__} has no class head")
+        return head(encoding)
 
     @property
     def num_dims(self) -> int:

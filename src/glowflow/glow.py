@@ -19,6 +19,7 @@ from .bijectors.permutation import ChannelPermutation
 from .bijectors.prior import ClassConditionalPrior, LearnedPrior
 from .bijectors.squeeze import Squeeze
 from .config import GlowConfig
+from .errors import ConfigError
 from .memory import run_steps
 from .seeding import seeded
 from .validation import check_batch, check_event_shape
@@ -244,21 +245,28 @@ class Glow(MultiScaleBijector):
         check_event_shape(x, self.event_shape, "Glow.forward")
         if self.config.validate_args:
             check_batch(x, self.event_shape, "Glow.forward", dtype=self._dtype())
-        total = zero_logdet(x)
+        level_logdets: list[Tensor] = []
         slots: list[Tensor] = []
         h = x
         for level in self.levels:
             h, _ = level.squeeze(h)
             h, logdet = run_steps(level.steps, h, context, self.config.memory_mode)
             h, latent, exit_logdet = level.exit(h, context)
-            total = total + logdet + exit_logdet
+            level_logdets.append(logdet + exit_logdet)
             slots.append(latent)
         slots.append(h)
-        latents = [z for z in slots if z.shape[1]]
+        last = len(self.levels) - 1
+        kept = [(z, min(i, last)) for i, z in enumerate(slots) if z.shape[1]]
+        latents, latent_levels = [z for z, _ in kept], [i for _, i in kept]
+        raw_top = None
         if self.top_prior is not None:
-            latents[-1], logdet = self.top_prior(latents[-1], context)
+            raw_top = latents[-1]
+            latents[-1], logdet = self.top_prior(raw_top, context)
+            level_logdets[-1] = level_logdets[-1] + logdet
+        total = level_logdets[0]
+        for logdet in level_logdets[1:]:
             total = total + logdet
-        return LevelEncoding(latents, total)
+        return LevelEncoding(latents, total, level_logdets, latent_levels, raw_top)
 
     def inverse_levels(
         self, latents: Sequence[Tensor], context: Optional[Tensor] = None
@@ -298,8 +306,14 @@ class Glow(MultiScaleBijector):
         """The floating dtype of the parameters (what inputs must have)."""
         return next(self.parameters()).dtype
 
-    def raw_top(self, latents: Sequence[Tensor], context: Optional[Tensor] = None) -> Tensor:
-        """The top latent before the learned prior (what a classifier head reads), from the
-        latents of :meth:`forward_levels`: ``(B, *latent_shapes[-1])``."""
-        top = latents[-1]
-        return top if self.top_prior is None else self.top_prior.inverse(top, context)[0]
+    @property
+    def num_classes(self) -> Optional[int]:
+        """Classes of the class-conditional top prior (``None``: unconditional)."""
+        return self.config.num_classes
+
+    def class_logits(self, encoding: LevelEncoding) -> Tensor:
+        """``(B, num_classes)`` logits of the class-conditional prior's classifier head on the
+        top latent before the prior (the official code's ``ycond`` head)."""
+        if not isinstance(self.top_prior, ClassConditionalPrior) or encoding.raw_top is None:
+            raise ConfigError("class logits need a class-conditional Glow (num_classes)")
+        return self.top_prior.class_logits(encoding.raw_top)

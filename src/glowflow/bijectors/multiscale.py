@@ -18,10 +18,28 @@ class LevelEncoding(NamedTuple):
         latents: the per-level latents, finest first; latent ``i`` has shape
             ``(B, *latent_shapes[i])``.
         logdet: ``log|det|`` of the whole map, ``(B,)``.
+        level_logdets: ``log|det J_l|`` of each level ``l`` ``(B,)``, summing to ``logdet``
+            (``None`` when the bijector does not break it down).
+        latent_levels: the level each latent came out of (with ``level_logdets``).
+        raw_top: the top latent before a learned top prior, ``(B, *latent_shapes[-1])`` (what a
+            class head reads; ``None`` without such a prior).
     """
 
     latents: list[Tensor]
     logdet: Tensor
+    level_logdets: Optional[list[Tensor]] = None
+    latent_levels: Optional[list[int]] = None
+    raw_top: Optional[Tensor] = None
+
+    def level_terms(self) -> tuple[list[list[Tensor]], list[Tensor]]:
+        """``(latents of each level, log-det of each level)``; one level holding everything
+        when the bijector does not break its log-det down."""
+        if self.level_logdets is None or self.latent_levels is None:
+            return [list(self.latents)], [self.logdet]
+        grouped: list[list[Tensor]] = [[] for _ in self.level_logdets]
+        for latent, level in zip(self.latents, self.latent_levels):
+            grouped[level].append(latent)
+        return grouped, list(self.level_logdets)
 
 
 class MultiScaleBijector(Bijector):

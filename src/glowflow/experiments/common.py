@@ -8,13 +8,15 @@ import torch
 from torch import Tensor
 
 from ..bijectors.prior import ClassConditionalPrior
+from ..errors import ConfigError
 from ..flow import Flow
 
 Latents = list[Tensor]
 
 
 def class_prior(flow: Flow) -> Optional[ClassConditionalPrior]:
-    """The flow's class-conditional top prior, or ``None`` for an unconditional model."""
+    """The flow's class-conditional top prior (a Glow's), or ``None``: a model that is not
+    conditional, or whose conditioning is no such prior."""
     prior = getattr(flow.bijector, "top_prior", None)
     return prior if isinstance(prior, ClassConditionalPrior) else None
 
@@ -24,10 +26,10 @@ def condition(flow: Flow, y: Optional[Tensor]) -> Optional[Tensor]:
 
     Raises ``ValueError`` when a class-conditional model gets no labels.
     """
-    if class_prior(flow) is None:
+    if flow.num_classes is None:
         return None
     if y is None:
-        raise ValueError("this model is class-conditional: labels (y) are required")
+        raise ConfigError("this model is class-conditional: labels (y) are required")
     return y
 
 

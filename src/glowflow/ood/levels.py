@@ -31,8 +31,6 @@ from torch import Tensor
 
 from ..bijectors.base import zero_logdet
 from ..flow import Flow, standard_normal_log_prob
-from ..glow import Glow
-from ..memory import run_steps
 
 
 @dataclass(frozen=True)
@@ -60,43 +58,19 @@ class LevelBits:
         return self.quantization + self.per_level.sum(dim=1)
 
 
-def glow_of(flow: Flow) -> Glow:
-    """The :class:`~glowflow.Glow` inside ``flow``; ``TypeError`` for any other bijector."""
-    if not isinstance(flow.bijector, Glow):
-        raise TypeError(
-            f"the per-level decomposition needs a Flow over a Glow, not over a "
-            f"{type(flow.bijector).__name__}"
-        )
-    return flow.bijector
-
-
 @torch.no_grad()
 def level_nats(flow: Flow, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
     """``(log N(z_l; 0, I), log|det J_l|)`` per level, each ``(B, L)`` in nats, for images ``x``.
 
-    Walks ``glow.levels`` with the public pieces (squeeze, :func:`glowflow.memory.run_steps`,
-    exit, top prior) exactly as :meth:`Glow.forward_levels` does, keeping each level's terms
-    apart; their sum over levels is ``flow.log_prob(x)``.
+    Read off the flow's own encoding (:attr:`LevelEncoding.level_logdets`, with the top prior's
+    log-det in the last level), so the terms are those of ``flow.log_prob`` and sum to it. A
+    flow whose bijector does not break its log-det down by level counts as one level.
     """
-    glow = glow_of(flow)
-    latent_terms, logdet_terms = [], []
-    h = x
-    for index, level in enumerate(glow.levels):
-        h, _ = level.squeeze(h)
-        h, steps_logdet = run_steps(level.steps, h, context, glow.config.memory_mode)
-        h, latent, exit_logdet = level.exit(h, context)
-        latents, logdet = [latent], steps_logdet + exit_logdet
-        if index == len(glow.levels) - 1:
-            latents.append(h)  # the top latent: what is left after the last exit
-            if glow.top_prior is not None:
-                # The prior whitens the last non-empty latent, which this level produced.
-                slot = 1 if h.shape[1] else 0
-                latents[slot], prior_logdet = glow.top_prior(latents[slot], context)
-                logdet = logdet + prior_logdet
-        present = [z for z in latents if z.shape[1]]
-        latent_terms.append(standard_normal_log_prob(present) if present else zero_logdet(x))
-        logdet_terms.append(logdet)
-    return torch.stack(latent_terms, dim=1), torch.stack(logdet_terms, dim=1)
+    grouped, logdets = flow.forward_levels(x, context).level_terms()
+    latent_terms = [
+        standard_normal_log_prob(latents) if latents else zero_logdet(x) for latents in grouped
+    ]
+    return torch.stack(latent_terms, dim=1), torch.stack(logdets, dim=1)
 
 
 def level_bits(flow: Flow, x: Tensor, n_bins: int, context: Optional[Tensor] = None) -> LevelBits:

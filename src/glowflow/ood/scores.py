@@ -37,9 +37,10 @@ import torch
 from torch import Tensor
 
 from ..data import dequantize
+from ..errors import ConfigError
 from ..flow import Flow
 from .compression import code_length_bpd
-from .levels import LevelBits, glow_of, level_bits
+from .levels import LevelBits, level_bits
 from .specs import ImageSet
 
 
@@ -95,27 +96,26 @@ def model_bits(
         raise ValueError(f"{images.name} holds no images")
     shape = tuple(images.levels.shape[1:])
     for model in [flow] if background is None else [flow, background]:
-        if glow_of(model).config.num_classes is not None:
-            raise ValueError(
+        if model.num_classes is not None:
+            raise ConfigError(
                 "out-of-distribution scores need unconditional models; this one is "
                 "class-conditional"
             )
         if model.event_shape != shape:
-            raise ValueError(
+            raise ConfigError(
                 f"{images.name} has images of shape {shape}; a model takes {model.event_shape}"
             )
     device = _device(flow)
     generator = torch.Generator(device=device).manual_seed(seed)
-    num_levels = len(glow_of(flow).levels)
     latent, logdet, back = [], [], []
     for start in range(0, len(images), batch_size):
         levels = images.levels[start : start + batch_size].to(device)
-        parts = torch.zeros(2, levels.shape[0], num_levels, dtype=torch.float64)
+        parts = torch.zeros((), dtype=torch.float64)  # broadcast to (2, B, L) on the first draw
         back_sum = torch.zeros(levels.shape[0], dtype=torch.float64)
         for _ in range(draws):
             x = dequantize(levels, images.n_bins, generator=generator)
             bits = level_bits(flow, x, images.n_bins)
-            parts += torch.stack([bits.latent, bits.logdet]).double().cpu()
+            parts = parts + torch.stack([bits.latent, bits.logdet]).double().cpu()
             if background is not None:
                 back_sum += (
                     background.bits_per_dim(x.to(_device(background)), images.n_bins).double().cpu()

@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from ..flow import Flow, log_prob_of
-from ..glow import Glow
 from ..metrics import bits_per_dim
 from ..precision import check_precision, network_precision
 from .ema import EMA
@@ -58,10 +58,8 @@ class Objective(nn.Module):
         precision: str = "fp32",
     ) -> None:
         super().__init__()
-        if class_loss_weight and not (
-            isinstance(flow.bijector, Glow) and flow.bijector.config.num_classes
-        ):
-            raise ValueError("class_loss_weight needs a class-conditional Glow (num_classes)")
+        if class_loss_weight and flow.num_classes is None:
+            raise ConfigError("class_loss_weight needs a class-conditional flow (num_classes)")
         self.flow = flow
         self.dequantizer = dequantizer
         self.class_loss_weight = class_loss_weight
@@ -80,9 +78,8 @@ class Objective(nn.Module):
         bpd = bits_per_dim(log_bound, self.flow.num_dims, self.dequantizer.n_bins).mean()
         if not self.class_loss_weight:
             return bpd, bpd
-        glow = self.flow.bijector
-        assert isinstance(glow, Glow) and glow.top_prior is not None and y is not None
-        logits = glow.top_prior.class_logits(glow.raw_top(encoding.latents, y))
+        assert y is not None
+        logits = self.flow.class_logits(encoding)
         return bpd + self.class_loss_weight * F.cross_entropy(logits, y), bpd
 
 
