@@ -15,9 +15,10 @@ import glowflow as gf
 from glowflow.bijectors.coupling import SCALE_FUNCTIONS
 from glowflow.cli import build_parser
 from glowflow.config import GlowConfig
+from glowflow.families import FAMILIES
 from glowflow.glow import make_permutation
 from glowflow.memory import MEMORY_MODES
-from glowflow.training.config import MODEL_FIELDS_SET_BY_RUN, TrainConfig, resolve_config
+from glowflow.training.config import SET_BY_RUN, TrainConfig, resolve_config
 
 
 def test_importable_without_torch() -> None:
@@ -103,14 +104,21 @@ def test_train_flags_are_generated_from_glow_config() -> None:
         if a[0] == "train"
     )[1]
     flags = {action.dest: action for action in train._actions}  # noqa: SLF001
+    for family in FAMILIES.values():  # every family's model options are flags
+        config_class = family.config_class
+        for name in config_class.field_names():
+            if config_class.role(name) in SET_BY_RUN:
+                assert name not in flags or name == "seed"  # the run's own seed sets the model's
+                continue
+            assert name in flags, name
+            assert family.name in flags[name].help or "[" not in flags[name].help
+            if config_class.choices(name):
+                assert set(config_class.choices(name)) <= set(flags[name].choices)
     for name in GlowConfig.field_names():
-        if name in MODEL_FIELDS_SET_BY_RUN:
-            assert name not in flags or name == "seed"  # the run's own seed sets the model's
-            continue
-        assert name in flags, name
-        assert GlowConfig.help(name) in flags[name].help
-        if GlowConfig.choices(name):
-            assert tuple(flags[name].choices) == GlowConfig.choices(name)
+        if GlowConfig.role(name) not in SET_BY_RUN:
+            assert GlowConfig.help(name) in flags[name].help
+            if GlowConfig.choices(name):
+                assert tuple(flags[name].choices) == GlowConfig.choices(name)
     args = parser.parse_args(["train", "--coupling-dropout", "0.2", "--num-steps-per-block", "3"])
     from glowflow.cli.train import config_from_args
 

@@ -117,26 +117,28 @@ def test_tuple_flag_takes_several_values():
     ) == (0.7, 1.0)
 
 
-@pytest.mark.parametrize("name", ["nice", "realnvp"])
-def test_nice_and_realnvp_presets_build_their_architectures(name):
-    from glowflow.bijectors import (
-        ActNorm,
-        ChannelCoupling,
-        ChannelPermutation,
-        CheckerboardCoupling,
-    )
+@pytest.mark.parametrize("name", ["nice", "realnvp", "maf", "iaf"])
+def test_each_family_preset_builds_its_family_on_the_digits(name):
     from glowflow.data import load_dataset
+    from glowflow.families import FAMILIES
     from glowflow.training.model import DatasetInfo, build_flow
 
     config = resolve_config(name)
+    assert config.family == name and type(config.model) is FAMILIES[name].config_class
     flow = build_flow(config, DatasetInfo.of("digits", load_dataset("digits")))
-    steps = [step for level in flow.bijector.levels for step in level.steps]
-    assert not any(isinstance(m, ActNorm) for m in flow.modules())
-    assert all(isinstance(step[0], ChannelPermutation) for step in steps)
-    assert all(torch.equal(step[0].perm, torch.arange(len(step[0].perm)).flip(0)) for step in steps)
-    couplings = [step[-1] for step in steps]
-    if name == "nice":
-        assert all(isinstance(c, ChannelCoupling) and c.kind == "additive" for c in couplings)
-    else:
-        assert all(c.kind == "affine" for c in couplings)
-        assert {CheckerboardCoupling, ChannelCoupling} == {type(c) for c in couplings}
+    assert flow.config.event_shape == (1, 8, 8) and flow.config.seed == config.seed
+    assert flow.event_shape == (1, 8, 8)
+    x = torch.rand(3, 1, 8, 8) - 0.5
+    flow.eval()
+    torch.testing.assert_close(flow.decode(flow.encode(x)), x, atol=1e-4, rtol=0)
+
+
+def test_a_preset_of_another_family_lends_its_run_settings_only():
+    config = resolve_config("mnist", overrides={"family": "realnvp"})
+    assert config.family == "realnvp" and config.dataset == "mnist"
+    assert config.max_steps == resolve_config("mnist").max_steps
+    assert config.model == resolve_config("realnvp").model
+    with pytest.raises(
+        ValueError, match=r"unknown config field\(s\) \['num_glow_blocks'\] for a nice"
+    ):
+        resolve_config(overrides={"family": "nice", "num_glow_blocks": 3})

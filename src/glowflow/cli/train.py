@@ -1,4 +1,4 @@
-"""``glowflow train``: train a Glow from a preset, a config file and flags."""
+"""``glowflow train``: train a flow of any family from a preset, a config file and flags."""
 
 from __future__ import annotations
 
@@ -6,28 +6,58 @@ import argparse
 import os
 import typing
 
-from ..training.config import PRESETS, TrainConfig, choices_of, coerce, field_types, help_text
+from ..training.config import (
+    PRESETS,
+    TrainConfig,
+    choices_of,
+    coerce,
+    help_text,
+    settable_fields,
+)
 
-HELP = "Train a Glow; writes a run folder with config, metrics, samples and checkpoints."
+HELP = (
+    "Train a flow (Glow, NICE, RealNVP, MAF, IAF: --family); writes a run folder with config, "
+    "metrics, samples and checkpoints.\n\nUsage:\n"
+    "  glowflow train --preset digits --run-dir runs/digits\n"
+    "  glowflow train --family realnvp --max-time 300\n"
+    "  glowflow train --preset cifar10 --download --batch-size 32\n"
+    "  glowflow train --run-dir runs/digits --resume auto --max-steps 2000"
+)
+
+
+def _default_of(name: str, families: tuple[str, ...]) -> object:
+    """What a field is when no preset, file or flag sets it, for the first family that has it."""
+    from ..families import FAMILIES
+
+    defaults = TrainConfig()
+    if name in defaults.__dataclass_fields__:
+        return defaults.value(name)
+    return getattr(FAMILIES[families[0]].template, name)
 
 
 def _flag_for(
-    parser: argparse.ArgumentParser, name: str, kind: typing.Any, default: object
+    parser: argparse.ArgumentParser, name: str, kind: typing.Any, families: tuple[str, ...]
 ) -> None:
-    """Add ``--name-with-dashes`` for one config field; absent flags leave the field alone."""
+    """Add ``--name-with-dashes`` for one config field; absent flags leave the field alone. A
+    model field's help names the families that have it."""
+    from ..families import FAMILIES
+
     flag = "--" + name.replace("_", "-")
+    default = _default_of(name, families)
     shown = repr(default) if default == "" else default
-    text = f"{help_text(name)} (default: {shown})".replace("%", "%%")
+    scope = "" if len(families) == len(FAMILIES) else f"[{', '.join(families)}] "
+    text = f"{scope}{help_text(name, families[0])} (default: {shown})".replace("%", "%%")
     options: dict[str, typing.Any] = {"default": argparse.SUPPRESS, "help": text, "dest": name}
     if kind is bool:
         parser.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
         return
     item_kind = kind
+    choices = list(dict.fromkeys(c for f in families for c in choices_of(name, f) or ()))
     if typing.get_origin(kind) is tuple:
         options.update(nargs="+", metavar="X")
         item_kind = typing.get_args(kind)[0]  # argparse converts each token on its own
-    elif choices_of(name):
-        options["choices"] = choices_of(name)
+    elif choices:
+        options["choices"] = choices
     else:
         options["metavar"] = {int: "N", float: "X", str: "TEXT"}.get(kind, "N|none")
     parser.add_argument(flag, type=lambda text: coerce(name, item_kind, text), **options)
@@ -39,7 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=sorted(PRESETS),
         default=argparse.SUPPRESS,
         help="named configuration to start from (default: digits, or the config "
-        "file's 'preset' entry)",
+        "file's 'preset' entry); a preset of another family than --family lends its data and "
+        "schedule only",
     )
     parser.add_argument(
         "--config",
@@ -55,9 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "if it has none) or a given checkpoint (default: a fresh run, and "
         "an error if the run folder already has checkpoints)",
     )
-    defaults = TrainConfig()
-    for name, kind in field_types().items():
-        _flag_for(parser, name, kind, defaults.value(name))
+    for name, (kind, families) in settable_fields().items():
+        _flag_for(parser, name, kind, families)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -65,11 +95,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     ``--resume``, the run's own saved config, where the given settings may only change what
     :data:`~glowflow.training.config.RESUME_MAY_CHANGE` lists."""
     from ..training.checkpoint import list_checkpoints, read_run_config, resolve_checkpoint
-    from ..training.config import PRESETS, read_config_file, resolve_config, resume_config
+    from ..training.config import preset_settings, read_config_file, resolve_config, resume_config
     from ..training.trainer import run_dir_of
 
     preset, config_file = getattr(args, "preset", None), getattr(args, "config", None)
-    overrides = {name: getattr(args, name) for name in field_types() if hasattr(args, name)}
+    overrides = {name: getattr(args, name) for name in settable_fields() if hasattr(args, name)}
     config = resolve_config(preset, config_file, overrides)
     resume = getattr(args, "resume", None)
     if resume is None:
@@ -81,12 +111,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         start = found[-1]
     else:
         start = resolve_checkpoint(resume)
-    given: dict[str, typing.Any] = dict(PRESETS[preset]) if preset else {}
-    if config_file is not None:
-        given.update(read_config_file(config_file))
-        given.pop("preset", None)
+    saved = read_run_config(start)
+    file_values = read_config_file(config_file) if config_file is not None else {}
+    file_values.pop("preset", None)
+    family = overrides.get("family", file_values.get("family", saved.family))
+    given: dict[str, typing.Any] = preset_settings(preset, family) if preset else {}
+    given.update(file_values)
     given.update(overrides)
-    return resume_config(read_run_config(start), given, f"resuming {start}")
+    return resume_config(saved, given, f"resuming {start}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,8 +3,8 @@
 Resolution order (later wins): :class:`TrainConfig` defaults (the ``digits`` preset) <- the
 preset's entries <- a JSON or TOML config file <- explicit overrides (command-line flags).
 Every value is checked against the field's type; unknown names are errors that list them. The
-model's fields come from :class:`~glowflow.GlowConfig` (their help, choices and validation
-too); the run's own fields carry theirs in this module's dataclass metadata.
+model's fields come from the run family's config (:mod:`glowflow.families`; their help, choices
+and validation too); the run's own fields carry theirs in this module's dataclass metadata.
 """
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
-from ..config import GlowConfig, option
+from ..config_base import FlowConfig, option
 from ..dequantization import DEQUANTIZATIONS
+from ..errors import ConfigError, MissingFileError
+from ..families import DEFAULT_FAMILY, FAMILIES, PRESETS, get_family
 from ..precision import PRECISIONS
 
 RETIRED_FIELDS = ("test_split",)
@@ -30,29 +31,20 @@ evaluations now use the validation split, the test set only the end)."""
 MIN_INIT_IMAGES = 16
 """Fewest images the data-dependent ActNorm initialization accepts."""
 
-MODEL_FIELDS_SET_BY_RUN = ("output_shape", "num_classes", "seed")
-""":class:`GlowConfig` fields a training run decides: the data's shape, its class count (with
-``conditional``) and the run's ``seed``. Every other model field is a ``train`` flag."""
-
-DIGITS_MODEL = GlowConfig(
-    output_shape=None,
-    num_glow_blocks=2,
-    num_steps_per_block=16,
-    hidden_channels=64,
-    coupling="affine",
-    scale_fn="sigmoid",
-    learn_top_prior=True,
-)
-"""The ``digits`` preset's model: small enough to train on 2 CPU cores in minutes."""
+SET_BY_RUN = ("shape", "classes", "seed")
+"""Roles of the model fields a training run decides (:mod:`glowflow.config_base`): the data's
+shape, its class count (with ``conditional``) and the run's ``seed``. Every other model field
+is a ``train`` flag."""
 
 
 @dataclass
 class TrainConfig:
     """Everything a training run depends on; saved as JSON with the run and every checkpoint.
 
-    The model is a nested :class:`GlowConfig` (``model``); its fields are set by the same
-    flat names as the run's own (``--num-steps-per-block 8``, ``hidden_channels = 96`` in a
-    file) or as a nested ``model`` table. The defaults are the ``digits`` preset.
+    The model is a nested config of the run's ``family`` (``model``: a
+    :class:`~glowflow.GlowConfig` for Glow); its fields are set by the same flat names as the
+    run's own (``--num-steps-per-block 8``, ``hidden_channels = 96`` in a file) or as a nested
+    ``model`` table. The defaults are the ``digits`` preset.
     ``batch_size`` is per process (the global batch under torchrun is ``batch_size * world``).
     """
 
@@ -94,7 +86,15 @@ class TrainConfig:
     )
     num_workers: int = option(0, "data loader worker processes")
     # model
-    model: GlowConfig = field(default=DIGITS_MODEL, metadata={"help": "the Glow", "choices": None})
+    family: str = option(
+        DEFAULT_FAMILY,
+        "flow family: " + "; ".join(f.summary.split(":")[0] for f in FAMILIES.values()),
+        tuple(FAMILIES),
+    )
+    model: FlowConfig = field(
+        default=FAMILIES[DEFAULT_FAMILY].template,
+        metadata={"help": "the family's model config", "choices": None, "role": None},
+    )
     conditional: bool = option(False, "class-conditional top prior (needs a labelled dataset)")
     class_loss_weight: float = option(
         0.0, "weight of the cross-entropy on the top latent's class logits"
@@ -163,12 +163,18 @@ class TrainConfig:
     progress: bool = option(True, "show a progress bar")
 
     def __post_init__(self) -> None:
+        family = get_family(self.family, "TrainConfig.family")
         if isinstance(self.model, Mapping):
-            self.model = GlowConfig.from_dict(self.model, where="TrainConfig.model")
+            self.model = family.config_class.from_dict(self.model, where="TrainConfig.model")
+        if type(self.model) is not family.config_class:
+            raise ConfigError(
+                f"TrainConfig: family {self.family} takes a {family.config_class.__name__} "
+                f"model, got a {type(self.model).__name__}"
+            )
         for f in dataclasses.fields(self):
             choices = f.metadata["choices"]
             if choices is not None and getattr(self, f.name) not in choices:
-                raise ValueError(
+                raise ConfigError(
                     f"{f.name} must be one of {choices}, got {getattr(self, f.name)!r}"
                 )
         positive = (
@@ -191,57 +197,62 @@ class TrainConfig:
         )
         for name in positive:
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("threads", "val_size", "early_stopping", "test_every"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         for f in dataclasses.fields(self):
             values = getattr(self, f.name)
             for value in values if isinstance(values, tuple) else (values,):
                 if isinstance(value, float) and not math.isfinite(value):
-                    raise ValueError(f"{f.name} must be a finite number, got {value}")
+                    raise ConfigError(f"{f.name} must be a finite number, got {value}")
         if self.max_time < 0:
-            raise ValueError(f"max_time must be >= 0 seconds, got {self.max_time}")
+            raise ConfigError(f"max_time must be >= 0 seconds, got {self.max_time}")
         if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
         if min(self.sample_temperatures, default=0.0) < 0:
-            raise ValueError(f"sample_temperatures must be >= 0, got {self.sample_temperatures}")
+            raise ConfigError(f"sample_temperatures must be >= 0, got {self.sample_temperatures}")
         if self.init_images < MIN_INIT_IMAGES:
-            raise ValueError(
+            raise ConfigError(
                 f"init_images must be >= {MIN_INIT_IMAGES}: the data-dependent initialization "
                 f"sets every ActNorm's scale from the batch's per-channel spread, which a few "
                 f"images cannot estimate at the coarse levels (got {self.init_images})"
             )
         if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.class_loss_weight and not self.conditional:
-            raise ValueError("class_loss_weight needs conditional=true (the class logits)")
+            raise ConfigError("class_loss_weight needs conditional=true (the class logits)")
         if self.weight_decay < 0 or (self.weight_decay and self.optimizer != "adamw"):
-            raise ValueError(
+            raise ConfigError(
                 f"weight_decay must be >= 0 and needs optimizer adamw, got "
                 f"{self.weight_decay} with {self.optimizer}"
             )
         if not 0.0 < self.nan_lr_factor <= 1.0:
-            raise ValueError(f"nan_lr_factor must be in (0, 1], got {self.nan_lr_factor}")
+            raise ConfigError(f"nan_lr_factor must be in (0, 1], got {self.nan_lr_factor}")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict: the run's fields and the nested ``model`` (tuples become lists)."""
+        """JSON-ready dict: the run's fields, its ``family`` and the nested ``model`` (tuples
+        become lists)."""
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         values["model"] = self.model.to_dict()
         return json.loads(json.dumps(values))
 
     def value(self, name: str) -> Any:
         """A settable field's value by its flat name: a run field, else a model field."""
-        return getattr(self if name in _run_fields() else self.model, name)
+        return getattr(self if name in run_field_types() else self.model, name)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], where: str = "config") -> "TrainConfig":
         """Build from a (possibly partial) mapping of run and model fields, flat or with a
-        nested ``model`` table, type-checking every entry. Retired fields of older runs
-        (:data:`RETIRED_FIELDS`) are ignored."""
+        nested ``model`` table, type-checking every entry; the model's fields are those of
+        the ``family`` entry's config (Glow's when there is none). Retired fields of older
+        runs (:data:`RETIRED_FIELDS`) are ignored."""
         values = {k: v for k, v in values.items() if k not in RETIRED_FIELDS}
-        run, model = check_values(values, where)
-        return dataclasses.replace(cls(), **run, model=DIGITS_MODEL.replace(**model))
+        family = family_named_in(values, where)
+        run, model = check_values(values, where, family)
+        template = get_family(family).template
+        run["family"] = family
+        return dataclasses.replace(cls(), **run, model=template.replace(**model))
 
 
 RESUME_MAY_CHANGE = (
@@ -266,15 +277,22 @@ def resume_config(saved: TrainConfig, given: Mapping[str, Any], where: str) -> T
     """The config of a resumed run: the run's ``saved`` config with the ``given`` settings
     (flags, file entries, preset entries) applied where they may change
     (:data:`RESUME_MAY_CHANGE`). A given setting that differs from the run's and may not
-    change is a ``ValueError`` naming each conflict."""
-    run, model = check_values(given, where)
+    change is a ``ConfigError`` naming each conflict."""
+    given = dict(given)
+    family = given.pop("family", saved.family)
+    if family != saved.family:
+        raise ConfigError(
+            f"{where}: resuming keeps the run's family {saved.family!r}, not {family!r}; start "
+            f"a fresh run (another --run-dir) to train another family"
+        )
+    run, model = check_values(given, where, saved.family)
     conflicts = [
         f"{key}={value!r} (the run has {saved.value(key)!r})"
         for key, value in {**run, **model}.items()
         if key not in RESUME_MAY_CHANGE and value != saved.value(key)
     ]
     if conflicts:
-        raise ValueError(
+        raise ConfigError(
             f"{where}: resuming keeps the run's settings; these differ: "
             f"{', '.join(conflicts)}. Only {', '.join(RESUME_MAY_CHANGE)} may change "
             f"on resume; start a fresh run (another --run-dir) to change the rest"
@@ -284,148 +302,65 @@ def resume_config(saved: TrainConfig, given: Mapping[str, Any], where: str) -> T
 
 def resume_conflicts(saved: TrainConfig, config: TrainConfig) -> list[str]:
     """The settings in which ``config`` differs from the run's ``saved`` one and may not."""
+    if saved.family != config.family:
+        return [f"family: {saved.family!r} -> {config.family!r}"]
     return [
         f"{name}: {saved.value(name)!r} -> {config.value(name)!r}"
-        for name in field_types()
+        for name in field_types(saved.family)
         if name not in RESUME_MAY_CHANGE and saved.value(name) != config.value(name)
     ]
 
 
-def help_text(name: str) -> str:
-    """The help of a settable field: a run field of :class:`TrainConfig` or a model field."""
-    if name in _run_fields():
+def help_text(name: str, family: str = DEFAULT_FAMILY) -> str:
+    """The help of a settable field: a run field of :class:`TrainConfig` or a model field of
+    ``family``'s config."""
+    if name in run_field_types():
         return TrainConfig.__dataclass_fields__[name].metadata["help"]
-    return GlowConfig.help(name)
+    return get_family(family).config_class.help(name)
 
 
-def choices_of(name: str) -> Optional[tuple[str, ...]]:
+def choices_of(name: str, family: str = DEFAULT_FAMILY) -> Optional[tuple[str, ...]]:
     """The choices of a settable field, or ``None``."""
-    if name in _run_fields():
+    if name in run_field_types():
         return TrainConfig.__dataclass_fields__[name].metadata["choices"]
-    return GlowConfig.choices(name)
+    return get_family(family).config_class.choices(name)
 
 
-_LONG_RUN: dict[str, Any] = dict(
-    threads=0,
-    lr_schedule="constant",
-    warmup_steps=5000,
-    init_images=256,
-    log_every=100,
-    eval_every=5000,
-    sample_every=5000,
-    checkpoint_every=5000,
-    num_workers=min(4, os.cpu_count() or 1),  # never more loader processes than cores
-)
-"""What the presets for real datasets share: the paper's constant lr after warm-up, GPU-sized
-cadences, all CPU threads."""
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "digits": {},
-    "mnist": dict(
-        _LONG_RUN,
-        name="mnist",
-        dataset="mnist",
-        val_size=5000,
-        num_glow_blocks=2,
-        num_steps_per_block=16,
-        hidden_channels=256,
-        warmup_steps=2000,
-        max_steps=50_000,
-        eval_every=2500,
-        sample_every=2500,
-        checkpoint_every=2500,
-    ),
-    "cifar10": dict(
-        _LONG_RUN,
-        name="cifar10",
-        dataset="cifar10",
-        val_size=5000,
-        num_glow_blocks=3,
-        num_steps_per_block=32,
-        hidden_channels=512,
-        coupling="affine",
-        permutation="invconv",
-        learn_top_prior=True,
-        lr=1e-3,
-        batch_size=64,
-        max_steps=200_000,
-    ),
-    "celeba64": dict(
-        _LONG_RUN,
-        name="celeba64",
-        dataset="celeba",
-        val_size=0,
-        image_size=64,
-        n_bits=5,
-        hflip=True,
-        num_glow_blocks=4,
-        num_steps_per_block=32,
-        hidden_channels=512,
-        coupling="affine",
-        learn_top_prior=True,
-        batch_size=32,
-        max_steps=200_000,
-        eval_batch_size=128,
-    ),
-    # NICE: additive couplings between channel reversals, no ActNorm; the learned top prior
-    # plays the part of NICE's final diagonal scaling.
-    "nice": dict(
-        name="nice",
-        coupling="additive",
-        permutation="reverse",
-        mask="channel",
-        use_actnorm=False,
-        learn_top_prior=True,
-    ),
-    # RealNVP: affine couplings, checkerboard then channel masks, reversals, no ActNorm.
-    "realnvp": dict(
-        name="realnvp",
-        coupling="affine",
-        permutation="reverse",
-        mask="checkerboard_channel",
-        scale_fn="exp",
-        use_actnorm=False,
-        learn_top_prior=False,
-    ),
-    "celeba256": dict(
-        _LONG_RUN,
-        name="celeba256",
-        dataset="celeba",
-        val_size=0,
-        image_size=256,
-        n_bits=5,
-        hflip=True,
-        num_glow_blocks=6,
-        num_steps_per_block=32,
-        hidden_channels=512,
-        coupling="additive",
-        learn_top_prior=True,
-        batch_size=4,
-        max_steps=300_000,
-        init_images=64,
-        eval_batch_size=16,
-        eval_every=10_000,
-        sample_count=16,
-    ),
-}
-
-
-def _run_fields() -> dict[str, Any]:
+def run_field_types() -> dict[str, Any]:
+    """``{name: type}`` of the run's own fields (``family`` included, ``model`` not)."""
     types = typing.get_type_hints(TrainConfig)
     del types["model"]
     return types
 
 
-def _model_fields() -> dict[str, Any]:
-    types = typing.get_type_hints(GlowConfig)
-    return {name: kind for name, kind in types.items() if name not in MODEL_FIELDS_SET_BY_RUN}
+def model_field_types(family: str = DEFAULT_FAMILY) -> dict[str, Any]:
+    """``{name: type}`` of the model fields a run sets: ``family``'s config less the fields
+    whose role the run decides (:data:`SET_BY_RUN`)."""
+    config_class = get_family(family).config_class
+    return {
+        name: kind
+        for name, kind in config_class.field_types().items()
+        if config_class.role(name) not in SET_BY_RUN
+    }
 
 
-def field_types() -> dict[str, Any]:
-    """``{name: type}`` of every field a preset, file or flag sets: the run's own fields of
-    :class:`TrainConfig`, then the model's (:class:`GlowConfig` less
-    :data:`MODEL_FIELDS_SET_BY_RUN`)."""
-    return {**_run_fields(), **_model_fields()}
+def field_types(family: str = DEFAULT_FAMILY) -> dict[str, Any]:
+    """``{name: type}`` of every field a preset, file or flag sets for a ``family`` run: the
+    run's own fields of :class:`TrainConfig`, then the model's (:func:`model_field_types`)."""
+    return {**run_field_types(), **model_field_types(family)}
+
+
+def settable_fields() -> dict[str, tuple[Any, tuple[str, ...]]]:
+    """``{name: (type, families)}`` of every field any run may set: the run's own fields
+    (every family's) and each family's model fields, with the families that have them (the
+    command line's flags; a field of one family given for a run of another is a
+    ``ConfigError`` from :func:`check_values`)."""
+    fields = {name: (kind, tuple(FAMILIES)) for name, kind in run_field_types().items()}
+    for family in FAMILIES:
+        for name, kind in model_field_types(family).items():
+            _, holders = fields.get(name, (kind, ()))
+            fields[name] = (kind, (*holders, family))
+    return fields
 
 
 def _is_optional(kind: Any) -> tuple[bool, Any]:
@@ -452,33 +387,47 @@ def coerce(name: str, kind: Any, value: Any) -> Any:
             return True
         if text in ("0", "false", "no", "off"):
             return False
-        raise ValueError(f"{name} must be true or false, got {value!r}")
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
     if kind in (int, float):
         if isinstance(value, bool) or (kind is int and isinstance(value, float)):
-            raise ValueError(f"{name} must be {kind.__name__}, got {value!r}")
+            raise ConfigError(f"{name} must be {kind.__name__}, got {value!r}")
         try:
             return kind(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{name} must be {kind.__name__}, got {value!r}") from None
+            raise ConfigError(f"{name} must be {kind.__name__}, got {value!r}") from None
     if not isinstance(value, str):
-        raise ValueError(f"{name} must be a string, got {value!r}")
+        raise ConfigError(f"{name} must be a string, got {value!r}")
     return value
 
 
-def check_values(values: Mapping[str, Any], where: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Type-check a partial config mapping (flat, or with a nested ``model`` table); returns
-    ``(run fields, model fields)``. ``ValueError`` naming unknown keys and ``where``."""
+def family_named_in(values: Mapping[str, Any], where: str) -> str:
+    """The ``family`` entry of a config mapping (the default family when it has none),
+    checked against the registry."""
+    family = values.get("family", DEFAULT_FAMILY)
+    if not isinstance(family, str):
+        raise ConfigError(f"{where}: family must be a name, got {family!r}")
+    return get_family(family, where).name
+
+
+def check_values(
+    values: Mapping[str, Any], where: str, family: str = DEFAULT_FAMILY
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Type-check a partial config mapping (flat, or with a nested ``model`` table) of a
+    ``family`` run; returns ``(run fields, model fields)``. ``ConfigError`` naming unknown keys
+    and ``where``."""
     values = dict(values)
     nested = values.pop("model", None) or {}
     if not isinstance(nested, Mapping):
-        raise ValueError(f"{where}: 'model' must be a table of Glow options, got {nested!r}")
-    run_types, model_types = _run_fields(), typing.get_type_hints(GlowConfig)
-    unknown = sorted(set(values) - set(field_types())) + sorted(
+        raise ConfigError(f"{where}: 'model' must be a table of model options, got {nested!r}")
+    run_types = run_field_types()
+    model_types = get_family(family).config_class.field_types()
+    known = field_types(family)
+    unknown = sorted(set(values) - set(known)) + sorted(
         f"model.{key}" for key in set(nested) - set(model_types)
     )
     if unknown:
-        raise ValueError(
-            f"{where}: unknown config field(s) {unknown}; known: {sorted(field_types())}"
+        raise ConfigError(
+            f"{where}: unknown config field(s) {unknown} for a {family} run; known: {sorted(known)}"
         )
     run = {
         key: coerce(key, run_types[key], value) for key, value in values.items() if key in run_types
@@ -500,24 +449,37 @@ def read_config_file(path: Union[str, Path]) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
+        raise MissingFileError(f"config file {path} does not exist")
     text = path.read_text()
     try:
         if path.suffix.lower() == ".toml":
             if sys.version_info < (3, 11):
-                raise ValueError(f"{path}: TOML config files need Python >= 3.11; use JSON")
+                raise ConfigError(f"{path}: TOML config files need Python >= 3.11; use JSON")
             import tomllib
 
             values = tomllib.loads(text)
         else:
             values = json.loads(text)
     except (json.JSONDecodeError, ValueError) as error:
-        raise ValueError(
+        raise ConfigError(
             f"config file {path} is not valid {path.suffix[1:] or 'JSON'}: {error}"
         ) from None
     if not isinstance(values, dict):
-        raise ValueError(f"config file {path} must hold a table of field = value entries")
+        raise ConfigError(f"config file {path} must hold a table of field = value entries")
     return values
+
+
+def preset_settings(preset: str, family: Optional[str] = None) -> dict[str, Any]:
+    """The settings of ``preset`` for a ``family`` run: all of them when the preset is of that
+    family (or ``family`` is ``None``), else its run settings alone (``--preset mnist
+    --family realnvp`` trains RealNVP with the mnist preset's data and schedule)."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    settings = dict(PRESETS[preset])
+    if family is not None and settings["family"] != family:
+        settings = {k: v for k, v in settings.items() if k in run_field_types()}
+        settings["family"] = family
+    return settings
 
 
 def resolve_config(
@@ -525,15 +487,20 @@ def resolve_config(
     config_file: Optional[Union[str, Path]] = None,
     overrides: Optional[Mapping[str, Any]] = None,
 ) -> TrainConfig:
-    """Defaults <- preset (``digits`` unless given or named by the file) <- file <- overrides."""
+    """Defaults <- preset (``digits`` unless given or named by the file) <- file <- overrides.
+
+    The run's family is the one the overrides, else the file, else the preset names; a preset
+    of another family lends only its run settings (:func:`preset_settings`)."""
     file_values = read_config_file(config_file) if config_file is not None else {}
     preset = preset or file_values.pop("preset", None) or "digits"
     file_values.pop("preset", None)
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    run, model = check_values(PRESETS[preset], f"preset {preset}")
-    for source, where in ((file_values, str(config_file)), (overrides or {}, "overrides")):
-        more_run, more_model = check_values(source, where)
+    overrides = dict(overrides or {})
+    family = overrides.get("family", file_values.get("family"))
+    settings = preset_settings(preset, family)
+    family = family_named_in(settings, f"preset {preset}")
+    run, model = check_values(settings, f"preset {preset}", family)
+    for source, where in ((file_values, str(config_file)), (overrides, "overrides")):
+        more_run, more_model = check_values(source, where, family)
         run.update(more_run)
         model.update(more_model)
     return TrainConfig.from_dict({**run, "model": model}, where=f"preset {preset}")

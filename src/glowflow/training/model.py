@@ -7,10 +7,11 @@ from typing import Any, Mapping, Optional
 
 from torch import nn
 
-from ..config import GlowConfig
+from ..config_base import FlowConfig
 from ..dequantization import make_dequantizer
+from ..errors import ConfigError
+from ..families import build
 from ..flow import Flow
-from ..glow import Glow
 from .config import TrainConfig
 
 
@@ -53,22 +54,31 @@ class DatasetInfo:
         )
 
 
-def model_config(config: TrainConfig, info: DatasetInfo) -> GlowConfig:
-    """The run's complete :class:`GlowConfig`: ``config.model`` with the data's shape, the run's
-    seed and, with ``config.conditional``, the data's class count."""
-    num_classes = None
+def model_config(config: TrainConfig, info: DatasetInfo) -> FlowConfig:
+    """The run's complete model config: ``config.model`` with the fields the run decides
+    filled in (by their roles, :mod:`glowflow.config_base`): the data's shape, the run's seed
+    and, with ``config.conditional``, the data's class count."""
+    model = config.model
+    changes: dict[str, Any] = {name: info.shape for name in model.fields_with_role("shape")}
+    changes.update({name: config.seed for name in model.fields_with_role("seed")})
+    classes = model.fields_with_role("classes")
     if config.conditional:
         if not info.num_classes:
-            raise ValueError(
+            raise ConfigError(
                 f"conditional=true needs a labelled dataset; {info.name} has no labels"
             )
-        num_classes = info.num_classes
-    return config.model.replace(output_shape=info.shape, seed=config.seed, num_classes=num_classes)
+        if not classes:
+            raise ConfigError(
+                f"conditional=true: the {config.family} family has no class-conditional model"
+            )
+    changes.update({name: info.num_classes if config.conditional else None for name in classes})
+    return model.replace(**changes)
 
 
 def build_flow(config: TrainConfig, info: DatasetInfo) -> Flow:
-    """A fresh (not yet data-initialized) ``Flow(Glow(model_config(config, info)))``."""
-    return Flow(Glow(model_config(config, info)))
+    """A fresh (not yet data-initialized) flow of the run's family and
+    :func:`model_config`."""
+    return build(model_config(config, info))
 
 
 def build_dequantizer(config: TrainConfig, info: DatasetInfo) -> nn.Module:

@@ -1,0 +1,78 @@
+"""The family registry: every flow family glowflow trains, saves, loads and benchmarks.
+
+A family declares, in one module of this package, its config dataclass, its builder, its
+presets and its converters as a :class:`~glowflow.families.base.Family`; adding a family is
+that module plus its entry in :data:`FAMILIES`. The trainer, the model folder, the CLI, OOD
+and the benchmark reach the families only through this registry.
+
+>>> sorted(FAMILIES)
+['glow', 'iaf', 'maf', 'nice', 'realnvp']
+>>> family_of(FAMILIES["nice"].template).name
+'nice'
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+from ..config_base import FlowConfig
+from ..errors import ConfigError
+from ..flow import Flow
+from . import autoregressive, glow, nice, realnvp
+from .base import Family
+
+FAMILIES: dict[str, Family] = {
+    family.name: family
+    for family in (glow.FAMILY, nice.FAMILY, realnvp.FAMILY, autoregressive.MAF, autoregressive.IAF)
+}
+"""The registered families by name; Glow first (the default)."""
+
+DEFAULT_FAMILY = "glow"
+
+PRESETS: dict[str, dict[str, Any]] = {
+    name: {"family": family.name, **settings}
+    for family in FAMILIES.values()
+    for name, settings in family.presets.items()
+}
+"""Every family's training presets by name, each with its ``family`` entry."""
+
+
+def get_family(name: str, where: Optional[str] = None) -> Family:
+    """The family registered as ``name``; ``ConfigError`` naming the known ones (and
+    ``where``, a file say) otherwise."""
+    if name not in FAMILIES:
+        prefix = f"{where}: " if where else ""
+        raise ConfigError(f"{prefix}unknown flow family {name!r}; known: {sorted(FAMILIES)}")
+    return FAMILIES[name]
+
+
+def family_of(config: FlowConfig) -> Family:
+    """The family whose config class ``config`` is."""
+    for family in FAMILIES.values():
+        if type(config) is family.config_class:
+            return family
+    raise ConfigError(f"no registered family takes a {type(config).__name__}")
+
+
+def config_from_dict(
+    family: str, values: Mapping[str, Any], where: Optional[str] = None
+) -> FlowConfig:
+    """Family ``family``'s config from a JSON table (``config.json``'s ``config``)."""
+    return get_family(family, where).config_class.from_dict(values, where)
+
+
+def build(config: FlowConfig) -> Flow:
+    """The fresh :class:`~glowflow.Flow` of any family's ``config``."""
+    return family_of(config).build(config)
+
+
+__all__ = [
+    "DEFAULT_FAMILY",
+    "FAMILIES",
+    "PRESETS",
+    "Family",
+    "build",
+    "config_from_dict",
+    "family_of",
+    "get_family",
+]
