@@ -3,19 +3,26 @@
 from .actnorm import ActNorm
 from .autoregressive import MADE, InverseAutoregressive, MaskedAutoregressive, MaskedLinear
 from .base import Bijector, Inverse
+from .batchnorm import BatchNormBijector
 from .chain import Chain
 from .coupling import ChannelCoupling, CheckerboardCoupling
 from .exit import Exit
 from .invconv import InvertibleConv1x1, InvertibleConv1x1LU
+from .logistic import LogisticToNormal
 from .mlp import mlp_network
 from .networks import ZeroConv2d, glow_network
+from .parity import ParityCoupling
 from .permutation import ChannelPermutation
 from .prior import ClassConditionalPrior, LearnedPrior
+from .realnvp_multiscale import RealNVPMultiScale
+from .reshape import Reshape
+from .resnet import resnet_network
 from .scaling import NICEScaling
 from .squeeze import Squeeze
 
 __all__ = [
     "ActNorm",
+    "BatchNormBijector",
     "Bijector",
     "Chain",
     "ChannelCoupling",
@@ -28,12 +35,17 @@ __all__ = [
     "InvertibleConv1x1",
     "InvertibleConv1x1LU",
     "LearnedPrior",
+    "LogisticToNormal",
     "MADE",
     "MaskedAutoregressive",
     "MaskedLinear",
     "NICEScaling",
+    "ParityCoupling",
+    "RealNVPMultiScale",
+    "Reshape",
     "Squeeze",
     "ZeroConv2d",
     "glow_network",
     "mlp_network",
+    "resnet_network",
 ]

@@ -1,13 +1,13 @@
-"""RealNVP (Dinh, Sohl-Dickstein & Bengio 2017): affine couplings, for images and vectors."""
+"""RealNVP (Dinh, Sohl-Dickstein & Bengio 2017): the multi-scale image model, and affine
+couplings for vectors."""
 
 from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from ..bijectors.base import Bijector, Shape
 from ..bijectors.chain import Chain
+from ..bijectors.realnvp_multiscale import RealNVPMultiScale
 from ..flow import Flow
-from ..glow import Glow
 from ..seeding import seeded
 from .stacks import mlp_coupling_stack
 
@@ -15,50 +15,46 @@ from .stacks import mlp_coupling_stack
 def realnvp(
     event_shape: Sequence[int],
     num_scales: int = 2,
-    num_steps_per_scale: int = 6,
     hidden_channels: int = 64,
+    num_res_blocks: int = 4,
     *,
-    scale_fn: str = "exp",
-    use_actnorm: bool = False,
+    normalization: str = "batch",
+    batch_norm_layers: bool = True,
     learn_split_prior: bool = False,
     seed: Optional[int] = None,
 ) -> Flow:
-    """A multi-scale RealNVP for images ``(C, H, W)``, built on :class:`~glowflow.Glow`.
+    """The paper's multi-scale RealNVP for images ``(C, H, W)``, a
+    :class:`~glowflow.bijectors.realnvp_multiscale.RealNVPMultiScale` under ``N(0, I)``.
 
-    Each of the ``num_scales`` levels squeezes, then applies ``num_steps_per_scale`` affine
-    couplings -- the first ``ceil(K / 2)`` with checkerboard masks of alternating parity, the
-    rest channel-wise -- with the channel order reversed before each, and factors out half of
-    the channels after every level but the last (``Glow(mask="checkerboard_channel",
-    permutation="reverse", coupling="affine")``). ``H`` and ``W`` must be divisible by
-    ``2 ** num_scales``.
+    At each of the ``num_scales`` scales: 3 affine couplings with alternating checkerboard
+    masks, a squeeze, 3 with alternating channel masks, and half of the channels factored out;
+    the last scale has 4 checkerboard couplings. Each coupling maps
+    ``y_a = x_a * exp(c * tanh(h(x_b))) + t(x_b)``, ``(t, h)`` from a residual network of
+    ``num_res_blocks`` blocks of ``hidden_channels`` features, with batch normalization or
+    weight normalization inside (``normalization="batch" | "weight"``) and ``c`` a learned
+    per-channel scale. ``batch_norm_layers=True`` adds the paper's batch normalization of every
+    coupling's output as a bijector (batch statistics in training, running averages in eval).
+    Factored-out channels are standard normal as in the paper; ``learn_split_prior=True``
+    gives them Glow's learned conditional prior instead. Latents are per level
+    (:meth:`Flow.encode`). ``H`` and ``W`` must be divisible by ``2 ** (num_scales - 1)``.
 
-    Differences from the paper, by design: the coupling networks are Glow's zero-initialized
-    convolutional networks of width ``hidden_channels`` rather than ResNets, and ActNorm
-    (``use_actnorm=True``) stands in for batch normalization. As in the paper, factored-out
-    channels are standard normal; ``learn_split_prior=True`` gives them Glow's learned
-    conditional prior instead. Latents are per level (:meth:`Flow.encode`).
+    Training uses batch statistics (``normalization="batch"``, ``batch_norm_layers``); call
+    ``eval()`` to evaluate, encode, decode or sample, where the flow is an exact bijection.
     Reference: L. Dinh, J. Sohl-Dickstein, S. Bengio, Density estimation using Real NVP,
     ICLR 2017, arXiv:1605.08803.
     """
-    glow = Glow(
-        event_shape,
-        num_glow_blocks=num_scales,
-        num_steps_per_block=num_steps_per_scale,
-        exit_bijector_fn=None if learn_split_prior else _standard_normal_exit,
-        use_actnorm=use_actnorm,
-        seed=seed,
-        hidden_channels=hidden_channels,
-        coupling="affine",
-        permutation="reverse",
-        scale_fn=scale_fn,
-        mask="checkerboard_channel",
-    )
-    return Flow(glow)
-
-
-def _standard_normal_exit(input_shape: Shape, output_channels: int) -> Bijector:
-    """RealNVP's factor-out: the exiting channels go to the ``N(0, I)`` base unchanged."""
-    return Chain()
+    with seeded(seed):
+        return Flow(
+            RealNVPMultiScale(
+                event_shape,
+                num_scales,
+                hidden_channels,
+                num_res_blocks,
+                normalization,
+                batch_norm_layers,
+                learn_split_prior,
+            )
+        )
 
 
 def realnvp_tabular(
