@@ -51,6 +51,7 @@ def check_bijector(
     jacobian: bool = True,
     randomize: bool = True,
     unused: tuple[str, ...] = (),
+    train: bool = True,
 ) -> None:
     """Assert the bijector contract on input ``x`` (float64, small) and optional context.
 
@@ -59,13 +60,14 @@ def check_bijector(
     parameter gets a finite gradient; ``state_dict`` round trip reproduces outputs; event
     shapes match ``forward_shape``; ``.inv.inv is`` the bijector. Parameters whose names start
     with an entry of ``unused`` are exempt from the gradient check (e.g. a classifier head
-    that ``forward`` does not use).
+    that ``forward`` does not use). ``train=False`` runs the checks in eval mode (layers with
+    batch statistics, which are bijections per example only there).
     """
     bijector = bijector.to(torch.float64)
     x = x.to(torch.float64)
     if randomize:
         randomize_parameters(bijector)
-    bijector.train()
+    bijector.train(train)
 
     y, logdet = bijector(x, context)
     assert logdet.shape == (x.shape[0],), f"logdet shape {tuple(logdet.shape)}"

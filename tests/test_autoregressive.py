@@ -1,4 +1,4 @@
-"""MADE, MAF and IAF layers, and NICE's scaling layer."""
+"""MADE, MAF and IAF layers, MAF and IAF on flattened images, and NICE's scaling layer."""
 
 from __future__ import annotations
 
@@ -12,9 +12,13 @@ from glowflow.bijectors.autoregressive import (
     MaskedAutoregressive,
     MaskedLinear,
 )
+from glowflow.bijectors.chain import Chain
+from glowflow.bijectors.reshape import Reshape
 from glowflow.bijectors.scaling import NICEScaling
+from glowflow.models import iaf, maf
 
 D, K = 5, 3
+IMAGE = (1, 8, 8)
 
 
 @pytest.fixture(autouse=True)
@@ -136,3 +140,54 @@ def test_nice_scaling_passes_the_bijector_checks(shape: tuple[int, ...]) -> None
     check_bijector(NICEScaling(shape), x)
     with pytest.raises(ValueError, match="NICEScaling"):
         NICEScaling(shape).forward_shape((7,))
+
+
+def test_maf_and_iaf_flatten_images_and_sample_images() -> None:
+    for flow in (maf(IMAGE, 2, 8), iaf(IMAGE, 2, 8)):
+        assert flow.event_shape == IMAGE and flow.latent_shapes == [(64,)]
+        assert isinstance(flow.bijector[0], Reshape)
+        layers = [
+            b for b in flow.bijector if isinstance(b, (MaskedAutoregressive, InverseAutoregressive))
+        ]
+        assert len(layers) == 2
+        assert flow.sample(3).shape == (3, *IMAGE)
+
+
+def test_maf_batch_norm_layers_follow_every_made() -> None:
+    layers = list(maf(IMAGE, 3, 8, batch_norm_layers=True).bijector)
+    names = [type(b).__name__ for b in layers]
+    assert names == [
+        "Reshape",
+        "MaskedAutoregressive",
+        "BatchNormBijector",
+        "ChannelPermutation",
+        "MaskedAutoregressive",
+        "BatchNormBijector",
+        "ChannelPermutation",
+        "MaskedAutoregressive",
+        "BatchNormBijector",
+    ]
+
+
+def test_iaf_density_of_data_is_d_made_passes_per_layer() -> None:
+    flow = iaf((1, 2, 3), num_layers=2, hidden=8)
+    calls: list[int] = []
+    for layer in flow.bijector:
+        if isinstance(layer, InverseAutoregressive):
+            layer.made.register_forward_hook(lambda *_: calls.append(1))
+    flow.log_prob(torch.randn(4, 1, 2, 3))
+    assert len(calls) == 2 * 6
+    calls.clear()
+    flow.sample(4)
+    assert len(calls) == 2
+
+
+def test_maf_with_batch_norm_passes_the_bijector_checks_in_eval_mode() -> None:
+    flow = maf((1, 2, 3), 2, 8, batch_norm_layers=True).double()
+    randomize_parameters(flow, scale=0.3)
+    flow(torch.randn(16, 1, 2, 3, dtype=torch.float64))  # move the running statistics
+    chain = flow.bijector
+    assert isinstance(chain, Chain)
+    check_bijector(
+        chain, torch.randn(2, 1, 2, 3, dtype=torch.float64), randomize=False, train=False
+    )

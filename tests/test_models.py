@@ -9,7 +9,10 @@ import pytest
 import torch
 
 from checks import check_bijector, randomize_parameters
-from glowflow.bijectors.coupling import CheckerboardCoupling
+from glowflow.bijectors.parity import ParityCoupling
+from glowflow.bijectors.reshape import Reshape
+from glowflow.bijectors.scaling import NICEScaling
+from glowflow.errors import ConfigError
 from glowflow.flow import Flow, standard_normal_log_prob
 from glowflow.models import iaf, maf, nice, realnvp, realnvp_tabular
 
@@ -22,7 +25,7 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
-# name -> (builder, conditional)
+# name -> (builder, conditional); the flows with batch statistics are checked in eval mode
 BUILDERS: dict[str, tuple[Callable[[], Flow], bool]] = {
     "maf": (lambda: maf(4, num_layers=3, hidden=16), False),
     "maf_conditional_actnorm": (
@@ -33,13 +36,34 @@ BUILDERS: dict[str, tuple[Callable[[], Flow], bool]] = {
     "iaf_conditional": (lambda: iaf(4, num_layers=2, hidden=16, context_features=CONTEXT), True),
     "nice_tabular": (lambda: nice((5,), num_layers=4, hidden=16, num_hidden_layers=2), False),
     "nice_image": (lambda: nice((1, 8, 8), hidden=32, num_hidden_layers=1), False),
+    "nice_logistic": (lambda: nice((5,), hidden=16, num_hidden_layers=1, prior="logistic"), False),
     "realnvp_image": (
-        lambda: realnvp((1, 8, 8), num_scales=2, num_steps_per_scale=4, hidden_channels=8),
+        lambda: realnvp(
+            (1, 8, 8),
+            hidden_channels=4,
+            num_res_blocks=1,
+            normalization="weight",
+            batch_norm_layers=False,
+        ),
+        False,
+    ),
+    "realnvp_image_batchnorm": (
+        lambda: realnvp((1, 4, 4), hidden_channels=4, num_res_blocks=1),
         False,
     ),
     "realnvp_tabular": (lambda: realnvp_tabular(5, num_layers=4, hidden=16), False),
+    "maf_image_batchnorm": (
+        lambda: maf((1, 2, 3), num_layers=2, hidden=8, batch_norm_layers=True),
+        False,
+    ),
+    "iaf_image": (lambda: iaf((1, 2, 3), num_layers=2, hidden=8), False),
 }
-IDENTITY_AT_INIT = [name for name in BUILDERS if name not in ("iaf", "maf_conditional_actnorm")]
+BATCH_STATISTICS = ("realnvp_image_batchnorm", "maf_image_batchnorm")
+IDENTITY_AT_INIT = [
+    name
+    for name in BUILDERS
+    if name not in ("iaf", "maf_conditional_actnorm", "nice_logistic", *BATCH_STATISTICS)
+]
 
 
 def _inputs(
@@ -66,7 +90,7 @@ def test_model_bijectors_pass_the_bijector_checks(name: str) -> None:
     builder, conditional = BUILDERS[name]
     flow = builder()
     x, y = _inputs(flow, conditional, batch=2)
-    check_bijector(flow.bijector, x, y)
+    check_bijector(flow.bijector, x, y, train=name not in BATCH_STATISTICS)
 
 
 @pytest.mark.parametrize("name", BUILDERS)
@@ -74,6 +98,7 @@ def test_models_encode_decode_exactly_and_sample_the_right_shapes(name: str) -> 
     builder, conditional = BUILDERS[name]
     flow = builder().double()
     randomize_parameters(flow)
+    flow.train(name not in BATCH_STATISTICS)
     x, y = _inputs(flow, conditional)
     log_prob = flow.log_prob(x, y)
     assert log_prob.shape == (3,) and torch.isfinite(log_prob).all()
@@ -129,18 +154,21 @@ def test_tabular_flows_fit_a_correlated_gaussian_to_its_entropy(
 
 def test_realnvp_factors_out_to_the_standard_normal_unless_asked() -> None:
     def exit_parameters(flow: Flow) -> int:
-        return sum(p.numel() for level in flow.bijector.levels for p in level.exit.parameters())
+        return sum(p.numel() for p in flow.bijector.exits.parameters())
 
     assert exit_parameters(realnvp((1, 8, 8), hidden_channels=4)) == 0
     assert exit_parameters(realnvp((1, 8, 8), hidden_channels=4, learn_split_prior=True)) > 0
 
 
-def test_nice_on_images_alternates_checkerboard_parity_and_ends_with_scaling() -> None:
-    chain = nice((1, 8, 8), num_layers=3, hidden=8, num_hidden_layers=1).bijector
-    couplings = [b for b in chain if isinstance(b, CheckerboardCoupling)]
+def test_nice_on_images_flattens_alternates_parity_and_ends_with_scaling() -> None:
+    flow = nice((1, 8, 8), num_layers=3, hidden=8, num_hidden_layers=1)
+    chain = flow.bijector
+    assert isinstance(chain[0], Reshape) and flow.latent_shapes == [(64,)]
+    couplings = [b for b in chain if isinstance(b, ParityCoupling)]
     assert [c.parity for c in couplings] == [0, 1, 0]
     assert all(c.kind == "additive" for c in couplings)
-    assert type(chain[-1]).__name__ == "NICEScaling"
+    assert isinstance(chain[-1], NICEScaling)
+    assert type(nice((4,), prior="logistic", hidden=8).bijector[-1]).__name__ == "LogisticToNormal"
 
 
 def test_seed_reproduces_the_build_without_touching_the_global_rng() -> None:
@@ -152,10 +180,16 @@ def test_seed_reproduces_the_build_without_touching_the_global_rng() -> None:
 
 
 def test_builders_reject_shapes_they_cannot_model() -> None:
-    with pytest.raises(ValueError, match=r"nice: event_shape must be \(D,\) or \(C, H, W\)"):
+    with pytest.raises(ConfigError, match=r"nice: event_shape must be an int D, \(D,\) or"):
         nice((8, 8))
-    with pytest.raises(ValueError, match="divisible"):
-        realnvp((1, 6, 6), num_scales=2)
+    with pytest.raises(ConfigError, match="maf: event_shape"):
+        maf((2, 3))
+    with pytest.raises(ConfigError, match="prior must be one of"):
+        nice(4, prior="laplace")
+    with pytest.raises(ConfigError, match="divisible by 4"):
+        realnvp((1, 6, 6), num_scales=3)
+    with pytest.raises(ConfigError, match="1x1 last scale"):
+        realnvp((1, 4, 4), num_scales=3)
     with pytest.raises(ValueError, match="dim >= 2"):
         realnvp_tabular(1)
     with pytest.raises(ValueError, match="num_layers"):
