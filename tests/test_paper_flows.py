@@ -20,7 +20,7 @@ from glowflow.bijectors.parity import ParityCoupling
 from glowflow.bijectors.permutation import ChannelPermutation
 from glowflow.bijectors.realnvp_multiscale import RealNVPMultiScale
 from glowflow.bijectors.reshape import Reshape
-from glowflow.bijectors.resnet import TanhLogScale, resnet_network
+from glowflow.bijectors.resnet import ResidualBlock, TanhLogScale, resnet_network
 from glowflow.bijectors.squeeze import Squeeze
 from glowflow.flow import Flow, standard_normal_log_prob
 from glowflow.models import iaf, maf, nice, realnvp
@@ -235,7 +235,7 @@ def test_realnvp_has_the_papers_layers_at_each_scale() -> None:
         for coupling in couplings:  # a batch normalization right after every coupling
             assert isinstance(layers[layers.index(coupling) + 1], BatchNormBijector)
             assert coupling.kind == "affine" and coupling.scale_fn == "exp"
-            blocks = [m for m in coupling.network.modules() if type(m).__name__ == "ResidualBlock"]
+            blocks = [m for m in coupling.network.modules() if isinstance(m, ResidualBlock)]
             assert len(blocks) == 2
     assert bijector.latent_shapes == [(2, 4, 4), (4, 2, 2), (4, 2, 2)]
 
@@ -245,14 +245,18 @@ def test_realnvp_channel_masks_alternate_between_the_halves() -> None:
     layers = list(scale)
     start = layers.index(next(b for b in layers if isinstance(b, Squeeze))) + 1
     h = torch.randn(2, 4, 4, 4, dtype=torch.float64)
+    order = torch.arange(4)  # the squeezed channel held at each position
     changed = []
     for layer in layers[start:]:
         out, _ = layer(h)
+        if isinstance(layer, ChannelPermutation):
+            order = order[layer.perm]
         if isinstance(layer, ChannelCoupling):
-            changed.append(tuple(int(c) for c in range(4) if not torch.equal(out[:, c], h[:, c])))
+            moved = [c for c in range(4) if not torch.equal(out[:, c], h[:, c])]
+            changed.append(sorted(int(order[c]) for c in moved))
         h = out
-    # in the squeezed order: the second half, then the first, then the second again
-    assert changed == [(2, 3), (2, 3), (2, 3)]
+    assert changed == [[2, 3], [0, 1], [2, 3]]  # the second half, the first, the second
+    assert torch.equal(order, torch.arange(4))  # and the squeezed order is back
     assert [type(b).__name__ for b in layers[start:]] == [
         "ChannelCoupling",
         "ChannelPermutation",
