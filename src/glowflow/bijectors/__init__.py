@@ -4,7 +4,9 @@ from .actnorm import ActNorm
 from .autoregressive import MADE, InverseAutoregressive, MaskedAutoregressive, MaskedLinear
 from .base import Bijector, Inverse
 from .batchnorm import BatchNormBijector
+from .causal_affine import CausalAffine
 from .chain import Chain
+from .constant_scale import ConstantScale
 from .coupling import ChannelCoupling, CheckerboardCoupling
 from .exit import Exit
 from .invconv import InvertibleConv1x1, InvertibleConv1x1LU
@@ -12,6 +14,7 @@ from .logistic import LogisticToNormal
 from .mlp import mlp_network
 from .networks import ZeroConv2d, glow_network
 from .parity import ParityCoupling
+from .patchify import Patchify
 from .permutation import ChannelPermutation
 from .prior import ClassConditionalPrior, LearnedPrior
 from .realnvp_multiscale import RealNVPMultiScale
@@ -24,11 +27,13 @@ __all__ = [
     "ActNorm",
     "BatchNormBijector",
     "Bijector",
+    "CausalAffine",
     "Chain",
     "ChannelCoupling",
     "ChannelPermutation",
     "CheckerboardCoupling",
     "ClassConditionalPrior",
+    "ConstantScale",
     "Exit",
     "Inverse",
     "InverseAutoregressive",
@@ -41,6 +46,7 @@ __all__ = [
     "MaskedLinear",
     "NICEScaling",
     "ParityCoupling",
+    "Patchify",
     "RealNVPMultiScale",
     "Reshape",
     "Squeeze",

@@ -5,5 +5,6 @@ from .iaf import iaf
 from .maf import maf
 from .nice import nice
 from .realnvp import realnvp, realnvp_tabular
+from .tarflow import TarFlowModel, tarflow
 
-__all__ = ["iaf", "maf", "nice", "realnvp", "realnvp_tabular"]
+__all__ = ["TarFlowModel", "iaf", "maf", "nice", "realnvp", "realnvp_tabular", "tarflow"]
