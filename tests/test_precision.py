@@ -22,16 +22,16 @@ from glowflow.precision import PRECISIONS, make_grad_scaler, network_precision
 from glowflow.training.config import TrainConfig
 from glowflow.training.step import Objective, make_optimizer, training_step
 
-CPU = torch.device("cpu")
+DEVICE = torch.empty(0).device  # the session's: the DEVICE, or CUDA under pytest --device cuda
 LOW = ("bf16", "fp16")
 
 
 def _user_autocast(name: str) -> torch.autocast:
-    return torch.autocast("cpu", dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[name])
+    return torch.autocast(DEVICE.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[name])
 
 
 CONTEXTS: dict[str, Callable[[str], object]] = {
-    "--precision": lambda name: network_precision(name, CPU),
+    "--precision": lambda name: network_precision(name, DEVICE),
     "user autocast": _user_autocast,
 }
 
@@ -92,7 +92,7 @@ def test_the_flows_own_arithmetic_ignores_autocast(name: str) -> None:
     h = torch.randn(2, 12, 16, 16)
     with torch.no_grad():
         plain = invconv(actnorm(h)[0])[0]
-        with network_precision(name, CPU):
+        with network_precision(name, DEVICE):
             assert torch.equal(invconv(actnorm(h)[0])[0], plain)
 
 
@@ -102,7 +102,7 @@ def test_log_prob_is_float32_and_close_to_fp32(name: str) -> None:
     x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(2)) - 0.5
     with torch.no_grad():
         reference = flow.bits_per_dim(x, 256)
-        with network_precision(name, CPU):
+        with network_precision(name, DEVICE):
             latents = flow.encode(x)
             bpd = flow.bits_per_dim(x, 256)
     assert bpd.dtype == torch.float32 and all(z.dtype == torch.float32 for z in latents)
@@ -128,7 +128,7 @@ def _tiny_objective(precision: str) -> tuple[Objective, tuple[torch.Tensor, None
 
 def test_bf16_trained_model_evaluates_within_a_hundredth_in_fp32() -> None:
     objective, inputs = _tiny_objective("bf16")
-    optimizer = make_optimizer("adam", list(objective.parameters()), 1e-2, CPU)
+    optimizer = make_optimizer("adam", list(objective.parameters()), 1e-2, DEVICE)
     for _ in range(30):
         assert bool(training_step(objective, optimizer, inputs, 50.0).ok)
     with torch.no_grad():
@@ -140,9 +140,9 @@ def test_bf16_trained_model_evaluates_within_a_hundredth_in_fp32() -> None:
 
 def test_fp16_training_scales_the_loss_without_a_host_read() -> None:
     objective, inputs = _tiny_objective("fp16")
-    optimizer = make_optimizer("adam", list(objective.parameters()), 1e-3, CPU)
-    scaler = make_grad_scaler("fp16", CPU)
-    assert scaler is not None and make_grad_scaler("bf16", CPU) is None
+    optimizer = make_optimizer("adam", list(objective.parameters()), 1e-3, DEVICE)
+    scaler = make_grad_scaler("fp16", DEVICE)
+    assert scaler is not None and make_grad_scaler("bf16", DEVICE) is None
     before = [p.detach().clone() for p in objective.parameters()]
     outputs = [training_step(objective, optimizer, inputs, 50.0, scaler=scaler) for _ in range(3)]
     assert all(bool(out.ok) and torch.isfinite(out.grad_norm) for out in outputs)
