@@ -4,11 +4,16 @@ ml-tarflow's own numbers (tests/fixtures/tarflow, scripts/fixtures/make_tarflow.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file
 
 from checks import check_bijector, randomize_parameters
 from glowflow.bijectors.causal_affine import (
@@ -23,8 +28,9 @@ from glowflow.bijectors.causal_affine import (
 )
 from glowflow.bijectors.constant_scale import ConstantScale
 from glowflow.bijectors.patchify import Patchify
-from glowflow.errors import ConfigError
-from glowflow.models.tarflow import TarFlowModel, noise_augment, tarflow
+from glowflow.convert.tarflow import convert_tarflow
+from glowflow.errors import ConfigError, MissingFileError, ModelFileError
+from glowflow.models.tarflow import TarFlowModel, decoding, noise_augment, tarflow
 
 
 def draw(*shape: int, seed: int = 1, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -361,3 +367,136 @@ def test_flow_arithmetic_is_fp32_under_bf16_autocast() -> None:
     # 2e-7 measured on the CPU, where an affine update in bf16 alone would be ~1e-3
     torch.testing.assert_close(log_p, reference, atol=0.5, rtol=1e-2)
     torch.testing.assert_close(back, x, atol=1e-4, rtol=0)
+
+
+# -- ml-tarflow's checkpoints --------------------------------------------------------------
+
+FIXTURES = Path(__file__).parent / "fixtures" / "tarflow"
+CASES = {
+    "conditional": dict(in_channels=3, head_dim=64),
+    "heads16": dict(in_channels=1, head_dim=16),
+}
+on_cpu = pytest.mark.cpu_only(reason="converts ml-tarflow checkpoint files on the CPU")
+
+
+def expected(case: str) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors = load_file(FIXTURES / case / "expected.safetensors")
+    with safe_open(FIXTURES / case / "expected.safetensors", "pt") as handle:
+        meta = json.loads(handle.metadata()["meta"])
+    return tensors, meta
+
+
+@on_cpu
+@pytest.mark.parametrize("case", list(CASES))
+def test_converted_model_repeats_ml_tarflow(case: str) -> None:
+    e, meta = expected(case)
+    converted = convert_tarflow(FIXTURES / case / "model.pth", data="tarflow", **CASES[case])
+    model, dims = converted.model, meta["dims"]
+    assert converted.settings["num_classes"] == (meta["options"]["num_classes"] or None)
+    y, sample_y = e.get("y"), e.get("sample_y")
+    with torch.no_grad():
+        torch.testing.assert_close(model.log_prob(e["x"], y), e["log_px"], rtol=1e-5, atol=0)
+        z, logdet = model.bijector(e["x"], y)
+        torch.testing.assert_close(z, e["z"], rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            logdet_sum_to_mean(logdet, dims), e["logdets"], rtol=1e-5, atol=1e-7
+        )
+        temperature = meta["options"]["attn_temp"]
+        for key, options in (
+            ("samples", decoding()),
+            (
+                "samples_guided",
+                decoding(guidance=meta["options"]["guidance"], attention_temperature=temperature),
+            ),
+            (
+                "samples_annealed",
+                decoding(
+                    guidance=2 * meta["options"]["guidance"],
+                    attention_temperature=temperature,
+                    annealed_guidance=True,
+                ),
+            ),
+        ):
+            torch.testing.assert_close(
+                model.decode([e["noise"]], sample_y, options), e[key], rtol=0, atol=1e-4
+            )
+        jacobi = decoding("jacobi", jacobi_tol=0.0, jacobi_max_iter=64, jacobi_chunk=64)
+        torch.testing.assert_close(
+            model.decode([e["noise"]], sample_y, jacobi), e["samples"], rtol=0, atol=1e-4
+        )
+
+
+@on_cpu
+def test_converted_model_reads_glowflow_data_by_default() -> None:
+    e, meta = expected("conditional")
+    model = convert_tarflow(FIXTURES / "conditional" / "model.pth").model
+    with torch.no_grad():
+        log_p = model.log_prob(e["x"] / 2, e["y"])
+        torch.testing.assert_close(
+            log_p, e["log_px"] + meta["dims"] * math.log(2.0), rtol=1e-5, atol=0
+        )
+        samples = model.decode([e["noise"]], e["sample_y"])
+    torch.testing.assert_close(samples, e["samples"] / 2, rtol=0, atol=1e-4)
+
+
+def _broken(tmp_path: Path, change: Callable[[dict[str, torch.Tensor]], None]) -> Path:
+    state = torch.load(FIXTURES / "conditional" / "model.pth", weights_only=True)
+    change(state)
+    path = tmp_path / "model.pth"
+    torch.save(state, path)
+    return path
+
+
+def _set(key: str, value: torch.Tensor) -> Callable[[dict[str, torch.Tensor]], None]:
+    return lambda state: state.__setitem__(key, value)
+
+
+def _nan(state: dict[str, torch.Tensor]) -> None:
+    state["blocks.1.attn_blocks.0.mlp.main.2.weight"][0, 0] = float("nan")
+
+
+@on_cpu
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (
+            lambda s: s.pop("blocks.1.attn_blocks.0.attention.proj.bias"),
+            "lacks tensor 'blocks.1.attn_blocks.0.attention.proj.bias'",
+        ),
+        (_set("blocks.0.extra", torch.zeros(2)), r"does not: \['blocks.0.extra'\]"),
+        (_set("blocks.1.pos_embed", torch.zeros(4, 32)), "'blocks.1.pos_embed' has shape"),
+        (_nan, "'blocks.1.attn_blocks.0.mlp.main.2.weight' has non-finite"),
+        (_set("var", torch.full((4, 48), 2.0)), "'var'"),
+        (
+            _set("blocks.0.attn_mask", torch.ones(4, 4)),
+            "'blocks.0.attn_mask' is not the causal mask",
+        ),
+        (lambda s: s.pop("blocks.1.class_embed"), "lacks tensor 'blocks.1.class_embed'"),
+        (_set("blocks.0.proj_out.weight", torch.zeros(48, 64)), "volume-preserving"),
+    ],
+)
+def test_converter_is_strict(tmp_path: Path, change: Callable, match: str) -> None:
+    with pytest.raises(ModelFileError, match=match):
+        convert_tarflow(_broken(tmp_path, change))
+
+
+class _Payload:
+    def __reduce__(self):  # what a hostile checkpoint would run on unpickling
+        return (exec, ("raise SystemExit('code ran')",))
+
+
+@on_cpu
+def test_converter_reads_tensors_only(tmp_path: Path) -> None:
+    with pytest.raises(MissingFileError, match="does not exist"):
+        convert_tarflow(tmp_path / "absent.pth")
+    torch.save({"blocks.0.proj_in.weight": _Payload()}, tmp_path / "code.pth")
+    with pytest.raises(ModelFileError, match="code.pth is not a readable torch file"):
+        convert_tarflow(tmp_path / "code.pth")
+    torch.save([torch.zeros(1)], tmp_path / "list.pth")
+    with pytest.raises(ModelFileError, match="holds a list"):
+        convert_tarflow(tmp_path / "list.pth")
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(ModelFileError, match="not an ml-tarflow Model checkpoint"):
+        convert_tarflow(tmp_path / "other.pth")
+    with pytest.raises(ModelFileError, match="is in_channels right"):
+        convert_tarflow(FIXTURES / "conditional" / "model.pth", in_channels=5)
