@@ -10,6 +10,7 @@ from .constant_scale import ConstantScale
 from .coupling import ChannelCoupling, CheckerboardCoupling
 from .exit import Exit
 from .invconv import InvertibleConv1x1, InvertibleConv1x1LU
+from .jet_coupling import JetCoupling
 from .logistic import LogisticToNormal
 from .mlp import mlp_network
 from .networks import ZeroConv2d, glow_network
@@ -39,6 +40,7 @@ __all__ = [
     "InverseAutoregressive",
     "InvertibleConv1x1",
     "InvertibleConv1x1LU",
+    "JetCoupling",
     "LearnedPrior",
     "LogisticToNormal",
     "MADE",
