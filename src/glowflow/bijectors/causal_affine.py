@@ -277,7 +277,10 @@ class CausalAffine(Bijector):
         embedded = self.class_embed[labels.clamp(min=0)]
         return torch.where((labels < 0).view(-1, 1), null, embedded).unsqueeze(1)
 
-    def _branches(self, context: Optional[Tensor], batch: int, guidance: Optional[Guidance]):
+    def _branches(
+        self, context: Optional[Tensor], batch: int, guidance: Optional[Guidance]
+    ) -> list[_Branch]:
+        """The conditional evaluation and, with guidance, the guide's (null class)."""
         conditional = _Branch(self._labels_embedding(context, batch), 1.0)
         if guidance is None:
             return [conditional]
