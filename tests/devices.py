@@ -105,7 +105,7 @@ class CpuDraws(TorchFunctionMode):
 
 def use_device(device: torch.device) -> None:
     """Make ``device`` the default for the rest of the process, with :class:`CpuDraws`."""
-    if device.type == "cuda":
+    if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)
     torch.set_default_device(device)
     CpuDraws().__enter__()  # on top of the default device's mode, for the whole session
