@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -23,8 +23,9 @@ class ActNorm(Bijector):
     set so that the output of that batch has zero mean and unit variance per channel:
     ``bias = -mean``, ``log_scale = -log(std)``. A channel whose std is below ``eps`` (a
     constant channel) gets ``log_scale = 0`` instead of an exploding scale. The flag
-    ``initialized`` is a persistent buffer, so a model loaded from a ``state_dict`` never
-    re-initializes.
+    ``initialized`` is a persistent buffer and the only record of the initialization
+    (:attr:`is_initialized` reads it), so a model loaded from a ``state_dict``, or whose buffer
+    was set by hand, never re-initializes.
     """
 
     def __init__(self, num_channels: int, eps: float = 1e-6) -> None:
@@ -36,13 +37,40 @@ class ActNorm(Bijector):
         self.bias = nn.Parameter(torch.zeros(num_channels))
         self.log_scale = nn.Parameter(torch.zeros(num_channels))
         self.register_buffer("initialized", torch.tensor(False))
-        self._initialized_on_host = False  # mirror of the buffer, read without a device sync
+        self._flag_value: bool  # the buffer's value when it was `_flag_seen`
+        self._flag_seen: Optional[tuple[Tensor, int, int]]  # (buffer, data_ptr, version)
+        self._remember(False)
 
     @property
     def is_initialized(self) -> bool:
-        """Whether the data-dependent initialization has happened (the persistent
-        ``initialized`` buffer, mirrored on the host so reading it costs no device sync)."""
-        return self._initialized_on_host
+        """Whether the data-dependent initialization has happened: the persistent
+        ``initialized`` buffer, the one truth.
+
+        Its value is cached on the host with the buffer's identity, storage address and version
+        counter, so a read costs no device sync unless the buffer changed since the last read:
+        every in-place write (``fill_``, ``copy_``, ``load_state_dict``) bumps the version, every
+        replacement (``.to(device)``, assignment, ``load_state_dict(assign=True)``) changes the
+        tensor, :func:`torch.utils.swap_tensors` its storage (the cache holds the old tensor, so
+        its address is not reused).
+        Writes that bypass the version counter (through ``.data``, a NumPy view, DDP's buffer
+        broadcast) are not seen.
+        Inside ``torch.compile`` the cached value is used as it is (branching on the buffer or
+        on its version would break the graph); the next eager read checks it again.
+        """
+        if not torch.compiler.is_compiling():
+            flag = self.initialized
+            seen = self._flag_seen
+            if seen is None or seen[0] is not flag or seen[1:] != (flag.data_ptr(), flag._version):
+                self._remember(bool(flag))
+        return self._flag_value
+
+    def _remember(self, value: bool) -> None:
+        """Cache ``value`` as the buffer's value at its present identity, address and version
+        (inside ``torch.compile`` the version is no constant: the next eager read checks)."""
+        flag = self.initialized
+        self._flag_value = value
+        compiling = torch.compiler.is_compiling()
+        self._flag_seen = None if compiling else (flag, flag.data_ptr(), flag._version)
 
     def _broadcast(self, param: Tensor, x: Tensor) -> Tensor:
         return param.view(1, -1, *([1] * (x.dim() - 2))).to(x.dtype)
@@ -56,7 +84,7 @@ class ActNorm(Bijector):
         """Mark the layer initialized (its parameters are used as they are) or not (the next
         ``forward`` initializes them from its batch)."""
         self.initialized.fill_(flag)
-        self._initialized_on_host = flag
+        self._remember(flag)
 
     def reset_initialization(self) -> None:
         """Forget the initialization: the next ``forward`` initializes from its batch again."""
@@ -74,7 +102,7 @@ class ActNorm(Bijector):
         self.set_initialized(True)
 
     def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        if not self._initialized_on_host:
+        if not self.is_initialized:
             self.initialize(x)
         y = (x + self._broadcast(self.bias, x)) * self._broadcast(self.log_scale, x).exp()
         return y, self._logdet(x)
@@ -87,10 +115,6 @@ class ActNorm(Bijector):
         return check_channels(self, shape, self.num_channels)
 
     inverse_shape = forward_shape
-
-    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-        super()._load_from_state_dict(state_dict, prefix, *args)
-        self._initialized_on_host = bool(self.initialized)
 
     def extra_repr(self) -> str:
         return f"num_channels={self.num_channels}"

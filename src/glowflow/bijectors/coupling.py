@@ -9,8 +9,8 @@ transformed part ``x_a`` whose shift ``t`` and log-scale ``log s`` come from a n
 * additive (NICE):   ``y_a = x_a + t``,         ``log|det| = 0``
 
 ``log s`` is ``scale_fn`` applied to the network's raw output ``h``: ``"exp"`` gives
-``log s = h`` (TFP, RealNVP), ``"sigmoid"`` gives ``s = sigmoid(h + 2)`` (the official Glow
-code; bounded, so more stable, but not the identity at zero initialization).
+``log s = h`` (RealNVP), ``"sigmoid"`` gives ``s = sigmoid(h + 2)`` (TFP's Glow and the
+official Glow code; bounded, so more stable, but not the identity at zero initialization).
 
 Two conventions of other implementations are options: ``output`` says which of the network's
 ``2 C_a`` channels are ``t`` and which ``h`` (:func:`split_output`), and ``shift="before_scale"``
@@ -37,8 +37,9 @@ SCALE_FUNCTIONS: dict[str, Callable[[Tensor], Tensor]] = {
 """``log s`` from the network's raw scale output ``h``, by ``GlowConfig.scale_fn`` name."""
 
 
-SHIFT_ORDERS = ("after_scale", "before_scale")
-"""Where an affine coupling adds its shift: ``x * s + t`` or ``(x + t) * s``."""
+SHIFT_ORDERS: tuple[str, ...] = GlowConfig.choices("coupling_shift") or ()
+"""Where an affine coupling adds its shift: ``x * s + t`` or ``(x + t) * s``
+(``GlowConfig.coupling_shift``)."""
 
 
 def split_output(raw: Tensor, order: str) -> tuple[Tensor, Tensor]:

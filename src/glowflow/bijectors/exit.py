@@ -9,11 +9,12 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor, nn
 
+from ..config import GlowConfig
 from .base import Bijector, Shape, zero_logdet
 from .coupling import ChannelCoupling
 from .networks import NetworkFn, ZeroConv2d, build_network
 
-EXIT_PRIORS = ("affine", "gaussian")
+EXIT_PRIORS: tuple[str, ...] = GlowConfig.choices("exit_prior") or ()
 """How an exit whitens its channels (``GlowConfig.exit_prior``)."""
 
 

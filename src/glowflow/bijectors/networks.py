@@ -9,10 +9,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..config import GlowConfig
 from .actnorm import ActNorm
 from .base import Bijector, Shape
 
 NetworkFn = Callable[..., Union[nn.Module, Bijector]]
+
+ZERO_CONV_PADDINGS: tuple[str, ...] = GlowConfig.choices("zero_conv_padding") or ()
+"""Borders of a :class:`ZeroConv2d` (``GlowConfig.zero_conv_padding``)."""
+
+HIDDEN_LAYERS: tuple[str, ...] = GlowConfig.choices("coupling_network") or ()
+"""Hidden layers of :func:`glow_network` (``GlowConfig.coupling_network``)."""
 
 
 class ZeroConv2d(nn.Module):
@@ -29,8 +36,10 @@ class ZeroConv2d(nn.Module):
         self, in_channels: int, out_channels: int, gain_scale: float = 3.0, padding: str = "zeros"
     ) -> None:
         super().__init__()
-        if padding not in ("zeros", "ones"):
-            raise ValueError(f"ZeroConv2d padding must be 'zeros' or 'ones', got {padding!r}")
+        if padding not in ZERO_CONV_PADDINGS:
+            raise ValueError(
+                f"ZeroConv2d padding must be one of {ZERO_CONV_PADDINGS}, got {padding!r}"
+            )
         self.pad_with_ones = padding == "ones"
         self.conv = nn.Conv2d(
             in_channels, out_channels, kernel_size=3, padding=0 if self.pad_with_ones else 1
@@ -76,8 +85,8 @@ def glow_network(
     ``dropout > 0`` adds channel dropout (``nn.Dropout2d``) after each ReLU; it acts in
     training mode only, so encoding and decoding in eval mode stay exact inverses.
     """
-    if hidden not in ("glow", "glow_actnorm"):
-        raise ValueError(f"coupling network must be 'glow' or 'glow_actnorm', got {hidden!r}")
+    if hidden not in HIDDEN_LAYERS:
+        raise ValueError(f"coupling network must be one of {HIDDEN_LAYERS}, got {hidden!r}")
     actnorm = hidden == "glow_actnorm"
 
     def convolution(channels_in: int, kernel_size: int) -> list[nn.Module]:
