@@ -2,14 +2,15 @@
 (``scripts/fixtures/make_*.py``, run by hand; the peers are not needed here).
 
 For every fixture: glowflow's log-likelihoods of the converted model match the source's to
-1e-5 relative in float32 and, where the source ran in float64 (all but TFP, whose Glow builds
-its variables in float32), 1e-10 in float64 (the checkpoint's tensors taken to float64, as the
-source's float64 run took them), ``decode(encode(x))`` gives ``x`` back, and decoding the
-source's standard normal draws at temperature ``T`` gives the source's samples.
+1e-5 relative in float32 and 1e-10 in float64 (the checkpoint's tensors taken to float64, as the
+source's float64 run took them; for TFP, whose float64 Glow has float64 variables, that Glow's
+own ``variables64.npz``), ``decode(encode(x))`` gives ``x`` back, and decoding the source's
+standard normal draws at temperature ``T`` gives the source's samples.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from safetensors import safe_open
 
 from glowflow.cli import main
 from glowflow.convert import convert
+from glowflow.errors import ModelFileError
 from glowflow.pretrained import load_model
 from glowflow.tfp_order import from_tfp_latent
 
@@ -66,7 +68,11 @@ def as_float64(value):
     return value
 
 
-def float64_checkpoint(path: Path, tmp_path: Path) -> Path:
+def float64_checkpoint(source: str, path: Path, tmp_path: Path) -> Path:
+    """The source's float64 checkpoint: TFP's float64 Glow wrote its own, the PyTorch sources'
+    float64 runs take the checkpoint's tensors to float64."""
+    if source == "tfp":
+        return path.with_name("variables64.npz")
     out = tmp_path / path.name
     torch.save(as_float64(torch.load(path, weights_only=True)), out)
     return out
@@ -106,10 +112,10 @@ def test_converted_model_matches_the_source(source: str, case: str, tmp_path: Pa
         samples = flow.decode(latents, tensors.get("sample_y") if y is not None else None)
         samples = samples * meta.get("sample_scale", 1.0) + meta.get("sample_offset", 0.0)
         assert torch.allclose(samples, tensors["samples"], rtol=0, atol=2e-5)
-        if "log_px64" not in tensors:  # TFP builds its variables in float32 only
-            return
         flow64 = convert(
-            source, float64_checkpoint(checkpoint, tmp_path), **options(source, folder, meta)
+            source,
+            float64_checkpoint(source, checkpoint, tmp_path),
+            **options(source, folder, meta),
         ).flow()
         y64 = None if y is None else y.double() if y.is_floating_point() else y
         log_px64 = flow64.log_prob(tensors["x64"], y64) - offset
@@ -147,3 +153,65 @@ def test_foreign_files_are_refused_naming_the_file(tmp_path: Path) -> None:
     torch.save({"weights": torch.zeros(2), "object": pytest.raises}, code)  # pickled code
     with pytest.raises(RuntimeError, match="never loaded"):
         convert("y0ast", code)
+
+
+TFP_CASES = sorted(case for case in (FIXTURES / "tfp").iterdir() if case.is_dir())
+HAS_TFP = importlib.util.find_spec("tensorflow_probability") is not None
+
+
+def floating_dtypes(tensors: dict[str, torch.Tensor]) -> set[torch.dtype]:
+    return {t.dtype for t in tensors.values() if t.is_floating_point()}
+
+
+@pytest.mark.parametrize("folder", TFP_CASES, ids=lambda case: case.name)
+def test_tfp_float64_glow_converts_to_a_float64_folder(folder: Path, tmp_path: Path) -> None:
+    """Every tensor of a float64 ``tfb.Glow`` stays float64: in the conversion, in the folder
+    ``glowflow convert`` writes, and so in the log-likelihoods (TFP's float64 ones to 1e-10)."""
+    converted = convert("tfp", folder / "variables64.npz")
+    assert floating_dtypes(converted.tensors) == {torch.float64}
+    out = tmp_path / "tfp64"
+    assert (
+        main(["convert", "--from", "tfp", str(folder / "variables64.npz"), "--out", str(out)]) == 0
+    )
+    with safe_open(str(out / "model.safetensors"), "pt") as handle:
+        written = {key: handle.get_tensor(key) for key in handle.keys()}
+    assert floating_dtypes(written) == {torch.float64}
+    assert all(torch.equal(written[key], converted.tensors[key]) for key in written)
+    tensors, _ = expected(folder)
+    with torch.no_grad():
+        assert relative(converted.flow().log_prob(tensors["x64"]), tensors["log_px64"]) < 1e-10
+
+
+@pytest.mark.skipif(not HAS_TFP, reason="reading a tf.train.Checkpoint needs the tfp extra")
+@pytest.mark.parametrize("precision", ["", "64"])
+@pytest.mark.parametrize("folder", TFP_CASES, ids=lambda case: case.name)
+def test_tfp_checkpoint_reads_as_its_variables(folder: Path, precision: str) -> None:
+    """A ``tf.train.Checkpoint`` converts to exactly what the ``.npz`` of the same Glow does,
+    in the checkpoint's own dtype (float32 or float64)."""
+    hparams = folder / "hparams.json"
+    from_checkpoint = convert("tfp", folder / f"checkpoint{precision}" / "glow-1", hparams=hparams)
+    from_npz = convert("tfp", folder / f"variables{precision}.npz")
+    assert floating_dtypes(from_checkpoint.tensors) == floating_dtypes(from_npz.tensors)
+    assert from_checkpoint.tensors.keys() == from_npz.tensors.keys()
+    for key, value in from_npz.tensors.items():
+        assert torch.equal(from_checkpoint.tensors[key], value), key
+
+
+@pytest.mark.skipif(HAS_TFP, reason="the tfp extra is installed")
+def test_tfp_checkpoint_without_the_extra_names_it() -> None:
+    folder = TFP_CASES[0]
+    with pytest.raises(ModuleNotFoundError, match=r"glowflow\[tfp\]"):
+        convert("tfp", folder / "checkpoint64" / "glow-1", hparams=folder / "hparams.json")
+
+
+def test_tfp_checkpoint_dtype_is_its_floating_variables_one() -> None:
+    """What a checkpoint's dtype map (``name -> dtype``) makes the Glow be built in."""
+    from glowflow.convert.tfp_variables import float_dtype
+
+    dtypes = {"lower_upper": "float64", "permutation": "int32", "_initialized": "bool"}
+    assert float_dtype({**dtypes, "save_counter": "int64"}, "ckpt") == "float64"
+    assert float_dtype({**dtypes, "lower_upper": "float32"}, "ckpt") == "float32"
+    with pytest.raises(ModelFileError, match=r"ckpt-1: .*\['float32', 'float64'\]"):
+        float_dtype({**dtypes, "kernel": "float32"}, "ckpt-1")
+    with pytest.raises(ModelFileError, match="ckpt-1: .*none"):
+        float_dtype({"permutation": "int32"}, "ckpt-1")

@@ -3,7 +3,8 @@
 Input: an ``.npz`` of the Glow's variables by structural name
 (:func:`glowflow.convert.tfp_variables.glow_variables` writes it from a live ``tfb.Glow``), or
 a ``tf.train.Checkpoint(glow=...)`` prefix plus ``--hparams`` (the ``tfb.Glow`` arguments and
-``num_hidden``), read with the ``tfp`` extra.
+``num_hidden``), read with the ``tfp`` extra. The converted tensors keep the source's
+floating dtype (a Glow built under ``set_floatx("float64")`` converts to a float64 model).
 
 The map, read from ``tensorflow_probability/python/bijectors/glow.py``. TFP's ``forward``
 samples, so glowflow's normalizing pass is TFP's chain walked from the image side; walked that
@@ -79,6 +80,12 @@ def _conv(m: TensorMap, prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
     return m.take(f"{prefix}/kernel").permute(3, 2, 0, 1).contiguous(), m.take(f"{prefix}/bias")
 
 
+def _unit_gain(bias: torch.Tensor) -> torch.Tensor:
+    """``log_gain`` of a plain conv with bias ``bias`` ``(C,)``: zeros ``(C, 1, 1)`` (gain
+    ``exp(0)``) in the source's dtype."""
+    return torch.zeros(bias.numel(), 1, 1, dtype=bias.dtype)
+
+
 def convert_tfp(
     path: Path, hparams: Optional[Path] = None, dataset: Optional[str] = None, n_bits: int = 8
 ) -> Converted:
@@ -130,7 +137,7 @@ def convert_tfp(
                 m.put(f"{coupling_layer}.network.{ours}.bias", bias)
             m.put(
                 f"{coupling_layer}.network.4.log_gain",
-                torch.zeros(m.target[f"{coupling_layer}.network.4.conv.bias"].numel(), 1, 1),
+                _unit_gain(m.target[f"{coupling_layer}.network.4.conv.bias"]),
             )
         if m.has(f"level{level}/exit/kernel"):
             weight, bias = _conv(m, f"level{level}/exit")
@@ -138,7 +145,7 @@ def convert_tfp(
             bias = torch.cat([bias[:half] + 2.0, bias[half:]])  # exp(h + 2): the 2 in the bias
             m.put(f"{exit_network(level)}.conv.weight", weight)
             m.put(f"{exit_network(level)}.conv.bias", bias)
-            m.put(f"{exit_network(level)}.log_gain", torch.zeros(bias.numel(), 1, 1))
+            m.put(f"{exit_network(level)}.log_gain", _unit_gain(bias))
     tensors = m.finish(glow)
     notes = [
         "converted from a tfb.Glow with TFP's default networks; the exits' exp(h + 2) "

@@ -9,6 +9,9 @@ latent); ``.../conv1x1/lower_upper`` and ``.../conv1x1/permutation`` (``ScaleMat
 packed LU factors and row permutation); ``.../coupling/conv{0,1,2}/kernel`` (HWIO) and
 ``.../bias`` (``GlowDefaultNetwork``'s three convolutions); ``level{l}/exit/kernel`` and
 ``.../bias`` (``GlowDefaultExitNetwork``), for levels with an exit.
+
+The floating arrays keep the ``tfb.Glow``'s dtype: float32 by default, float64 for a Glow built
+under ``set_floatx("float64")`` (TFP's Glow takes its dtype from its Keras networks' variables).
 """
 
 from __future__ import annotations
@@ -16,6 +19,11 @@ from __future__ import annotations
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
+
+from ..errors import ModelFileError
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+"""TensorFlow's floating dtype names, as a checkpoint's dtype map gives them."""
 
 
 def walk(bijector: Any) -> Iterator[Any]:
@@ -61,21 +69,44 @@ def glow_variables(glow: Any, output_shape: Sequence[int]) -> dict[str, np.ndarr
     return out
 
 
+def float_dtype(dtypes: Mapping[str, str], prefix: str) -> str:
+    """The one floating dtype among a checkpoint's variables (``name -> dtype name``, as
+    ``tf.train.load_checkpoint(prefix).get_variable_to_dtype_map()`` gives them); a
+    :class:`~glowflow.errors.ModelFileError` naming ``prefix`` when there is none or several."""
+    found = sorted({dtype for dtype in dtypes.values() if dtype in FLOAT_DTYPES})
+    if len(found) != 1:
+        raise ModelFileError(
+            f"{prefix}: a tfb.Glow checkpoint has its floating variables in one dtype, "
+            f"this one has {found or 'none'}"
+        )
+    return found[0]
+
+
 def checkpoint_variables(prefix: str, arguments: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """The variables of a ``tf.train.Checkpoint(glow=...)`` at ``prefix``: a ``tfb.Glow`` is
     built from ``arguments`` (``output_shape`` HWC, ``num_glow_blocks``,
     ``num_steps_per_block``, ``grab_after_block``, ``num_hidden`` of the default coupling
-    network), the checkpoint restored into it (every variable must match), and read."""
+    network) in the checkpoint's floating dtype (:func:`float_dtype`; Keras' ``floatx`` set to
+    it while the Glow is built), the checkpoint restored into it (every variable must match),
+    and read."""
     import tensorflow_probability as tfp
     from tensorflow import train
+    from tensorflow_probability.python.internal import tf_keras  # the Keras TFP's layers use
 
     tfb = tfp.bijectors
+    stored = train.load_checkpoint(prefix).get_variable_to_dtype_map()
+    dtype = float_dtype({name: value.name for name, value in stored.items()}, prefix)
     values = dict(arguments)
     num_hidden = int(values.pop("num_hidden", 400))
-    glow = tfb.Glow(
-        **values,
-        coupling_bijector_fn=lambda shape: tfb.GlowDefaultNetwork(shape, num_hidden=num_hidden),
-        exit_bijector_fn=tfb.GlowDefaultExitNetwork,
-    )
-    train.Checkpoint(glow=glow).restore(prefix).assert_existing_objects_matched()
+    floatx = tf_keras.backend.floatx()
+    tf_keras.backend.set_floatx(dtype)
+    try:
+        glow = tfb.Glow(
+            **values,
+            coupling_bijector_fn=lambda shape: tfb.GlowDefaultNetwork(shape, num_hidden=num_hidden),
+            exit_bijector_fn=tfb.GlowDefaultExitNetwork,
+        )
+        train.Checkpoint(glow=glow).read(prefix).assert_existing_objects_matched()
+    finally:
+        tf_keras.backend.set_floatx(floatx)
     return glow_variables(glow, values["output_shape"])
