@@ -1,9 +1,21 @@
 """The ``glowflow`` command line: one module per subcommand in this package.
 
-Each subcommand module ``glowflow.cli.<name>`` defines ``HELP`` (one line),
-``add_arguments(parser)`` and ``run(args) -> int`` (the exit status). Errors a user can fix
-(bad input, missing files, corrupt checkpoints) are raised as ``ValueError``,
-``FileNotFoundError`` or ``RuntimeError`` and printed as one line, with exit status 2.
+Each subcommand module ``glowflow.cli.<name>`` defines
+
+* ``HELP``: a one-paragraph summary (its line in ``glowflow --help``), a blank line, and a
+  ``Usage:`` block of real invocations, one per line, indented two spaces::
+
+      Usage:
+        glowflow eval runs/digits --draws 8
+
+* ``add_arguments(parser)``: its arguments, the shared ones (MODEL, ``--device``, ...) taken
+  from :mod:`glowflow.cli.common`;
+* ``run(args) -> int``: the command; the exit status.
+
+Errors a user can fix (bad input, missing files, corrupt checkpoints) are raised as
+:mod:`glowflow.errors` types (:class:`~glowflow.errors.ConfigError`,
+:class:`~glowflow.errors.MissingFileError`, :class:`~glowflow.errors.ModelFileError`) and
+printed as one line, with exit status 2.
 """
 
 from __future__ import annotations
@@ -12,6 +24,8 @@ import argparse
 import importlib
 import sys
 from typing import Optional, Sequence
+
+from .common import HelpFormatter, summary
 
 COMMANDS = (
     "train",
@@ -43,9 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         sub = subparsers.add_parser(
             name,
-            help=module.HELP,
+            help=summary(module.HELP),
             description=module.HELP,
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            formatter_class=HelpFormatter,
         )
         module.add_arguments(sub)
         sub.set_defaults(_subcommand_run=module.run)  # a private key: options may be named 'run'

@@ -7,12 +7,20 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import ConfigError
+from .common import DEVICE
+
 if TYPE_CHECKING:
     from ..experiments.ablation import AblationRun
 
 HELP = (
     "Train the six variants {reverse, shuffle, invconv} x {additive, affine} with equal "
-    "budget and seeds; write a table (CSV, markdown) and a plot of test bits/dim."
+    "budget and seeds; write a table (CSV, Markdown) of each run's test bits/dim (its best "
+    "checkpoint, chosen on validation) and a plot of validation bits/dim against steps.\n\n"
+    "Usage:\n"
+    "  glowflow ablate --preset digits --max-steps 400 --seeds 0 1 2\n"
+    "  glowflow ablate --preset digits --max-steps 400 --eval-every 40 "
+    "--set hidden_channels=64 --out runs/ablation-digits"
 )
 
 
@@ -29,13 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-steps",
         type=int,
         default=None,
-        help="training steps per variant (default: the preset's)",
+        help="training steps per variant; none: the preset's",
     )
     parser.add_argument(
         "--eval-every",
         type=int,
         default=None,
-        help="steps between test evaluations (default: max-steps / 10)",
+        help="steps between validation evaluations; none: a tenth of the training steps",
     )
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=[0], help="seeds; every variant runs with each"
@@ -53,20 +61,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="runs/ablation",
         help="folder for the run folders, ablation.csv, ablation.md, ablation.png",
     )
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
+    DEVICE.add(parser)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
-    """Config overrides from the flags; ``ValueError`` for a malformed ``--set``."""
+    """Config overrides from the flags; :class:`ConfigError` for a malformed ``--set``."""
     values: dict[str, object] = {}
     for item in args.overrides:
         field, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"--set takes FIELD=VALUE, got {item!r}")
+            raise ConfigError(f"--set takes FIELD=VALUE, got {item!r}")
         values[field.strip()] = value.strip()
     for name in ("permutation", "coupling", "seed", "run_dir", "name"):
         if name in values:
-            raise ValueError(f"--set {name}=... is what the ablation varies or names itself")
+            raise ConfigError(f"--set {name}=... is what the ablation varies or names itself")
     values.update(device=args.device, progress=False)
     if args.max_steps is not None:
         values["max_steps"] = args.max_steps

@@ -5,21 +5,33 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..errors import ConfigError
+from .common import (
+    BATCH_SIZE,
+    DATA_ROOT,
+    DEVICE,
+    MODEL,
+    PRECISION,
+    RAW_WEIGHTS,
+    SEED,
+    load,
+    pick_device,
+)
+
 HELP = (
-    "Test-set bits/dim of a trained run or checkpoint: mean and standard error over images, "
-    "eval mode, averaged over dequantization draws (given the labels for conditional models)."
+    "Bits/dim of a trained model on its test split (or --split): mean and standard error over "
+    "images, eval mode, averaged over dequantization draws (given the labels for conditional "
+    "models).\n\n"
+    "Usage:\n"
+    "  glowflow eval runs/digits --draws 8\n"
+    "  glowflow eval pretrained:digits --json\n"
+    "  glowflow eval runs/digits --split val --iw-samples 16\n"
+    "  glowflow eval runs/digits --precision bf16 --raw-weights"
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..precision import PRECISIONS
-
-    parser.add_argument(
-        "path",
-        metavar="MODEL",
-        help="a run folder (its best checkpoint, else its newest), a checkpoint, "
-        "a pretrained folder, pretrained:NAME or a Hugging Face repo id",
-    )
+    MODEL.add(parser)
     parser.add_argument(
         "--split",
         default="test",
@@ -41,62 +53,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="also report the importance-weighted bound with K draws per image (0: not)",
     )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
+    BATCH_SIZE.add(
+        parser,
         default=None,
         help="images per batch; none: the run's eval_batch_size (so that with "
-        "the default seed and 8 draws this repeats result.json exactly)",
+        "the run's seed and 8 draws this repeats result.json exactly)",
     )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=None,
-        help="seed of the dequantization noise; none: the run's seed",
-    )
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
-    parser.add_argument(
-        "--data-root",
-        default=None,
-        metavar="DIR",
-        help="dataset folder; none: the one the model was trained from",
-    )
-    parser.add_argument(
-        "--precision",
-        default="fp32",
-        choices=PRECISIONS,
-        help="what the coupling and prior networks compute in; log-dets and "
-        "prior terms stay fp32 (see glowflow.precision)",
-    )
-    parser.add_argument(
-        "--raw-weights",
-        action="store_true",
-        help="evaluate the trained weights even when the run keeps an EMA",
-    )
+    SEED.add(parser, default=None, help="seed of the dequantization noise; none: the run's seed")
+    DEVICE.add(parser)
+    DATA_ROOT.add(parser)
+    PRECISION.add(parser)
+    RAW_WEIGHTS.add(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pretrained import load_model
-    from ..training.distributed import pick_device
     from ..training.evaluate import evaluate_bpd
 
     if args.draws < 1 or (args.batch_size is not None and args.batch_size < 1):
-        raise ValueError("--draws and --batch-size must be >= 1")
+        raise ConfigError("--draws and --batch-size must be >= 1")
     if args.iw_samples < 0:
-        raise ValueError(f"--iw-samples must be >= 0, got {args.iw_samples}")
+        raise ConfigError(f"--iw-samples must be >= 0, got {args.iw_samples}")
     device = pick_device(args.device)
-    loaded = load_model(args.path, device, ema=False if args.raw_weights else None)
-    config, data = loaded.train_config, loaded.data
+    loaded = load(args.model, device, args.raw_weights)
+    settings, data = loaded.run_settings or {}, loaded.data
     dataset = loaded.dataset(args.split, args.data_root)
     if tuple(dataset.shape) != data.shape or dataset.n_bins != data.n_bins:
-        raise ValueError(
+        raise ConfigError(
             f"{data.dataset} {args.split} gives shape {tuple(dataset.shape)} with "
             f"{dataset.n_bins} bins; the model was trained on {data.shape} with "
             f"{data.n_bins}"
         )
-    seed = config.seed if config is not None else 0
+    seed = int(settings.get("seed", 0))
     options = dict(
-        batch_size=args.batch_size or (config.eval_batch_size if config else 512),
+        batch_size=args.batch_size or int(settings.get("eval_batch_size", 512)),
         device=device,
         seed=seed if args.seed is None else args.seed,
         conditional=loaded.conditional,
@@ -111,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         "split": args.split,
         "n_bins": data.n_bins,
         "conditional": loaded.conditional,
-        "dequantization": config.dequantization if config else "uniform",
+        "dequantization": loaded.record["dequantizer"]["kind"],
         "precision": args.precision,
         **result.to_dict(),
     }

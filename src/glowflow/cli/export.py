@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from .common import RAW_WEIGHTS
+
 HELP = (
     "Export a run's best checkpoint (checkpoints/best, else its newest) as a pretrained "
-    "folder: config.json, model.safetensors and a generated README.md model card."
+    "folder: config.json, model.safetensors and a generated README.md model card.\n\n"
+    "Usage:\n"
+    "  glowflow export runs/digits digits-pretrained\n"
+    "  glowflow export runs/digits digits-raw --raw-weights --name digits-raw"
 )
 
 
@@ -17,19 +22,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--train-command",
         default=None,
         metavar="TEXT",
-        help="the command that trained the run, for the card (default: "
-        "glowflow train --config RUN/config.json)",
+        help="the command that trained the run, for the card; none: "
+        "glowflow train --config RUN/config.json",
     )
     parser.add_argument("--name", default=None, help="the model's name on its card")
-    parser.add_argument(
-        "--raw-weights",
-        action="store_true",
-        help="export the trained weights even when the run keeps an EMA",
-    )
+    RAW_WEIGHTS.add(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pretrained import export_run
+    from ..training.export import export_run
 
     out = export_run(
         args.run_dir,

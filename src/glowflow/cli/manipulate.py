@@ -7,28 +7,31 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
+from ..errors import ConfigError
 from ..experiments.manipulate import DEFAULT_STRENGTHS
+from .common import DATA_ROOT, DEVICE, MODEL, load, pick_device
 
 if TYPE_CHECKING:
     from torch import Tensor
 
     from ..data import ImageDataset
-    from ..pretrained import LoadedModel
+    from ..store import LoadedModel
 
 HELP = (
     "Compute (or load) the latent direction of an attribute, mean latent with it minus "
-    "without it, and write a grid moving test images along it at several strengths."
+    "without it, and write a grid moving test images along it: a row per image, a column per "
+    "strength, labelled.\n\n"
+    "Usage:\n"
+    "  glowflow manipulate runs/digits --attribute 3 --negative 8 --strengths -0.5 0 0.5 1 1.5\n"
+    "  glowflow manipulate runs/celeba --attribute Smiling --image 0 1 2\n"
+    "  glowflow manipulate runs/digits --direction runs/digits/experiments/"
+    "direction_3_vs_8.safetensors"
 )
 ROWS = 4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "path",
-        metavar="MODEL",
-        help="a run folder (its best checkpoint, else its newest), a checkpoint, a "
-        "pretrained folder, pretrained:NAME or a Hugging Face repo id",
-    )
+    MODEL.add(parser)
     parser.add_argument(
         "--attribute",
         default=None,
@@ -40,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--negative",
         default=None,
         metavar="CLASS",
-        help="the negative class for labelled sets (default: every other class)",
+        help="the negative class for labelled sets; none: every other class",
     )
     parser.add_argument(
         "--direction",
@@ -52,8 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--save-direction",
         default=None,
         metavar="FILE",
-        help="where to save the computed direction, .safetensors or .pt "
-        "(default: RUN_DIR/experiments/direction_ATTRIBUTE.safetensors)",
+        help="where to save the computed direction, .safetensors or .pt; none: "
+        "RUN_DIR/experiments/direction_ATTRIBUTE.safetensors",
     )
     parser.add_argument(
         "--strengths",
@@ -68,8 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         default=None,
         metavar="INDEX",
-        help=f"test images to move, one row each (default: the first {ROWS} "
-        "test images without the attribute)",
+        help=f"test images to move, one row each; none: the first {ROWS} "
+        "test images without the attribute",
     )
     parser.add_argument(
         "--max-images",
@@ -80,9 +83,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         default=None,
-        help="PNG file (default: RUN_DIR/experiments/manipulate_ATTRIBUTE.png)",
+        help="PNG file; none: RUN_DIR/experiments/manipulate_ATTRIBUTE.png",
     )
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
+    DEVICE.add(parser)
+    DATA_ROOT.add(parser)
 
 
 def _tag(attribute: str, negative: Optional[str]) -> str:
@@ -90,16 +94,28 @@ def _tag(attribute: str, negative: Optional[str]) -> str:
     return attribute if negative is None else f"{attribute}_vs_{negative}"
 
 
+def describe(attribute: Optional[str], negative: Optional[str], saved: Path) -> str:
+    """The direction in the picture's title: its attribute (against the negative class), or
+    the file it came from."""
+    if attribute is None:
+        return f"direction {saved.name}"
+    return f"attribute {attribute}" + (f" against {negative}" if negative else "")
+
+
 def compute_direction(
-    loaded: LoadedModel, attribute: str, negative: Optional[str], max_images: int
+    loaded: LoadedModel,
+    attribute: str,
+    negative: Optional[str],
+    max_images: int,
+    data_root: Optional[str] = None,
 ) -> tuple[list[Tensor], dict[str, str]]:
     """The direction of ``attribute`` from the run's training split, with its metadata."""
     from ..experiments.files import dataset_labels, take
     from ..experiments.manipulate import attribute_direction, select_groups
 
     if max_images < 1:
-        raise ValueError(f"--max-images must be >= 1, got {max_images}")
-    train_set = loaded.dataset("train")
+        raise ConfigError(f"--max-images must be >= 1, got {max_images}")
+    train_set = loaded.dataset("train", data_root)
     masks = select_groups(dataset_labels(train_set), attribute, negative, train_set.attribute_names)
     device = next(loaded.flow.parameters()).device
     groups = []
@@ -136,15 +152,13 @@ def default_images(
 def run(args: argparse.Namespace) -> int:
     from ..experiments.files import save_grid, take
     from ..experiments.manipulate import check_direction, load_direction, manipulate, save_direction
-    from ..pretrained import load_model
-    from ..training.distributed import pick_device
 
     device = pick_device(args.device)
-    loaded = load_model(args.path, device)
+    loaded = load(args.model, device)
     attribute, negative = args.attribute, args.negative
     experiments = loaded.output_dir / "experiments"
     if args.direction and args.save_direction:
-        raise ValueError("--save-direction saves a computed direction; --direction loads one")
+        raise ConfigError("--save-direction saves a computed direction; --direction loads one")
     if args.direction:
         direction, metadata = load_direction(Path(args.direction))
         check_direction(loaded.flow, direction)
@@ -152,17 +166,20 @@ def run(args: argparse.Namespace) -> int:
         negative = negative or metadata.get("negative") or None
         saved = Path(args.direction)
     elif attribute is None:
-        raise ValueError("give --attribute (or a saved --direction)")
+        raise ConfigError("give --attribute (or a saved --direction)")
     else:
-        direction, metadata = compute_direction(loaded, attribute, negative, args.max_images)
+        direction, metadata = compute_direction(
+            loaded, attribute, negative, args.max_images, args.data_root
+        )
         saved = Path(
             args.save_direction
             or experiments / f"direction_{_tag(attribute, negative)}.safetensors"
         )
         saved.parent.mkdir(parents=True, exist_ok=True)
         save_direction(direction, saved, metadata)
-    test_set = loaded.dataset()
-    x, y = take(test_set, args.image or default_images(test_set, attribute, negative))
+    test_set = loaded.dataset("test", args.data_root)
+    images = args.image or default_images(test_set, attribute, negative)
+    x, y = take(test_set, images)
     direction = [d.to(device) for d in direction]
     grid = manipulate(
         loaded.flow,
@@ -173,7 +190,15 @@ def run(args: argparse.Namespace) -> int:
     )
     name = _tag(attribute, negative) if attribute else Path(saved).stem
     out = Path(args.out) if args.out else experiments / f"manipulate_{name}.png"
-    save_grid(grid.flatten(0, 1), loaded.info.n_bins, out, nrow=len(args.strengths))
+    save_grid(
+        grid.flatten(0, 1),
+        loaded.info.n_bins,
+        out,
+        len(args.strengths),
+        title=f"z + s (z_pos - z_neg), {describe(attribute, negative, saved)}",
+        rows=[f"test {index}" for index in images],
+        columns=[f"s = {s:g}" for s in args.strengths],
+    )
     counts = {k: int(v) for k, v in metadata.items() if k.endswith("_images")}
     norm = float(sum(d.pow(2).sum() for d in direction) ** 0.5)
     print(

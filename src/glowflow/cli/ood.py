@@ -6,16 +6,22 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import torch
+from ..errors import ConfigError
+from .common import BATCH_SIZE, DATA_ROOT, DEVICE, MODEL, SEED, load, pick_device
 
+if TYPE_CHECKING:
     from ..ood.specs import ImageSet
-    from ..pretrained import DataSpec, LoadedModel
+    from ..store import DataSpec
 
 HELP = (
     "Out-of-distribution detection: score an in-distribution set and out sets with raw "
     "bits/dim, the typicality test, complexity-corrected and likelihood-ratio scores and "
-    "per-level bits/dim; write AUROC/AUPR/FPR95 as JSON and Markdown, and histograms."
+    "per-level bits/dim; write AUROC/AUPR/FPR95 as JSON and Markdown, and histograms.\n\n"
+    "Usage:\n"
+    "  glowflow ood runs/digits --in digits:test --out constant hflip noise:uniform\n"
+    "  glowflow ood runs/digits --in digits:test --out inverted --background "
+    "runs/digits-background\n"
+    "  glowflow ood runs/cifar10 --in cifar10:test --out svhn:test --limit 1000 --draws 4"
 )
 
 SPEC_HELP = (
@@ -26,12 +32,7 @@ SPEC_HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "model",
-        metavar="MODEL",
-        help="a run folder (its best checkpoint, else its newest), checkpoint, pretrained "
-        "folder or pretrained:NAME",
-    )
+    MODEL.add(parser)
     parser.add_argument(
         "--in",
         dest="in_spec",
@@ -52,14 +53,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--background",
         default=None,
         metavar="MODEL",
-        help="background model for the likelihood ratio (none: no ratio)",
+        help="background model (any MODEL) for the likelihood ratio; none: no ratio",
     )
     parser.add_argument(
         "--reference",
         default=None,
         metavar="SPEC",
         help="in-distribution images whose mean bits/dim centres the typicality "
-        "test; none: the train split of --in's dataset",
+        "test; none: the model's held-out validation split when --in is from the model's "
+        "dataset and the model holds one out, else the train split of --in's dataset",
     )
     parser.add_argument(
         "--typicality-batch",
@@ -68,9 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="images per batch of the typicality test (1: per image)",
     )
-    parser.add_argument(
-        "--batch-size", type=int, default=256, metavar="N", help="images per forward pass"
-    )
+    BATCH_SIZE.add(parser, default=256)
     parser.add_argument(
         "--draws",
         type=int,
@@ -85,33 +85,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="use at most the first N images of each dataset split or folder",
     )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=0,
+    SEED.add(
+        parser,
         help="seed of the dequantization noise, the transformations and the typicality batches",
     )
-    parser.add_argument(
-        "--data-root",
-        default=None,
-        metavar="DIR",
-        help="dataset folder; none: the one the model was trained from",
-    )
+    DATA_ROOT.add(parser)
     parser.add_argument(
         "--report",
         default=None,
         metavar="DIR",
         help="report folder; none: ood/ in the model's output folder (RUN_DIR/ood for a run)",
     )
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
-
-
-def load_model(path: str, device: "torch.device") -> "LoadedModel":
-    """The one place ``glowflow ood`` loads a MODEL: run folders, checkpoints and pretrained
-    folders alike."""
-    from ..pretrained import load_model as load_any
-
-    return load_any(path, device)
+    DEVICE.add(parser)
 
 
 def reference_spec(in_spec: str, data: "DataSpec") -> str:
@@ -121,7 +106,7 @@ def reference_spec(in_spec: str, data: "DataSpec") -> str:
 
     name, _ = dataset_spec(in_spec)
     if name.startswith("folder:"):
-        raise ValueError(
+        raise ConfigError(
             f"--in {in_spec}: give --reference (for example folder:PATH/train), "
             f"the in-distribution images that centre the typicality test"
         )
@@ -132,28 +117,28 @@ def run(args: argparse.Namespace) -> int:
     from ..ood.detect import detect
     from ..ood.report import markdown, write_report
     from ..ood.specs import TRANSFORMS, dataset_spec, image_set
-    from ..training.distributed import pick_device
 
     for option in ("typicality_batch", "batch_size", "draws", "limit"):
         value = getattr(args, option)
         if value is not None and value < 1:
-            raise ValueError(f"--{option.replace('_', '-')} must be >= 1, got {value}")
+            raise ConfigError(f"--{option.replace('_', '-')} must be >= 1, got {value}")
     if args.in_spec in TRANSFORMS:
-        raise ValueError(
+        raise ConfigError(
             f"--in {args.in_spec} is a transformation; --in takes NAME:SPLIT or folder:PATH"
         )
     device = pick_device(args.device)
-    model = load_model(args.model, device)
-    background = load_model(args.background, device) if args.background else None
+    model = load(args.model, device)
+    background = load(args.background, device) if args.background else None
     data = model.data
     shape, n_bins = tuple(data.shape), data.n_bins
     if background is not None and (tuple(background.data.shape), background.data.n_bins) != (
         shape,
         n_bins,
     ):
-        raise ValueError(
-            f"the background model takes {tuple(background.data.shape)} images with "
-            f"{background.data.n_bins} levels; the model {shape} with {n_bins}"
+        raise ConfigError(
+            f"the background model {args.background} takes {tuple(background.data.shape)} "
+            f"images with {background.data.n_bins} levels; the model {args.model} {shape} "
+            f"with {n_bins}"
         )
     root = args.data_root or data.data_root
 

@@ -5,51 +5,75 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError
+from .common import DATA_ROOT, DEVICE, MODEL, load, pick_device
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 HELP = (
-    "Encode and decode test images: print the maximum absolute error as JSON and write "
-    "originals beside reconstructions as a PNG."
+    "Encode and decode test images: print the maximum absolute error as JSON and write a PNG "
+    "of rows of originals, each above its row of reconstructions, labelled.\n\n"
+    "Usage:\n"
+    "  glowflow reconstruct runs/digits -n 64\n"
+    "  glowflow reconstruct pretrained:digits --out reconstruction.png"
 )
+
+PER_ROW = 16
+"""Test images in a row of the picture."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "path",
-        metavar="MODEL",
-        help="a run folder (its best checkpoint, else its newest), a checkpoint, a "
-        "pretrained folder, pretrained:NAME or a Hugging Face repo id",
-    )
+    MODEL.add(parser)
     parser.add_argument("-n", type=int, default=64, help="number of test images (the first n)")
     parser.add_argument(
         "--out",
         default=None,
-        help="PNG of original/reconstruction pairs (default: RUN_DIR/experiments/reconstruct.png)",
+        help="PNG of originals above their reconstructions; none: "
+        "RUN_DIR/experiments/reconstruct.png",
     )
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
+    DEVICE.add(parser)
+    DATA_ROOT.add(parser)
+
+
+def paired_rows(x: Tensor, decoded: Tensor, per_row: int) -> tuple[Tensor, list[str]]:
+    """The images of the picture, ``per_row`` to a row: each row of originals ``x[i:i+k]``
+    followed by the same row decoded, short last rows filled with white; and the row labels."""
+    import torch
+
+    rows, labels = [], []
+    for start in range(0, len(x), per_row):
+        for images in (x, decoded):
+            part = images[start : start + per_row]
+            blank = part.new_full((per_row - len(part), *part.shape[1:]), 0.5)  # white
+            rows.append(torch.cat([part, blank]))
+        stop = min(start + per_row, len(x)) - 1
+        labels += [f"test {start}-{stop}", "decoded"]
+    return torch.cat(rows), labels
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..data import unit_to_levels
     from ..experiments.files import save_grid, take
     from ..experiments.reconstruct import reconstruct
-    from ..pretrained import load_model
-    from ..training.distributed import pick_device
 
     if args.n < 1:
-        raise ValueError(f"-n must be >= 1, got {args.n}")
+        raise ConfigError(f"-n must be >= 1, got {args.n}")
     device = pick_device(args.device)
-    loaded = load_model(args.path, device)
-    test_set = loaded.dataset()
+    loaded = load(args.model, device)
+    test_set = loaded.dataset("test", args.data_root)
     x, y = take(test_set, range(min(args.n, len(test_set))))
     x = x.to(device)
     result = reconstruct(loaded.flow, x, y.to(device) if loaded.conditional else None)
     n_bins = loaded.info.n_bins
     changed = unit_to_levels(result.images, n_bins) != unit_to_levels(x, n_bins)
     out = Path(args.out) if args.out else loaded.output_dir / "experiments" / "reconstruct.png"
-    pairs = torch.stack([x, result.images], dim=1).flatten(0, 1)
-    save_grid(pairs, n_bins, out, nrow=16)
+    per_row = min(PER_ROW, len(x))
+    images, rows = paired_rows(x, result.images, per_row)
+    title = f"decode(encode(x)): max abs error {result.max_abs_error:.2g}"
+    save_grid(images, n_bins, out, per_row, title, rows)
     print(
         json.dumps(
             {

@@ -1,22 +1,38 @@
-"""``glowflow sample``: PNG grids of samples at one or more temperatures."""
+"""``glowflow sample``: labelled PNG grids of samples at one or more temperatures."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING, Optional
 
-HELP = "Sample a trained model: one PNG grid per temperature, from the same seeded latents."
+from ..errors import ConfigError
+from .common import DEVICE, MODEL, PRECISION, SEED, load, pick_device
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from ..store import LoadedModel
+
+HELP = (
+    "Sample a trained model: one labelled PNG grid per temperature, all from the same seeded "
+    "latents; a class-conditional model samples one class (--class) or a row per class "
+    "(--class-grid).\n\n"
+    "Usage:\n"
+    "  glowflow sample runs/digits --temperature 0 0.5 0.7 1.0 -n 64\n"
+    "  glowflow sample pretrained:digits --seed 1 --out samples.png\n"
+    "  glowflow sample runs/digits-cond --class 3\n"
+    "  glowflow sample runs/digits-cond --class-grid -n 10 --temperature 0.7"
+)
+
+SAMPLES = 64
+"""Samples in a grid when ``-n`` is not given."""
+PER_CLASS = 10
+"""Samples per class in a ``--class-grid`` when ``-n`` is not given."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..precision import PRECISIONS
-
-    parser.add_argument(
-        "path",
-        metavar="MODEL",
-        help="a run folder (its best checkpoint, else its newest), a checkpoint, a "
-        "pretrained folder, pretrained:NAME or a Hugging Face repo id",
-    )
+    MODEL.add(parser)
     parser.add_argument(
         "--temperature",
         "-t",
@@ -26,80 +42,119 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="T",
         help="temperatures T (the base is N(0, T^2 I))",
     )
-    parser.add_argument("-n", type=int, default=64, help="samples per grid")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the latents")
+    parser.add_argument(
+        "-n",
+        type=int,
+        default=None,
+        help=f"samples per grid (per class with --class-grid); none: {SAMPLES} "
+        f"({PER_CLASS} per class)",
+    )
+    SEED.add(parser, help="seed of the latents")
     parser.add_argument(
         "--out",
         default=None,
         metavar="FILE",
-        help="PNG file, _tT added to its name for several temperatures; "
-        "none: RUN_DIR/samples/sample_tT.png (pretrained models: "
+        help="PNG file, _tT added to its name for several temperatures; none: "
+        "RUN_DIR/samples/sample_tT.png, sample_classK_tT.png with --class K, "
+        "class_grid_tT.png with --class-grid (pretrained models: "
         "./glowflow-outputs/NAME/samples/)",
     )
-    parser.add_argument(
+    classes = parser.add_mutually_exclusive_group()
+    classes.add_argument(
         "--class",
         dest="label",
         type=int,
         default=None,
         metavar="K",
-        help="class label, for class-conditional models",
+        help="the class to sample, for class-conditional models",
     )
-    parser.add_argument("--nrow", type=int, default=None, help="images per row; none: square")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
+    classes.add_argument(
+        "--class-grid",
+        action="store_true",
+        help="a class-conditional model's classes, one labelled row each",
+    )
     parser.add_argument(
-        "--precision",
-        default="fp32",
-        choices=PRECISIONS,
-        help="what the coupling and prior networks compute in; the flow's own "
-        "arithmetic stays fp32 (see glowflow.precision)",
+        "--nrow",
+        type=int,
+        default=None,
+        help="images per row; none: a square (a row per class with --class-grid)",
     )
+    DEVICE.add(parser)
+    PRECISION.add(parser)
 
 
-def output_path(out: str | None, run_dir: Path, temperature: float, several: bool) -> Path:
-    """Where the grid at ``temperature`` goes."""
+def file_tag(label: Optional[int], class_grid: bool) -> str:
+    """The default file name's stem before the temperature: what was sampled."""
+    if class_grid:
+        return "class_grid"
+    return "sample" if label is None else f"sample_class{label}"
+
+
+def output_path(
+    out: Optional[str], run_dir: Path, temperature: float, several: bool, tag: str = "sample"
+) -> Path:
+    """Where the grid at ``temperature`` goes: ``out`` (with ``_tT`` for ``several``
+    temperatures), else ``RUN_DIR/samples/TAG_tT.png``."""
     if out is None:
-        return run_dir / "samples" / f"sample_t{temperature:g}.png"
+        return run_dir / "samples" / f"{tag}_t{temperature:g}.png"
     path = Path(out)
     return (
         path.with_name(f"{path.stem}_t{temperature:g}{path.suffix or '.png'}") if several else path
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def labels(args: argparse.Namespace, loaded: LoadedModel, count: int) -> Optional[Tensor]:
+    """The classes to sample, ``(count,)`` (class grid: ``(K count,)``), or ``None`` for a
+    model that is not class-conditional; :class:`ConfigError` for a missing or bad class."""
     import torch
 
+    from ..experiments.class_grid import class_labels
+
+    if not loaded.conditional:
+        if args.label is not None or args.class_grid:
+            raise ConfigError(
+                "--class and --class-grid need a class-conditional model (trained with "
+                f"--conditional); {args.model} is not one"
+            )
+        return None
+    classes = int(loaded.info.num_classes or 0)
+    if args.class_grid:
+        return class_labels(classes, count)
+    if args.label is None:
+        raise ConfigError(
+            f"{args.model} is class-conditional: pass --class K, K in [0, {classes}), "
+            "or --class-grid"
+        )
+    if not 0 <= args.label < classes:
+        raise ConfigError(f"--class {args.label} is not in [0, {classes})")
+    return torch.full((count,), args.label, dtype=torch.long)
+
+
+def run(args: argparse.Namespace) -> int:
     from ..precision import network_precision
-    from ..pretrained import load_model
-    from ..training.distributed import pick_device
     from ..training.images import save_sample_grids
 
-    if args.n < 1 or any(t < 0 for t in args.temperature):
-        raise ValueError("-n must be >= 1 and temperatures >= 0")
+    count = args.n if args.n is not None else PER_CLASS if args.class_grid else SAMPLES
+    if count < 1 or any(t < 0 for t in args.temperature):
+        raise ConfigError("-n must be >= 1 and temperatures >= 0")
+    if args.class_grid and args.nrow is not None:
+        raise ConfigError("--nrow does not apply to --class-grid: it has a row per class")
     device = pick_device(args.device)
-    loaded = load_model(args.path, device)
-    y = None
-    if loaded.conditional:
-        classes = int(loaded.info.num_classes or 0)
-        if args.label is None:
-            raise ValueError(
-                f"this model is class-conditional: pass --class K, K in [0, {classes})"
-            )
-        if not 0 <= args.label < classes:
-            raise ValueError(f"--class {args.label} is not in [0, {classes})")
-        y = torch.full((args.n,), args.label, device=device, dtype=torch.long)
-    elif args.label is not None:
-        raise ValueError("--class needs a class-conditional model (trained with --conditional)")
+    loaded = load(args.model, device)
+    y = labels(args, loaded, count)
+    nrow = count if args.class_grid else args.nrow
     several = len(args.temperature) > 1
+    tag = file_tag(args.label, args.class_grid)
     with network_precision(args.precision, device):
         paths = save_sample_grids(
             loaded.flow,
-            args.n,
+            len(y) if y is not None else count,
             args.temperature,
             loaded.info.n_bins,
             args.seed,
-            lambda t: output_path(args.out, loaded.output_dir, t, several),
-            y,
-            args.nrow,
+            lambda t: output_path(args.out, loaded.output_dir, t, several, tag),
+            None if y is None else y.to(device),
+            nrow,
         )
     for path in paths:
         print(path)

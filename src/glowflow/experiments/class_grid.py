@@ -7,8 +7,20 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError
 from ..flow import Flow
 from .common import class_prior
+
+
+def class_labels(
+    num_classes: int, samples_per_class: int, classes: Optional[Sequence[int]] = None
+) -> Tensor:
+    """The labels of a class grid, ``(K n,)``: ``classes[k]`` (default: all ``num_classes`` in
+    order) repeated ``n = samples_per_class`` times, row by row."""
+    if samples_per_class < 1:
+        raise ConfigError(f"samples_per_class must be >= 1, got {samples_per_class}")
+    rows = list(range(num_classes)) if classes is None else [int(k) for k in classes]
+    return torch.tensor(rows, dtype=torch.long).repeat_interleave(samples_per_class)
 
 
 @torch.no_grad()
@@ -30,10 +42,7 @@ def class_grid(
     """
     prior = class_prior(flow)
     if prior is None:
-        raise ValueError("a class grid needs a class-conditional model (trained with num_classes)")
-    if samples_per_class < 1:
-        raise ValueError(f"samples_per_class must be >= 1, got {samples_per_class}")
-    rows = list(range(prior.num_classes)) if classes is None else [int(k) for k in classes]
-    labels = torch.tensor(rows, device=prior.mean.device).repeat_interleave(samples_per_class)
+        raise ConfigError("a class grid needs a class-conditional model (trained with num_classes)")
+    labels = class_labels(prior.num_classes, samples_per_class, classes).to(prior.mean.device)
     samples = flow.sample(len(labels), temperature, labels, generator)
-    return samples.unflatten(0, (len(rows), samples_per_class))
+    return samples.unflatten(0, (len(labels) // samples_per_class, samples_per_class))

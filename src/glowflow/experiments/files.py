@@ -1,5 +1,5 @@
 """Files of the experiment commands: dataset images and image files in, as the flow's
-deterministic (dequantization-free) inputs; PNG grids of flow outputs out. (A model's own
+deterministic (dequantization-free) inputs; labelled PNG grids of flow outputs out. (A model's own
 dataset comes from :meth:`glowflow.pretrained.LoadedModel.dataset`.)"""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ..data import ImageDataset, levels_to_unit, unit_to_image
 from ..data.geometry import resize_levels
-from ..training.images import image_grid, save_png
+from .pictures import save_picture
 
 
 def dataset_labels(dataset: ImageDataset) -> Tensor:
@@ -73,6 +73,17 @@ def image_or_index(
     return read_image(Path(spec), shape, n_bins), None
 
 
-def save_grid(images: Tensor, n_bins: int, path: Path, nrow: Optional[int] = None) -> Path:
-    """Write flow outputs ``(N, C, H, W)`` (unit interval) as one PNG grid, ``nrow`` per row."""
-    return save_png(image_grid(unit_to_image(images.detach().cpu(), n_bins), nrow), Path(path))
+def save_grid(
+    images: Tensor,
+    n_bins: int,
+    path: Path,
+    nrow: int,
+    title: str = "",
+    rows: Sequence[str] = (),
+    columns: Sequence[str] = (),
+) -> Path:
+    """Write flow outputs ``(N, C, H, W)`` (in ``[-0.5, 0.5)``, read at ``n_bins`` levels) as
+    one labelled picture, ``nrow`` per row (see :func:`~glowflow.experiments.pictures.picture`)."""
+    return save_picture(
+        unit_to_image(images.detach().cpu(), n_bins), path, nrow, title, rows, columns
+    )

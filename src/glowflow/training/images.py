@@ -1,54 +1,18 @@
-"""PNG grids of images and of samples drawn from fixed latents at several temperatures."""
+"""Sample grids: samples drawn from fixed latents at several temperatures, one labelled
+picture per temperature (:mod:`glowflow.experiments.pictures`)."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
 from ..data import unit_to_image
+from ..experiments.pictures import save_picture
 from ..flow import Flow
-
-
-def image_grid(images: Tensor, nrow: Optional[int] = None, padding: int = 1) -> Tensor:
-    """Tile ``(B, C, H, W)`` images row by row into one ``(C, H', W')`` picture.
-
-    ``nrow`` images per row (default ``ceil(sqrt(B))``), ``padding`` pixels of value 1 between.
-    """
-    count, channels, height, width = images.shape
-    nrow = nrow or math.ceil(math.sqrt(count))
-    rows = math.ceil(count / nrow)
-    step_h, step_w = height + padding, width + padding
-    grid = images.new_ones(channels, rows * step_h + padding, nrow * step_w + padding)
-    for index in range(count):
-        row, col = divmod(index, nrow)
-        top, left = padding + row * step_h, padding + col * step_w
-        grid[:, top : top + height, left : left + width] = images[index]
-    return grid
-
-
-MIN_PICTURE_SIZE = 256
-"""Pictures narrower than this many pixels are enlarged by a whole factor (nearest neighbour,
-so every pixel stays a sharp square of its true value): an 8x8 digit grid becomes viewable."""
-
-
-def save_png(picture: Tensor, path: Path) -> Path:
-    """Write a ``(C, H, W)`` picture with values in ``[0, 1]`` (C = 1 or 3) as a PNG, enlarged
-    ``ceil(MIN_PICTURE_SIZE / max(H, W))`` times with nearest-neighbour when small."""
-    array = (picture.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-    array = array[0] if array.shape[0] == 1 else np.transpose(array, (1, 2, 0))
-    image = Image.fromarray(array)
-    factor = math.ceil(MIN_PICTURE_SIZE / max(image.size))
-    if factor > 1:
-        image = image.resize((image.width * factor, image.height * factor), Image.NEAREST)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
-    return path
 
 
 @torch.no_grad()
@@ -71,6 +35,46 @@ def sample_images(
     return unit_to_image(samples, n_bins)
 
 
+class ClassLayout(NamedTuple):
+    """How the classes ``y`` of a sample grid lie in it (see :func:`class_layout`).
+
+    Attributes:
+        by: ``"all"`` (one class), ``"rows"``, ``"columns"`` or ``""`` (no labels or mixed).
+        labels: the class of each row or column (``by`` ``"rows"``/``"columns"``), or the one
+            class (``"all"``).
+    """
+
+    by: str
+    labels: list[int]
+
+
+def class_layout(y: Optional[Tensor], nrow: int) -> ClassLayout:
+    """Where the classes of ``y`` ``(N,)`` lie in a grid of ``nrow`` per row: all one class,
+    one class per row, one per column, or mixed (also for ``None`` and class weights)."""
+    if y is None or y.dim() != 1 or y.is_floating_point():
+        return ClassLayout("", [])
+    labels = y.tolist()
+    if len(set(labels)) == 1:
+        return ClassLayout("all", labels[:1])
+    rows = [labels[start : start + nrow] for start in range(0, len(labels), nrow)]
+    if all(len(set(row)) == 1 for row in rows):
+        return ClassLayout("rows", [row[0] for row in rows])
+    columns = [labels[j::nrow] for j in range(min(nrow, len(labels)))]
+    if all(len(set(column)) == 1 for column in columns):
+        return ClassLayout("columns", [column[0] for column in columns])
+    return ClassLayout("", [])
+
+
+def one_per_class(classes: ClassLayout, nrow: int, count: int) -> list[int]:
+    """Indices of one sample of each class in a grid of ``count``, ``nrow`` to a row, laid out
+    as ``classes`` says (just the first sample when it has no classes or one)."""
+    if classes.by == "rows":
+        return list(range(0, count, nrow))
+    if classes.by == "columns":
+        return list(range(min(nrow, count)))
+    return [0]
+
+
 def save_sample_grids(
     flow: Flow,
     count: int,
@@ -80,9 +84,35 @@ def save_sample_grids(
     path_for: Callable[[float], Path],
     y: Optional[Tensor] = None,
     nrow: Optional[int] = None,
+    title: str = "",
 ) -> list[Path]:
-    """One PNG grid per temperature, all from the same latents; returns the paths written."""
-    return [
-        save_png(image_grid(sample_images(flow, count, t, n_bins, seed, y), nrow), path_for(t))
-        for t in temperatures
-    ]
+    """One picture per temperature, all from the same latents; returns the paths written.
+
+    ``nrow`` samples per row (none: ``ceil(sqrt(count))``). Each picture's title is ``title``
+    (e.g. the training step), the class when ``y`` holds one, and the temperature; rows or
+    columns that each hold one class are labelled with it. At temperature 0 every latent is
+    the prior's mean, so all samples of one class are one image: it is shown once, one image
+    per class in a row, labelled with its class.
+    """
+    nrow = nrow or math.ceil(math.sqrt(count))
+    classes = class_layout(y, nrow)
+    names = [f"class {k}" for k in classes.labels]
+    heading = ([title] if title else []) + (names if classes.by == "all" else [])
+    paths = []
+    for t in temperatures:
+        images = sample_images(flow, count, t, n_bins, seed, y)
+        per_row, caption = nrow, ""
+        rows = names if classes.by == "rows" else []
+        columns = names if classes.by == "columns" else []
+        if t == 0 and (y is None or classes.by):
+            images = images[one_per_class(classes, nrow, count)]
+            per_row, rows = len(images), []
+            columns = names if classes.by in ("rows", "columns") else []
+            caption = (
+                f": all {count} samples are this image"
+                if classes.by in ("", "all")
+                else ": all samples of a class are one image"
+            )
+        name = ", ".join(heading + [f"T = {t:g}"]) + caption
+        paths.append(save_picture(images, path_for(t), per_row, name, rows, columns))
+    return paths
