@@ -21,7 +21,7 @@ import torch
 from glowflow.data import load_dataset
 from glowflow.dequantization import UniformDequantizer
 from glowflow.precision import PRECISIONS, network_precision
-from glowflow.pretrained import load_model
+from glowflow.store import load_model
 from glowflow.training.evaluate import evaluate_bpd
 
 

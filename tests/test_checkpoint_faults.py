@@ -15,13 +15,14 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from glowflow.training import checkpoint
+from glowflow.store import load_model
+from glowflow.store.loader import list_checkpoints, read_weights
+from glowflow.store.record import CONFIG_FILE
+from glowflow.store.record import WEIGHTS_FILE as MODEL_FILE
 from glowflow.training.checkpoint import (
-    MODEL_FILE,
     NonFiniteStateError,
     checkpoint_path,
-    list_checkpoints,
     load_run,
-    read_weights,
     remove_stale_temporaries,
     save_checkpoint,
 )
@@ -41,7 +42,7 @@ def run(tmp_path):
 def assert_only_checkpoint_5(run_dir, flow):
     """The run folder holds checkpoint 5, intact, and nothing else."""
     assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["step-00000005"]
-    loaded = load_run(run_dir)
+    loaded = load_model(run_dir)
     assert loaded.step == 5
     for key, value in flow.state_dict().items():
         assert torch.equal(value, loaded.flow.state_dict()[key]), key
@@ -183,16 +184,25 @@ def rewrite(path, change_metadata=lambda m: m, change_tensors=lambda t: t):
     save_file(change_tensors(tensors), str(path), metadata=change_metadata(metadata))
 
 
-@pytest.mark.parametrize("key", ["config", "dataset", "step"])
-def test_missing_metadata_entry_is_named(run, key):
+@pytest.mark.parametrize("key", ["family", "config", "data", "dequantizer", "provenance"])
+def test_missing_record_entry_is_named(run, key):
     run_dir, _, _ = run
-    path = checkpoint_path(run_dir, 5) / MODEL_FILE
-    rewrite(path, lambda metadata: {k: v for k, v in metadata.items() if k != key})
-    with pytest.raises(
-        RuntimeError,
-        match=rf"^{path} lacks the checkpoint metadata entry "
-        rf"'{key}' \(damaged or not written by glowflow",
-    ):
+    path = checkpoint_path(run_dir, 5) / CONFIG_FILE
+    record = json.loads(path.read_text())
+    del record[key]
+    path.write_text(json.dumps(record))
+    with pytest.raises(RuntimeError, match=rf"^{path} lacks its '{key}'"):
+        load_model(run_dir)
+
+
+@pytest.mark.parametrize("key", ["train_config", "step"])
+def test_a_checkpoint_without_its_run_is_named(run, key):
+    run_dir, _, _ = run
+    path = checkpoint_path(run_dir, 5) / CONFIG_FILE
+    record = json.loads(path.read_text())
+    del record["provenance"][key]
+    path.write_text(json.dumps(record))
+    with pytest.raises(RuntimeError, match=rf"^{path} lacks the run's 'train_config' and 'step'"):
         load_run(run_dir)
 
 
@@ -214,7 +224,7 @@ def test_sha256_is_stored_and_flipped_data_bytes_are_caught(run):
         match=rf"^{path} is corrupt: its tensors do not match the "
         rf"stored sha256",
     ):
-        load_run(run_dir)
+        load_model(run_dir)
 
 
 def test_older_files_without_sha256_load_only_when_finite(run):
@@ -230,7 +240,7 @@ def test_older_files_without_sha256_load_only_when_finite(run):
 
     rewrite(path, change_tensors=poison)
     with pytest.raises(RuntimeError, match=rf"^{path} holds non-finite values \(NaN or inf\) in "):
-        load_run(run_dir)
+        load_model(run_dir)
 
 
 # -------------------------------------------------------------- leftovers of killed writes

@@ -20,9 +20,9 @@ from safetensors import safe_open
 
 from glowflow.cli import main
 from glowflow.convert import convert
+from glowflow.convert.tfp_order import from_tfp_latent
 from glowflow.errors import ModelFileError
-from glowflow.pretrained import load_model
-from glowflow.tfp_order import from_tfp_latent
+from glowflow.store import load_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CASES = [
@@ -83,7 +83,7 @@ def draws(
 ) -> list[torch.Tensor]:
     """The source's standard normal draws times ``temperature`` as glowflow's per-level
     latents: ``eps_0 ... eps_top`` as they are, TFP's rank-1 ``z_tfp`` through
-    :func:`glowflow.tfp_order.from_tfp_latent`."""
+    :func:`glowflow.convert.tfp_order.from_tfp_latent`."""
     if "z_tfp" in tensors:
         return from_tfp_latent(temperature * tensors["z_tfp"], shapes)
     names = sorted(k for k in tensors if k.startswith("eps_") and k != "eps_top")

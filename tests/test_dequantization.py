@@ -102,7 +102,8 @@ def test_sigmoid_passes_the_generic_checker() -> None:
 
 def test_variational_run_checkpoints_resumes_and_reports_both_bounds(tmp_path, capsys) -> None:
     from glowflow.cli import main
-    from glowflow.training.checkpoint import DEQUANTIZER_FILE, load_run
+    from glowflow.store import load_model
+    from glowflow.store.record import DEQUANTIZER_FILE
     from test_cli_train import TINY
 
     run = tmp_path / "run"
@@ -123,7 +124,7 @@ def test_variational_run_checkpoints_resumes_and_reports_both_bounds(tmp_path, c
     assert main([*argv, "--max-steps", "2"]) == 0
     assert (run / "checkpoints" / "step-00000002" / DEQUANTIZER_FILE).is_file()
     assert main([*argv, "--max-steps", "4", "--resume", "auto"]) == 0
-    loaded = load_run(run / "checkpoints" / "step-00000004")
+    loaded = load_model(run / "checkpoints" / "step-00000004")
     assert isinstance(loaded.dequantizer, VariationalDequantizer)
     capsys.readouterr()
     assert (

@@ -30,9 +30,10 @@ from safetensors.torch import save_file
 
 import glowflow as gf
 from glowflow.cli import main
-from glowflow.signed_weights import tensors_sha256
+from glowflow.store.loader import read_weights
+from glowflow.store.signed_weights import tensors_sha256
 from glowflow.training import trainer as trainer_module
-from glowflow.training.checkpoint import first_non_finite, read_weights
+from glowflow.training.checkpoint import first_non_finite
 from glowflow.training.run_log import read_metrics
 from glowflow.training.trainer import Trainer
 from runs import TINY_TRAINING
@@ -782,25 +783,21 @@ def test_read_only_run_folder_is_a_clear_error(
     assert sorted(p.name for p in run_dir.iterdir()) == before
 
 
-def test_checkpoint_without_config_metadata_is_a_clear_error(tmp_path, capsys, reference):
+def test_checkpoint_without_its_model_config_is_a_clear_error(tmp_path, capsys, reference):
     run_dir = copy_of(reference, tmp_path)
     paths = []
     for folder in checkpoint_folders(run_dir):
-        for path in weights_files(folder):
-            with safe_open(str(path), framework="pt") as handle:
-                metadata = handle.metadata()
-                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-            del metadata["config"]
-            save_file(tensors, str(path), metadata=metadata)
-            paths.append(path)
+        path = folder / "config.json"
+        record = json.loads(path.read_text())
+        del record["config"]
+        path.write_text(json.dumps(record))
+        paths.append(path)
     for argv in (
         ["eval", str(run_dir), "--device", "cpu"],
         ["sample", str(run_dir), "--device", "cpu", "--out", str(tmp_path / "g.png")],
         ["train", "--run-dir", str(run_dir), *RUN, "--resume", "auto"],
     ):
-        assert_refused_naming_a_file(
-            argv, paths, capsys, "lacks the checkpoint metadata entry 'config'"
-        )
+        assert_refused_naming_a_file(argv, paths, capsys, "lacks its 'config' table")
 
 
 @pytest.mark.parametrize(

@@ -24,8 +24,8 @@ import time
 import pytest
 
 from glowflow.cli import main
+from glowflow.store.loader import list_checkpoints
 from glowflow.training import trainer as trainer_module
-from glowflow.training.checkpoint import list_checkpoints
 from glowflow.training.run_log import read_metrics
 from test_faults import (
     RUN,

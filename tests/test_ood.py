@@ -321,7 +321,7 @@ def test_a_trained_digits_model_ranks_constant_images_out_even_by_raw_likelihood
     any of the 17 levels costs over 7 bits/dim), and only the finest level, which encodes local
     correlations, finds flat images typical for a share of them."""
     from glowflow.cli import main
-    from glowflow.training.checkpoint import load_run
+    from glowflow.store import load_model
 
     assert (
         main(
@@ -338,7 +338,7 @@ def test_a_trained_digits_model_ranks_constant_images_out_even_by_raw_likelihood
         )
         == 0
     )
-    flow = load_run(tmp_path / "run").flow
+    flow = load_model(tmp_path / "run").flow
     digits = load_set("digits:test", *DIGITS)
     inside, outside = measure(flow, digits), measure(flow, transform_set("constant", digits))
     scores_in, scores_out = all_scores(inside, 0.0, 1), all_scores(outside, 0.0, 1)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from glowflow.cli import main
-from glowflow.pretrained import export_run
+from glowflow.training.export import export_run
 from runs import TINY
 
 

@@ -8,11 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
-
-import glowflow as gf
-from glowflow.cli import main
 from glowflow.pretrained import (
     CARD_FILE,
     CONFIG_FILE,
@@ -21,6 +16,11 @@ from glowflow.pretrained import (
     load_model,
     save_pretrained,
 )
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+import glowflow as gf
+from glowflow.cli import main
 from glowflow.training.checkpoint import load_run
 from runs import TINY
 
@@ -135,7 +135,7 @@ def test_export_writes_the_runs_checkpoint(tmp_path: Path) -> None:
 
 def test_hub_download_from_the_client_cache_offline(tmp_path: Path, monkeypatch) -> None:
     pytest.importorskip("huggingface_hub")
-    from glowflow.hub import download, push_to_hub
+    from glowflow.store.hub import download, push_to_hub
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     source = save_pretrained(tiny_flow(), tmp_path / "m", DataSpec("digits", (1, 8, 8), 17))

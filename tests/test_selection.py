@@ -7,7 +7,9 @@ import json
 import pytest
 import torch
 
-from glowflow.training.checkpoint import BEST, load_run, read_state, resolve_checkpoint
+from glowflow.store import load_model
+from glowflow.store.loader import BEST, checkpoint_folder
+from glowflow.training.checkpoint import read_state
 from glowflow.training.schedule import LRSchedule
 from glowflow.training.trainer import Trainer, train
 from test_train import single_thread, tiny  # noqa: F401  (autouse fixture)
@@ -37,8 +39,8 @@ def test_validation_chooses_the_best_checkpoint_and_the_test_set_chooses_nothing
     assert summary["best"]["val_bpd"] == pytest.approx(val[best_step], rel=1e-5)  # csv: 6 digits
     assert summary["last"]["step"] == 6 and summary["test_bpd"] == summary["best"]["test_bpd"]
     assert result.best_checkpoint == tmp_path / "checkpoints" / BEST
-    assert resolve_checkpoint(tmp_path) == result.best_checkpoint  # eval and sample read it
-    assert load_run(tmp_path).step == best_step
+    assert checkpoint_folder(tmp_path) == result.best_checkpoint  # eval and sample read it
+    assert load_model(tmp_path).step == best_step
 
 
 def test_test_rows_on_request(tmp_path):

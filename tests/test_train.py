@@ -6,8 +6,9 @@ import pytest
 import torch
 
 import glowflow.training.step as step_module
+from glowflow.errors import GlowflowError
+from glowflow.store import load_model
 from glowflow.training.batches import StepBatches
-from glowflow.training.checkpoint import load_run
 from glowflow.training.config import TrainConfig
 from glowflow.training.ema import EMA
 from glowflow.training.evaluate import summarize
@@ -72,7 +73,7 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path, monkeypatch):
     assert [r["step"] for r in read_metrics(tmp_path / "b" / "metrics.csv")] == [1, 2, 3, 4]
     monkeypatch.setattr(Trainer, "train_step", original_step)
 
-    with pytest.raises(RuntimeError, match="--resume auto"):
+    with pytest.raises(GlowflowError, match="--resume auto"):
         train(config)  # never a silent fresh start over an existing run
     resumed = train(config, resume="auto")
     assert comparable(resumed.metrics) == comparable(reference.metrics)
@@ -107,7 +108,7 @@ def test_nan_guard_skips_counts_restores_and_lowers_lr(tmp_path, monkeypatch, ca
     assert rows[3]["lr"] == pytest.approx(1e-3) and rows[6]["lr"] == pytest.approx(5e-4)
     err = capsys.readouterr().err
     assert "step skipped" in err and "restored" in err and "step-00000003" in err
-    assert all(torch.isfinite(p).all() for p in load_run(result.checkpoint).flow.parameters())
+    assert all(torch.isfinite(p).all() for p in load_model(result.checkpoint).flow.parameters())
 
 
 def test_step_batches_restart_mid_epoch_and_shard():

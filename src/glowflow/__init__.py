@@ -17,10 +17,10 @@ _HOMES = {
     "Flow": ".flow",
     "Glow": ".glow",
     "bits_per_dim": ".metrics",
-    "from_pretrained": ".pretrained",
-    "load_model": ".pretrained",
+    "from_pretrained": ".store",
+    "load_model": ".store",
     "models": ".models",
-    "save_pretrained": ".pretrained",
+    "save_model": ".store",
 }
 """Where each torch-backed top-level name lives; the bijectors come from :mod:`.bijectors`."""
 

@@ -18,7 +18,7 @@ decoding work on continuous ``x``: a dequantizer's draw, or uniform noise
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
@@ -41,6 +41,8 @@ class UniformDequantizer(nn.Module):
     def __init__(self, n_bins: int) -> None:
         super().__init__()
         self.n_bins = n_bins
+        self.settings: dict[str, Any] = {"kind": "uniform"}
+        """How to rebuild this dequantizer (a model folder's ``dequantizer`` record)."""
 
     def noise(self, levels: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
         """The base draws for ``levels`` ``(B, *event)``: ``u ~ U[0, 1)``, float32."""
@@ -81,6 +83,12 @@ class VariationalDequantizer(nn.Module):
             raise ValueError(f"VariationalDequantizer needs num_steps >= 1, got {num_steps}")
         channels = event_shape[0]
         self.n_bins = n_bins
+        self.settings: dict[str, Any] = {
+            "kind": "variational",
+            "steps": num_steps,
+            "hidden": hidden_channels,
+        }
+        """How to rebuild this dequantizer (a model folder's ``dequantizer`` record)."""
         self.features = nn.Sequential(
             nn.Conv2d(channels, hidden_channels, kernel_size=3, padding=1),
             nn.ReLU(),

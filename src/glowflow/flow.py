@@ -62,7 +62,8 @@ class Flow(nn.Module):
     """
 
     config: Optional["FlowConfig"]
-    """The family config this flow was built from (set by :func:`glowflow.families.build`)."""
+    """The family config this flow was built from (set by :func:`glowflow.families.build`; a
+    bijector's ``complete_config`` otherwise, as a :class:`~glowflow.Glow` declares it)."""
 
     def __init__(
         self,
@@ -75,7 +76,7 @@ class Flow(nn.Module):
         if shape is None:
             raise ValueError("Flow needs an event_shape: the bijector does not declare one")
         self.bijector = bijector
-        self.config = None
+        self.config = getattr(bijector, "complete_config", None)
         self.event_shape: Shape = tuple(int(s) for s in shape)
         self.validate_args = validate_args or bijector.validate_args
         if isinstance(bijector, MultiScaleBijector):

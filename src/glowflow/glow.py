@@ -100,7 +100,7 @@ class Glow(MultiScaleBijector):
     functions are not part of the (serializable) config.
 
     Direction: ``forward`` maps images ``(B, C, H, W)`` to the flat latent ``(B, C*H*W)``
-    (the per-level latents concatenated; :mod:`glowflow.tfp_order` maps it to TFP's order);
+    (the per-level latents concatenated; :mod:`glowflow.convert.tfp_order` maps it to TFP's order);
     :meth:`forward_levels` / :meth:`inverse_levels` give and take the per-level latents (finest
     level first, the top latent last). Each exit's latent is whitened by a learned coupling on
     the channels that go on, and the top latent by the optional learned (class-conditional)
@@ -126,6 +126,7 @@ class Glow(MultiScaleBijector):
         super().__init__()
         config, coupling_fn, exit_fn = glow_arguments(args, kwargs)
         self.config = config
+        self._custom_networks = coupling_fn is not None or exit_fn is not None
         self.event_shape = tuple(config.output_shape)
         self.latent_shapes = config.latent_shapes()
         with seeded(config.seed):
@@ -137,6 +138,13 @@ class Glow(MultiScaleBijector):
     num_steps_per_block = property(lambda self: self.config.num_steps_per_block)
     grab_after_block = property(lambda self: self.config.exit_fractions())
     validate_args = property(lambda self: self.config.validate_args)
+
+    @property
+    def complete_config(self) -> Optional[GlowConfig]:
+        """The config when it alone rebuilds this Glow (what a model folder stores); ``None``
+        when user network functions (``coupling_bijector_fn``, ``exit_bijector_fn``) built it,
+        which no config can describe."""
+        return None if self._custom_networks else self.config
 
     @property
     def memory_mode(self) -> str:

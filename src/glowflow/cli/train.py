@@ -94,7 +94,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The resolved :class:`TrainConfig`: preset <- ``--config`` file <- flags; with
     ``--resume``, the run's own saved config, where the given settings may only change what
     :data:`~glowflow.training.config.RESUME_MAY_CHANGE` lists."""
-    from ..training.checkpoint import list_checkpoints, read_run_config, resolve_checkpoint
+    from ..store.loader import checkpoint_folder, list_checkpoints
+    from ..training.checkpoint import read_run_config
     from ..training.config import preset_settings, read_config_file, resolve_config, resume_config
     from ..training.trainer import run_dir_of
 
@@ -110,7 +111,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             return config  # nothing to resume: a fresh run
         start = found[-1]
     else:
-        start = resolve_checkpoint(resume)
+        start = checkpoint_folder(resume)
     saved = read_run_config(start)
     file_values = read_config_file(config_file) if config_file is not None else {}
     file_values.pop("preset", None)

@@ -22,7 +22,8 @@ from torch import Tensor
 from ..config import GlowConfig
 from ..flow import Flow
 from ..glow import Glow
-from ..pretrained import DataSpec, save_pretrained
+from ..store.data import DataSpec
+from ..store.writer import save_model
 
 
 def read_torch_file(path: Path) -> dict[str, Any]:
@@ -179,8 +180,8 @@ class Converted:
         return flow.eval()
 
     def save(self, out: Path, command: Optional[str] = None, name: Optional[str] = None) -> Path:
-        """Write the pretrained folder ``out``."""
+        """Write the model folder ``out``."""
         source = dict(self.source)
         if command:
             source["convert_command"] = command
-        return save_pretrained(self.flow(), out, self.data, source, None, name)
+        return save_model(self.flow(), out, self.data, None, source, None, name)

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from ..config import GlowConfig
-from ..pretrained import DataSpec
+from ..store.data import DataSpec
 from .common import (
     Converted,
     TensorMap,

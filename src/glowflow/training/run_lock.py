@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Optional, Union
 
-from .atomic import os_error_text
+from ..store.atomic import os_error_text
 
 try:
     import fcntl

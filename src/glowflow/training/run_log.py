@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from .atomic import write_text_atomically, writing
+from ..store.atomic import write_text_atomically, writing
 
 COLUMNS = (
     "step",  # optimizer steps taken (skipped steps included)

@@ -1,8 +1,8 @@
-"""Hugging Face Hub transport for pretrained folders (the optional ``hub`` extra).
+"""Hugging Face Hub transport for model folders (the optional ``hub`` extra).
 
-:func:`download` fetches a repo's pretrained files into the client's cache (or finds them
+:func:`download` fetches a repo's model files into the client's cache (or finds them
 there: ``HF_HUB_OFFLINE=1`` or ``local_files_only=True`` never touch the network) and returns
-the snapshot folder; :func:`push_to_hub` uploads a pretrained folder. Only the three files of
+the snapshot folder; :func:`push_to_hub` uploads a model folder. Only the three files of
 the format are fetched or sent, so nothing else in a repo (pickles included) is ever read.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from .pretrained import FILES, read_record
+from .record import FILES, read_record
 
 PathLike = Union[str, Path]
 
@@ -32,7 +32,7 @@ def download(
     cache_dir: Optional[PathLike] = None,
     local_files_only: bool = False,
 ) -> Path:
-    """The local folder holding ``repo_id``'s pretrained files (downloaded and cached)."""
+    """The local folder holding ``repo_id``'s model files (downloaded and cached)."""
     hub = _hub()
     try:
         folder = hub.snapshot_download(
@@ -55,10 +55,10 @@ def push_to_hub(
     commit_message: str = "Upload glowflow model",
     api: Optional[Any] = None,
 ) -> str:
-    """Upload a pretrained folder's files to ``repo_id`` (created if missing); returns the
+    """Upload a model folder's files to ``repo_id`` (created if missing); returns the
     commit URL. ``api`` is an ``HfApi`` (default: a new one with ``token``)."""
     folder = Path(folder)
-    read_record(folder)  # refuse anything that is not a pretrained folder
+    read_record(folder)  # refuse anything that is not a model folder
     api = api if api is not None else _hub().HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     result = api.upload_folder(

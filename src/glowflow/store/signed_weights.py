@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from safetensors import safe_open
@@ -30,12 +30,16 @@ def _first_non_finite(tensors: dict[str, torch.Tensor]) -> Optional[str]:
 
 
 def read_signed_weights(
-    path: Path, expected_format: str, kind: str, unsigned_ok: bool = False, remedy: str = ""
+    path: Path,
+    expected_format: Union[str, tuple[str, ...]],
+    kind: str,
+    unsigned_ok: bool = False,
+    remedy: str = "",
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """``(tensors, metadata)`` of a glowflow ``.safetensors`` file, checked.
 
     Guarantees: the file exists (else ``FileNotFoundError``), is readable safetensors whose
-    metadata ``format`` is ``expected_format``, and its tensors match the stored ``sha256``.
+    metadata ``format`` is ``expected_format`` (or one of them), and its tensors match the stored ``sha256``.
     With ``unsigned_ok`` a file without a ``sha256`` (written before files were signed) is
     accepted when all its floating tensors are finite. Every failure is a ``RuntimeError`` that
     names the file and the cause, followed by ``remedy`` when given.
@@ -51,10 +55,11 @@ def read_signed_weights(
             f"{path} is not a readable safetensors file (truncated?): {error}"
         ) from None
     suffix = f"; {remedy}" if remedy else ""
-    if metadata.get("format") != expected_format:
+    formats = (expected_format,) if isinstance(expected_format, str) else expected_format
+    if metadata.get("format") not in formats:
         raise RuntimeError(
             f"{path} is not a glowflow {kind} (format {metadata.get('format')!r}, "
-            f"expected {expected_format!r})"
+            f"expected {formats[0]!r})"
         )
     stored = metadata.get("sha256")
     if stored is None:
