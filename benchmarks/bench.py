@@ -1,7 +1,8 @@
 """``python benchmarks/bench.py [options]``: the same as ``glowflow bench [options]``.
 
 Runs from a source checkout without installing: ``src/`` is put on the path when glowflow is
-not importable. See ``glowflow bench --help`` and ``src/glowflow/bench.py``.
+not importable. See ``glowflow bench --help`` and the package ``glowflow.bench``
+(``src/glowflow/bench/``).
 """
 
 from __future__ import annotations

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from glowflow import Flow, Glow
-from glowflow.bench import CONFIGS, get_config
+from glowflow.bench import CONFIGS, BenchSettings, get_config, run_benchmark
+from glowflow.bench.machine_limit import count_flops, fraction_of_limit
+from glowflow.bench.peers import known_peers, parse_peer, peer_command, peer_ratios
 from glowflow.bijectors.invconv import _InvertibleChannelMap
-from glowflow.cli import main
-from glowflow.machine_limit import count_flops, fraction_of_limit
-from glowflow.peers import parse_peer, peer_command, peer_ratios
+from glowflow.cli import build_parser, main
+from glowflow.errors import ConfigError, MissingFileError
 from glowflow.training.config import resolve_config
 
 
@@ -34,9 +36,9 @@ def test_named_configs_match_the_issue() -> None:
     ) == (3, 32, 512, True)
     deeper = get_config("cifar10-small@K32")
     assert (deeper.num_steps_per_block, deeper.hidden_channels) == (32, 128)
-    with pytest.raises(ValueError, match="unknown benchmark config"):
+    with pytest.raises(ConfigError, match="unknown benchmark config"):
         get_config("imagenet")
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ConfigError, match="positive integer"):
         get_config("tiny@K0")
 
 
@@ -105,12 +107,83 @@ def test_bench_rejects_bad_arguments(tmp_path: Path) -> None:
         main(["bench", "--modes", "reversible"])
     with pytest.raises(SystemExit):
         main(["bench", "--precision", "fp8"])
-    with pytest.raises(ValueError, match="NAME=PATH"):
+    with pytest.raises(ConfigError, match="NAME=PATH"):
         parse_peer("y0ast")
-    with pytest.raises(ValueError, match="no runner for peer"):
+    with pytest.raises(ConfigError, match="no runner for peer 'nobody'"):
         peer_command("nobody", str(tmp_path))
-    with pytest.raises(ValueError, match="not a folder"):
+    with pytest.raises(ConfigError, match="no runner for peer 'common'"):
+        peer_command("common", str(tmp_path))  # the runners' shared module is no peer
+    with pytest.raises(MissingFileError, match="missing is not a folder"):
         peer_command("y0ast", str(tmp_path / "missing"))
+
+
+def test_every_setting_is_an_option_and_the_command_reproduces_it() -> None:
+    settings = BenchSettings(
+        batch=3,
+        threads=1,
+        warmup=0,
+        repeats=2,
+        iterations=4,
+        rounds=5,
+        allocator="default",
+        compile=True,
+        tf32=True,
+        channels_last=True,
+    )
+    assert all(getattr(settings, f) != getattr(BenchSettings(), f) for f in vars(settings))
+    args = build_parser().parse_args(["bench", *" ".join(settings.words()).split()])
+    assert BenchSettings.from_options(args) == settings
+    defaults = build_parser().parse_args(["bench"])
+    assert BenchSettings.from_options(defaults, threads=2) == BenchSettings()
+    assert defaults.threads is None  # none given: torch's default number of threads
+
+
+FAKE_Y0AST = """
+import types
+
+import torch
+from torch import nn
+
+
+class Glow(nn.Module):  # y0ast's model.Glow interface, one 1x1 convolution inside
+    def __init__(self, image_shape, hidden_channels, K, L, y_condition, **options):
+        super().__init__()
+        height, width, channels = image_shape
+        self.conv = nn.Conv2d(channels, channels, 1)
+        self.flow = types.SimpleNamespace(output_shapes=[(-1, channels, height, width)])
+
+    def forward(self, x=None, z=None, temperature=None, reverse=False):
+        if reverse:
+            return self.conv(z)
+        z = self.conv(x)
+        return z, (z**2).mean(dim=(1, 2, 3)), None
+"""
+
+
+def test_peer_runners_ship_in_the_package(tmp_path: Path, monkeypatch) -> None:
+    assert known_peers() == ["rosinality", "y0ast"]
+    checkout = tmp_path / "y0ast"
+    checkout.mkdir()
+    (checkout / "model.py").write_text(FAKE_Y0AST)
+    assert peer_command("y0ast", str(checkout)) == [
+        sys.executable,
+        "-m",
+        "glowflow.bench.runners.y0ast",
+        str(checkout.resolve()),
+    ]
+    monkeypatch.chdir(tmp_path)  # away from the source tree: the runner comes from the package
+    settings = BenchSettings(batch=2, threads=1, warmup=0, repeats=1, iterations=1)
+    document = run_benchmark(
+        {"tiny": get_config("tiny")}, ["none"], ["cpu"], settings, peers={"y0ast": str(checkout)}
+    )
+    glowflow_result, peer = document["results"]
+    assert (glowflow_result["implementation"], peer["implementation"]) == ("glowflow", "y0ast")
+    assert peer["parameters"] == 1 * 1 + 1 and peer["loss_finite"]
+    assert peer["train_flops_per_image"] > 0
+    (ratio,) = document["peer_ratios"]
+    train = glowflow_result["train_images_per_s"]["median"] / peer["train_images_per_s"]["median"]
+    assert ratio["peer"] == "y0ast" and ratio["train"]["per_round"] == [train]
+    assert set(ratio) >= {"train", "sample", "encode"}
 
 
 def test_flops_are_counted_not_formulated() -> None:

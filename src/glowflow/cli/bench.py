@@ -18,93 +18,77 @@ HELP = (
 )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..bench import ALLOCATORS, CONFIGS
+def _run_options() -> tuple[tuple[tuple[str, ...], dict[str, Any]], ...]:
+    """What one run covers and where it goes: ``(flags, add_argument settings)`` per option
+    (how to measure is :class:`~glowflow.bench.settings.BenchSettings`' own options)."""
+    from ..bench import CONFIGS, known_peers
     from ..memory import MEMORY_MODES
     from ..precision import PRECISIONS
 
-    parser.add_argument(
-        "--config",
-        nargs="+",
-        default=["cifar10-small"],
-        metavar="NAME",
-        help=f"model configurations: {', '.join(CONFIGS)}; NAME@K<n> for n "
-        "steps per level (cifar10-small@K32)",
+    return (
+        (
+            ("--config",),
+            dict(
+                nargs="+",
+                default=["cifar10-small"],
+                metavar="NAME",
+                help=f"model configurations: {', '.join(CONFIGS)}; NAME@K<n> for n "
+                "steps per level (cifar10-small@K32)",
+            ),
+        ),
+        (
+            ("--modes",),
+            dict(
+                nargs="+",
+                default=list(MEMORY_MODES),
+                choices=MEMORY_MODES,
+                help="memory modes to train in",
+            ),
+        ),
+        (
+            ("--precision",),
+            dict(
+                nargs="+",
+                default=["fp32"],
+                choices=PRECISIONS,
+                help="precisions the coupling and prior networks run in (the flow's own "
+                "arithmetic stays fp32); each is measured in its own processes",
+            ),
+        ),
+        (
+            ("--peer",),
+            dict(
+                action="append",
+                default=[],
+                metavar="NAME=PATH",
+                help=f"also time a peer implementation (NAME: {', '.join(known_peers())}; "
+                "PATH: a checkout of y0ast/Glow-PyTorch or rosinality/glow-pytorch) in "
+                "alternating processes through glowflow.bench.runners.NAME, and report "
+                "glowflow's rate over the peer's per round and their median; repeatable",
+            ),
+        ),
+        (
+            ("--device",),
+            dict(
+                nargs="+",
+                default=None,
+                choices=("cpu", "cuda"),
+                help="devices; none: the CPU, and CUDA when present",
+            ),
+        ),
+        (
+            ("--output", "-o"),
+            dict(default=None, metavar="FILE", help="JSON file to write; none: print the JSON"),
+        ),
     )
-    parser.add_argument("--batch-size", type=int, default=16, help="images per batch")
-    parser.add_argument(
-        "--modes",
-        nargs="+",
-        default=list(MEMORY_MODES),
-        choices=MEMORY_MODES,
-        help="memory modes to train in",
-    )
-    parser.add_argument(
-        "--precision",
-        nargs="+",
-        default=["fp32"],
-        choices=PRECISIONS,
-        help="precisions the coupling and prior networks run in (the flow's own "
-        "arithmetic stays fp32); each is measured in its own processes",
-    )
-    parser.add_argument(
-        "--peer",
-        action="append",
-        default=[],
-        metavar="NAME=PATH",
-        help="also time a peer implementation (y0ast, rosinality: a checkout of "
-        "y0ast/Glow-PyTorch or rosinality/glow-pytorch) in alternating "
-        "processes through benchmarks/peers/NAME.py, and report glowflow's "
-        "rate over the peer's per round and their median; repeatable",
-    )
-    parser.add_argument(
-        "--device",
-        nargs="+",
-        default=None,
-        choices=("cpu", "cuda"),
-        help="devices; none: the CPU, and CUDA when present",
-    )
-    parser.add_argument(
-        "--threads", type=int, default=None, help="CPU threads per task; none: torch's default here"
-    )
-    parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs (median reported)")
-    parser.add_argument("--iterations", type=int, default=3, help="calls per timed run")
-    parser.add_argument(
-        "--rounds",
-        type=int,
-        default=1,
-        help="repeat every process this many times, interleaved; the summary pools all timed runs",
-    )
-    parser.add_argument(
-        "--compile",
-        action="store_true",
-        help="torch.compile the training objective, forward and backward "
-        "(sampling/encoding stay eager)",
-    )
-    parser.add_argument(
-        "--channels-last", action="store_true", help="channels-last conv weights and batches"
-    )
-    parser.add_argument(
-        "--tf32",
-        action="store_true",
-        help="TF32 matmuls/convolutions in CUDA training (never in sampling, "
-        "encoding or anything that reports bits/dim)",
-    )
-    parser.add_argument(
-        "--allocator",
-        default="retain",
-        choices=ALLOCATORS,
-        help="CPU malloc: retain freed memory for reuse "
-        "(glowflow.memory.retain_freed_memory) or leave glibc's default",
-    )
-    parser.add_argument(
-        "--output",
-        "-o",
-        default=None,
-        metavar="FILE",
-        help="JSON file to write; none: print the JSON",
-    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..bench import BenchSettings
+
+    for flags, settings in _run_options():
+        parser.add_argument(*flags, **settings)
+    BenchSettings.add_options(parser)
 
 
 def format_table(document: dict[str, Any]) -> str:
@@ -151,52 +135,22 @@ def format_table(document: dict[str, Any]) -> str:
 
 def command_line(args: argparse.Namespace, devices: list[str], settings: BenchSettings) -> str:
     """The fully explicit ``glowflow bench`` command that reproduces this run."""
-    options = {
-        "--config": args.config,
-        "--modes": args.modes,
-        "--precision": args.precision,
-        "--device": devices,
-        "--batch-size": [settings.batch],
-        "--threads": [settings.threads],
-        "--warmup": [settings.warmup],
-        "--repeats": [settings.repeats],
-        "--iterations": [settings.iterations],
-        "--rounds": [settings.rounds],
-        "--allocator": [settings.allocator],
-    }
-    parts = ["glowflow bench"] + [
-        f"{flag} {' '.join(map(str, values))}" for flag, values in options.items()
-    ]
-    parts += [f"--peer {peer}" for peer in args.peer]
-    flags = {
-        "--compile": settings.compile,
-        "--tf32": settings.tf32,
-        "--channels-last": settings.channels_last,
-    }
-    return " ".join(parts + [flag for flag, on in flags.items() if on])
+    options = {"--config": args.config, "--modes": args.modes, "--precision": args.precision}
+    parts = ["glowflow bench"] + [f"{flag} {' '.join(values)}" for flag, values in options.items()]
+    parts += [f"--device {' '.join(devices)}", *settings.words()]
+    return " ".join(parts + [f"--peer {peer}" for peer in args.peer])
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..bench import BenchSettings, get_config, run_benchmark
-    from ..peers import parse_peer
+    from ..bench import BenchSettings, get_config, parse_peer, run_benchmark
+    from ..errors import ConfigError
 
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     if "cuda" in devices and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda: no CUDA device here")
-    settings = BenchSettings(
-        batch=args.batch_size,
-        threads=args.threads or torch.get_num_threads(),
-        warmup=args.warmup,
-        repeats=args.repeats,
-        iterations=args.iterations,
-        rounds=args.rounds,
-        compile=args.compile,
-        tf32=args.tf32,
-        allocator=args.allocator,
-        channels_last=args.channels_last,
-    )
+        raise ConfigError("--device cuda: no CUDA device here")
+    settings = BenchSettings.from_options(args, threads=torch.get_num_threads())
     configs = {name: get_config(name) for name in args.config}
     peers = dict(parse_peer(text) for text in args.peer)
     document = run_benchmark(

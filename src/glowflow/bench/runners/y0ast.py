@@ -1,4 +1,4 @@
-"""Runner for y0ast/Glow-PyTorch (``python benchmarks/peers/y0ast.py PEER_PATH SPEC_JSON``).
+"""Runner for y0ast/Glow-PyTorch: ``python -m glowflow.bench.runners.y0ast PEER_PATH SPEC_JSON``.
 
 Builds the peer's ``model.Glow`` for the benchmark's :class:`~glowflow.GlowConfig`: ``K``,
 ``L``, width, affine or additive coupling, LU 1x1 convolutions when the config has them, its
@@ -12,10 +12,10 @@ from __future__ import annotations
 import sys
 
 import torch
-from common import main, train_step
 
-from glowflow.bench import Result, Tasks
-from glowflow.config import GlowConfig
+from ...config import GlowConfig
+from ..measure import Result, Tasks
+from .common import main, train_step
 
 
 def build(spec: Result, x: torch.Tensor) -> Tasks:

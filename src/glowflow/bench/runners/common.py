@@ -1,7 +1,7 @@
 """What the peer runners share: the command line, the process set-up and the training step.
 
-A runner is called as ``python benchmarks/peers/NAME.py PEER_PATH SPEC_JSON`` (see
-:mod:`glowflow.peers`); :func:`main` imports nothing of the peer itself: the runner's
+A runner is called as ``python -m glowflow.bench.runners.NAME PEER_PATH SPEC_JSON`` (see
+:mod:`glowflow.bench.peers`); :func:`main` imports nothing of the peer itself: the runner's
 ``build(spec, x)`` does, after ``PEER_PATH`` is put first on ``sys.path``.
 """
 
@@ -14,9 +14,9 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from glowflow.bench import Result, Tasks, measure_tasks, setup_process
-from glowflow.training.config import TrainConfig
-from glowflow.training.step import make_optimizer
+from ...training.config import TrainConfig
+from ...training.step import make_optimizer
+from ..measure import Result, Tasks, measure_tasks, setup_process
 
 
 def old_torch_names() -> None:

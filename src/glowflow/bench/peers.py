@@ -1,49 +1,57 @@
 """Other Glow implementations timed beside glowflow: their runners and the per-round ratios.
 
 A peer is another project's checkout (y0ast/Glow-PyTorch, rosinality/glow-pytorch), never a
-dependency and never copied here. Its runner, ``benchmarks/peers/NAME.py`` in this
-repository, is called as ``python RUNNER PEER_PATH SPEC_JSON``: it imports the peer's modules
+dependency and never copied here. Its runner, the module ``glowflow.bench.runners.NAME``
+(shipped with glowflow, so an installed copy has it too), is called as
+``python -m glowflow.bench.runners.NAME PEER_PATH SPEC_JSON``: it imports the peer's modules
 from ``PEER_PATH``, builds the peer's model for the benchmark configuration in ``SPEC_JSON``
-and times it with glowflow's own measuring code (:func:`glowflow.bench.measure_tasks`), so
-both sides are timed the same way. The benchmark alternates glowflow's and each peer's fresh
+and times it with glowflow's own measuring code (:func:`glowflow.bench.measure.measure_tasks`),
+so both sides are timed the same way. The benchmark alternates glowflow's and each peer's fresh
 processes within a round; :func:`peer_ratios` divides glowflow's rates by the peer's of the
 same round, so that whatever else the machine was doing then weighs on both.
 """
 
 from __future__ import annotations
 
+import pkgutil
 import statistics
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-RUNNERS = Path(__file__).resolve().parents[2] / "benchmarks" / "peers"
-"""Where the peer runners live (a source checkout of glowflow)."""
+from ..errors import ConfigError, MissingFileError
+from . import runners
 
 TASKS = ("train", "sample", "encode")
 
 
+def known_peers() -> list[str]:
+    """The peers with a runner: the modules of :mod:`glowflow.bench.runners` but ``common``.
+
+    >>> known_peers()
+    ['rosinality', 'y0ast']
+    """
+    return sorted(m.name for m in pkgutil.iter_modules(runners.__path__) if m.name != "common")
+
+
 def parse_peer(text: str) -> tuple[str, str]:
-    """``"NAME=PATH"`` -> ``(NAME, PATH)``; ``ValueError`` for anything else."""
+    """``"NAME=PATH"`` -> ``(NAME, PATH)``; :class:`~glowflow.errors.ConfigError` for anything
+    else."""
     name, sep, path = text.partition("=")
     if not sep or not name or not path:
-        raise ValueError(f"--peer takes NAME=PATH (e.g. y0ast=/tmp/peers/y0ast), got {text!r}")
+        raise ConfigError(f"--peer takes NAME=PATH (e.g. y0ast=/tmp/peers/y0ast), got {text!r}")
     return name, path
 
 
 def peer_command(name: str, path: str) -> list[str]:
     """The command that runs peer ``name``'s runner on the checkout at ``path`` (the spec
-    JSON is appended); ``ValueError`` when either is missing."""
-    runner = RUNNERS / f"{name}.py"
-    if not runner.is_file():
-        known = sorted(p.stem for p in RUNNERS.glob("*.py")) if RUNNERS.is_dir() else []
-        raise ValueError(
-            f"no runner for peer {name!r} ({runner}); runners: {known or 'none'} "
-            "(they live in a source checkout of glowflow)"
-        )
+    JSON is appended): :class:`~glowflow.errors.ConfigError` for a peer without a runner,
+    :class:`~glowflow.errors.MissingFileError` when ``path`` is not a folder."""
+    if name not in known_peers():
+        raise ConfigError(f"no runner for peer {name!r}; runners: {known_peers()}")
     if not Path(path).is_dir():
-        raise ValueError(f"peer {name!r}: {path} is not a folder (a checkout of the peer)")
-    return [sys.executable, str(runner), str(Path(path).resolve())]
+        raise MissingFileError(f"peer {name!r}: {path} is not a folder (a checkout of the peer)")
+    return [sys.executable, "-m", f"{runners.__name__}.{name}", str(Path(path).resolve())]
 
 
 def peer_ratios(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

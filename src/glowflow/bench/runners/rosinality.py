@@ -1,5 +1,5 @@
-"""Runner for rosinality/glow-pytorch (``python benchmarks/peers/rosinality.py PEER_PATH
-SPEC_JSON``).
+"""Runner for rosinality/glow-pytorch:
+``python -m glowflow.bench.runners.rosinality PEER_PATH SPEC_JSON``.
 
 Builds the peer's ``model.Glow`` for the benchmark's :class:`~glowflow.GlowConfig`: ``K``
 (``n_flow``), ``L`` (``n_block``), affine or additive coupling, LU 1x1 convolutions when the
@@ -16,10 +16,10 @@ import math
 import sys
 
 import torch
-from common import main, train_step
 
-from glowflow.bench import Result, Tasks
-from glowflow.config import GlowConfig
+from ...config import GlowConfig
+from ..measure import Result, Tasks
+from .common import main, train_step
 
 N_BINS = 256
 
