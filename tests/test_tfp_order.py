@@ -1,4 +1,4 @@
-"""glowflow.tfp_order: glowflow's per-level latents <-> TFP tfb.Glow's rank-1 latent order."""
+"""glowflow.convert.tfp_order: glowflow's per-level latents <-> TFP tfb.Glow's rank-1 latent order."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from glowflow.bijectors.squeeze import Squeeze
 from glowflow.config import GlowConfig
-from glowflow.tfp_order import from_tfp_latent, to_tfp_latent
+from glowflow.convert.tfp_order import from_tfp_latent, to_tfp_latent
 
 SHAPE_LISTS = [
     [(2, 4, 4), (8, 2, 2)],  # L=2 default Glow on a (1, 8, 8) image
