@@ -119,7 +119,7 @@ def test_class_conditional_training_and_sampling(tmp_path, capsys):
     run = tmp_path / "cond"
     assert train_cli(run, "--conditional", "--class-loss-weight", "0.1") == 0
     assert main(["sample", str(run), "--class", "3", "-n", "4", "--device", "cpu"]) == 0
-    assert (run / "samples" / "sample_t0.7.png").is_file()
+    assert (run / "samples" / "sample_class3_t0.7.png").is_file()
     assert main(["sample", str(run), "--class", "10", "--device", "cpu"]) == 2
     assert "not in [0, 10)" in capsys.readouterr().err
 
@@ -183,11 +183,12 @@ def test_help_lists_every_option_with_its_default(capsys):
 def test_sample_grids_are_enlarged_with_nearest_neighbour(run_dir):
     with Image.open(run_dir / "samples/step-00000002_t0.7.png") as picture:
         grid = np.asarray(picture)
-    assert min(grid.shape) >= 256  # a 2x2 grid of 8x8 digits is 19 pixels before enlarging
-    factor = grid.shape[0] // 19
-    assert grid.shape == (19 * factor, 19 * factor)
-    blocks = grid.reshape(19, factor, 19, factor)
+    assert grid.shape[1] >= 512  # a 2x2 grid of 8x8 digits is 19 pixels before enlarging
+    factor = grid.shape[1] // 19
+    assert grid.shape[1] == 19 * factor and grid.shape[0] > 19 * factor  # a title above
+    blocks = grid[-19 * factor :].reshape(19, factor, 19, factor)
     assert (blocks == blocks[:, :1, :, :1]).all()  # each true pixel is a flat square
+    assert (grid[: -19 * factor] < 128).any()  # the title, "step 2, T = 0.7", is written
 
 
 def test_missing_dataset_error_names_the_flag(tmp_path, capsys):

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = pick_device(args.device)
     loaded = load(args.model, device)
-    shape, n_bins = loaded.info.shape, loaded.info.n_bins
+    shape, n_bins = loaded.data.shape, loaded.data.n_bins
     indices = is_index(args.a) or is_index(args.b)
     test_set = loaded.dataset("test", args.data_root) if indices else None
     (x_a, found_a), (x_b, found_b) = (

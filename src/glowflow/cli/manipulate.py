@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else experiments / f"manipulate_{name}.png"
     save_grid(
         grid.flatten(0, 1),
-        loaded.info.n_bins,
+        loaded.data.n_bins,
         out,
         len(args.strengths),
         title=f"z + s (z_pos - z_neg), {describe(attribute, negative, saved)}",

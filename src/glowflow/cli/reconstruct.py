@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     x, y = take(test_set, range(min(args.n, len(test_set))))
     x = x.to(device)
     result = reconstruct(loaded.flow, x, y.to(device) if loaded.conditional else None)
-    n_bins = loaded.info.n_bins
+    n_bins = loaded.data.n_bins
     changed = unit_to_levels(result.images, n_bins) != unit_to_levels(x, n_bins)
     out = Path(args.out) if args.out else loaded.output_dir / "experiments" / "reconstruct.png"
     per_row = min(PER_ROW, len(x))

@@ -117,7 +117,7 @@ def labels(args: argparse.Namespace, loaded: LoadedModel, count: int) -> Optiona
                 f"--conditional); {args.model} is not one"
             )
         return None
-    classes = int(loaded.info.num_classes or 0)
+    classes = int(loaded.data.num_classes or 0)
     if args.class_grid:
         return class_labels(classes, count)
     if args.label is None:
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
             loaded.flow,
             len(y) if y is not None else count,
             args.temperature,
-            loaded.info.n_bins,
+            loaded.data.n_bins,
             args.seed,
             lambda t: output_path(args.out, loaded.output_dir, t, several, tag),
             None if y is None else y.to(device),
