@@ -68,21 +68,7 @@ def test_every_help_states_the_default_the_parser_has_and_only_once(command):
             assert action.default is None, f"{command} {flag} says none, default {action.default}"
 
 
-NO_USAGE_YET = {"bench"}
-"""Commands whose module (another engineer's) has no Usage block yet: strict xfails, so the
-test says so the day one is added."""
-
-
-@pytest.mark.parametrize(
-    "command",
-    [
-        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason="no Usage block yet"))
-        if c in NO_USAGE_YET
-        else c
-        for c in COMMANDS
-        if c in SUBPARSERS
-    ],
-)
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c in SUBPARSERS])
 def test_every_usage_line_is_a_real_invocation(command, capsys):
     description = SUBPARSERS[command].description
     assert "\n\nUsage:\n" in description, f"glowflow {command} has no Usage block"

@@ -14,7 +14,13 @@ if TYPE_CHECKING:
 HELP = (
     "Benchmark training/sampling/encoding speed, its fraction of the machine's matmul limit "
     "and peak memory per memory mode and precision, side by side with peer implementations; "
-    "writes JSON."
+    "writes JSON.\n\n"
+    "Usage:\n"
+    "  glowflow bench --config tiny --modes none --repeats 1 --output bench.json\n"
+    "  glowflow bench --config cifar10-small cifar10-small@K32 --rounds 5\n"
+    "  glowflow bench --config cifar10-small --modes none --precision fp32 bf16 --rounds 3 "
+    "--peer y0ast=/tmp/peers/y0ast\n"
+    "  glowflow bench --config cifar10 --batch-size 64 --device cuda --compile --tf32"
 )
 
 
