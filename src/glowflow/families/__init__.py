@@ -6,7 +6,7 @@ that module plus its entry in :data:`FAMILIES`. The trainer, the model folder, t
 and the benchmark reach the families only through this registry.
 
 >>> sorted(FAMILIES)
-['glow', 'iaf', 'maf', 'nice', 'realnvp']
+['glow', 'iaf', 'jet', 'maf', 'nice', 'realnvp', 'tarflow']
 >>> family_of(FAMILIES["nice"].template).name
 'nice'
 """
@@ -18,12 +18,20 @@ from typing import Any, Mapping, Optional
 from ..config_base import FlowConfig
 from ..errors import ConfigError
 from ..flow import Flow
-from . import autoregressive, glow, nice, realnvp
+from . import autoregressive, glow, jet, nice, realnvp, tarflow
 from .base import Family
 
 FAMILIES: dict[str, Family] = {
     family.name: family
-    for family in (glow.FAMILY, nice.FAMILY, realnvp.FAMILY, autoregressive.MAF, autoregressive.IAF)
+    for family in (
+        glow.FAMILY,
+        nice.FAMILY,
+        realnvp.FAMILY,
+        autoregressive.MAF,
+        autoregressive.IAF,
+        tarflow.FAMILY,
+        jet.FAMILY,
+    )
 }
 """The registered families by name; Glow first (the default)."""
 
