@@ -249,3 +249,15 @@ def test_sampling_computes_no_inverse_or_determinant_after_the_first_call(monkey
         next(maps[0].parameters()).add_(0.01)
     flow.sample(4)
     assert len(calls) == layers + 1  # a weight update invalidates exactly that layer's cache
+
+
+def test_every_family_has_a_benchmark_config_that_round_trips_through_its_spec():
+    from glowflow.bench.configs import CONFIGS, build_model, event_shape, spec_config, spec_family
+    from glowflow.families import FAMILIES
+
+    families = {spec_family(config) for config in CONFIGS.values()}
+    assert families == set(FAMILIES)
+    for name, config in CONFIGS.items():
+        spec = {"config": config.to_dict(), "family": spec_family(config), "mode": "none"}
+        assert spec_config(spec).architecture() == config.architecture(), name
+        assert build_model(config).event_shape == event_shape(config), name

@@ -28,10 +28,10 @@ from typing import Any, Callable, ContextManager, Optional
 import torch
 from torch import nn
 
-from ..config import GlowConfig
+from ..config_base import FlowConfig
 from ..precision import DTYPES
 from .allocator import retain_freed_memory
-from .configs import spec_config
+from .configs import event_shape, spec_config
 from .machine_limit import count_flops, fraction_of_limit, matmul_rate
 
 Result = dict[str, Any]
@@ -85,7 +85,7 @@ def _peak_rss_mb() -> float:
 
 def setup_process(
     spec: Result,
-) -> tuple[GlowConfig, torch.device, torch.Tensor, Callable[[], None]]:
+) -> tuple[FlowConfig, torch.device, torch.Tensor, Callable[[], None]]:
     """A measuring process's set-up from its spec: the allocator, the threads, the config (in
     the spec's memory mode), the device, a fixed uniform batch ``x`` in ``[-1/2, 1/2)`` and the
     device sync."""
@@ -95,8 +95,7 @@ def setup_process(
     config = spec_config(spec)
     device = torch.device(spec["device"])
     generator = torch.Generator().manual_seed(0)
-    assert config.output_shape is not None
-    x = (torch.rand(spec["batch"], *config.output_shape, generator=generator) - 0.5).to(device)
+    x = (torch.rand(spec["batch"], *event_shape(config), generator=generator) - 0.5).to(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     torch.backends.cudnn.benchmark = True
     return config, device, x, sync

@@ -59,12 +59,16 @@ def glowflow_tasks(spec: Result, flow: Flow, x: torch.Tensor) -> Tasks:
 
     @contextlib.contextmanager
     def plain_autograd() -> Iterator[None]:
-        glow, mode = flow.bijector, flow.bijector.memory_mode
-        glow.memory_mode = "none"
+        bijector = flow.bijector
+        if not hasattr(bijector, "memory_mode"):  # a family without memory modes
+            yield
+            return
+        mode = bijector.memory_mode
+        bijector.memory_mode = "none"
         try:
             yield
         finally:
-            glow.memory_mode = mode
+            bijector.memory_mode = mode
 
     return Tasks(
         flow,

@@ -25,9 +25,10 @@ from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 
-from ..config import GlowConfig
+from ..config_base import FlowConfig
 from ..memory import check_memory_mode
 from ..precision import check_precision
+from .configs import spec_family
 from .measure import Result
 from .peers import peer_command, peer_ratios
 from .settings import BenchSettings
@@ -153,7 +154,7 @@ def summarize(results: Sequence[Result]) -> list[Result]:
 
 
 def run_benchmark(
-    configs: Mapping[str, GlowConfig],
+    configs: Mapping[str, FlowConfig],
     modes: Sequence[str],
     devices: Sequence[str],
     settings: BenchSettings,
@@ -194,6 +195,7 @@ def run_benchmark(
                         precision=precision,
                         generate=generate,
                         config=configs[name].to_dict(),
+                        family=spec_family(configs[name]),
                     )
                     log(
                         f"round {round_index + 1}/{settings.rounds} {implementation} {name} "
