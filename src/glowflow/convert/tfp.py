@@ -22,7 +22,7 @@ construction order) and each step is:
   ``exp(h[:c] + 2)`` and shift ``h[c:]``: glowflow's affine exit with
   ``exit_output="scale_shift"`` and the 2 added to the scale half of the conv's bias.
 
-TFP's rank-1 latent orders the same numbers as :mod:`glowflow.tfp_order` describes.
+TFP's rank-1 latent orders the same numbers as :mod:`glowflow.convert.tfp_order` describes.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ..config import GlowConfig
-from ..pretrained import DataSpec
+from ..store.data import DataSpec
 from .common import Converted, TensorMap, exit_network, layer
 
 
