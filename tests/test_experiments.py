@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from checks import randomize_parameters
 from glowflow import Flow, Glow
+from glowflow.errors import ConfigError, MissingFileError, ModelFileError
 from glowflow.experiments import (
     attribute_direction,
     class_grid,
@@ -17,6 +20,7 @@ from glowflow.experiments import (
     save_direction,
     select_groups,
 )
+from glowflow.experiments.manipulate import check_direction
 
 SHAPE = (1, 8, 8)
 
@@ -94,6 +98,33 @@ def test_direction_files_round_trip(tmp_path, suffix):
     assert metadata == {"attribute": "3"}
     for saved, read in zip(direction, loaded):
         torch.testing.assert_close(read, saved, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_bad_direction_files_are_named_errors(tmp_path, suffix):
+    missing = tmp_path / f"missing{suffix}"
+    with pytest.raises(MissingFileError, match=f"no direction file at {missing}"):
+        load_direction(missing)
+    garbage = tmp_path / f"garbage{suffix}"
+    garbage.write_bytes(b"not a direction")
+    with pytest.raises(ModelFileError, match=f"{garbage} is not a direction file"):
+        load_direction(garbage)
+    other = tmp_path / f"other{suffix}"
+    if suffix == ".pt":
+        torch.save({"weights": torch.zeros(2)}, other)
+    else:
+        from safetensors.torch import save_file
+
+        save_file({"weights": torch.zeros(2)}, str(other))
+    with pytest.raises(ModelFileError, match=f"{other} is not a direction file"):
+        load_direction(other)
+
+
+def test_a_direction_of_another_model_names_its_file():
+    with pytest.raises(ConfigError, match=r"^direction has level shapes \[\(2, 2, 2\)\]"):
+        check_direction(make_flow(), [torch.zeros(2, 2, 2)])
+    with pytest.raises(ModelFileError, match="direction file d.pt has level shapes"):
+        check_direction(make_flow(), [torch.zeros(2, 2, 2)], Path("d.pt"))
 
 
 def test_reconstruction_is_exact_in_float_precision(images):

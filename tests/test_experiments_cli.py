@@ -210,3 +210,15 @@ def test_the_temperature_zero_sample_is_shown_once(run_dir, tmp_path):
     assert main(argv) == 0
     assert png_size(str(tmp_path / "grid_t0.png")) == labelled(1, 1)
     assert png_size(str(tmp_path / "grid_t1.png")) == labelled(4, 4)
+
+
+def test_interpolate_names_a_bad_image_file(capsys, tmp_path, run_dir):
+    missing, text = tmp_path / "missing.png", tmp_path / "notes.png"
+    text.write_text("not an image")
+    for path, message in (
+        (missing, f"no image file at {missing}"),
+        (text, f"{text} is not an image"),
+    ):
+        argv = ["interpolate", str(run_dir), "--a", str(path), "--b", "3", "--device", "cpu"]
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err

@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--save-direction saves a computed direction; --direction loads one")
     if args.direction:
         direction, metadata = load_direction(Path(args.direction))
-        check_direction(loaded.flow, direction)
+        check_direction(loaded.flow, direction, Path(args.direction))
         attribute = attribute or metadata.get("attribute") or None
         negative = negative or metadata.get("negative") or None
         saved = Path(args.direction)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from ..errors import ConfigError
 from ..training.config import TrainConfig
 from ..training.run_log import read_metrics
 from ..training.trainer import TrainResult, train
@@ -63,7 +64,7 @@ def variant_configs(base: TrainConfig, seeds: Sequence[int], out_dir: Path) -> l
     """The six variants of ``base`` for every seed, each with its own run folder in ``out_dir``;
     everything else (steps, batch, learning rate, network) is ``base``'s, so budgets are equal."""
     if not seeds:
-        raise ValueError("the ablation needs at least one seed")
+        raise ConfigError("the ablation needs at least one seed")
     return [
         dataclasses.replace(
             base,

@@ -24,7 +24,7 @@ def class_prior(flow: Flow) -> Optional[ClassConditionalPrior]:
 def condition(flow: Flow, y: Optional[Tensor]) -> Optional[Tensor]:
     """The context to pass to ``flow``: ``y`` for a class-conditional model, else ``None``.
 
-    Raises ``ValueError`` when a class-conditional model gets no labels.
+    Raises :class:`~glowflow.errors.ConfigError` when a class-conditional model gets no labels.
     """
     if flow.num_classes is None:
         return None
@@ -37,7 +37,7 @@ def class_weights(flow: Flow, y: Tensor) -> Tensor:
     """Labels ``(B,)`` or weights ``(B, K)`` as float ``(B, K)`` class weights of ``flow``."""
     prior = class_prior(flow)
     if prior is None:
-        raise ValueError("class weights need a class-conditional model (num_classes=...)")
+        raise ConfigError("class weights need a class-conditional model (num_classes=...)")
     return prior.class_weights(y)
 
 
@@ -46,7 +46,7 @@ def batches(
 ) -> Iterator[tuple[Tensor, Optional[Tensor]]]:
     """``(x, y)`` in consecutive chunks of at most ``batch_size`` examples."""
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     for start in range(0, x.shape[0], batch_size):
         stop = start + batch_size
         yield x[start:stop], None if y is None else y[start:stop]

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from ..data import ImageDataset, levels_to_unit, unit_to_image
 from ..data.geometry import resize_levels
+from ..errors import ConfigError, MissingFileError, ModelFileError
 from .pictures import save_picture
 
 
@@ -23,10 +24,11 @@ def dataset_labels(dataset: ImageDataset) -> Tensor:
 
 def take(dataset: ImageDataset, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
     """Images ``indices`` of ``dataset`` as flow inputs ``(N, C, H, W)`` (bin centres in
-    ``[-0.5, 0.5)``) and their labels; ``ValueError`` for an index out of range."""
+    ``[-0.5, 0.5)``) and their labels; :class:`~glowflow.errors.ConfigError` for an index out
+    of range."""
     for index in indices:
         if not 0 <= index < len(dataset):
-            raise ValueError(
+            raise ConfigError(
                 f"image index {index} is out of range: the split has {len(dataset)} images"
             )
     items = [dataset[i] for i in indices]
@@ -39,16 +41,21 @@ def read_image(path: Path, shape: Sequence[int], n_bins: int) -> Tensor:
     """An image file as a flow input ``(C, H, W)``: converted to grey (C = 1) or RGB (C = 3),
     centre-cropped to a square and resized to ``H``, its 8-bit values mapped onto ``n_bins``
     levels (``k = floor(v * n_bins / 256)``), then taken at the bin centres."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     channels, height, width = shape
     if height != width:
-        raise ValueError(f"image files fit square models only; this model is {height}x{width}")
+        raise ConfigError(
+            f"{path}: image files fit square models only; this model is {height}x{width}"
+        )
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no image file at {path}")
-    with Image.open(path) as image:
-        pixels = np.array(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+        raise MissingFileError(f"no image file at {path}")
+    try:
+        with Image.open(path) as image:
+            pixels = np.array(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as error:
+        raise ModelFileError(f"{path} is not an image PIL can read: {error}") from None
     levels = torch.from_numpy(pixels).reshape(pixels.shape[0], pixels.shape[1], channels)
     levels = levels.permute(2, 0, 1)
     levels = (resize_levels(levels, height).long() * n_bins) // 256
@@ -67,7 +74,7 @@ def image_or_index(
     ``dataset`` (the label comes with it), anything else an image file (no label)."""
     if is_index(spec):
         if dataset is None:
-            raise ValueError(f"image index {spec} needs a dataset")
+            raise ConfigError(f"image index {spec} needs a dataset")
         images, labels = take(dataset, [int(spec)])
         return images[0], labels[0]
     return read_image(Path(spec), shape, n_bins), None

@@ -8,6 +8,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError
 from ..flow import Flow
 from .common import class_prior, class_weights, condition
 
@@ -15,7 +16,7 @@ from .common import class_prior, class_weights, condition
 def lerp_weights(steps: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """``steps`` evenly spaced weights from 0 to 1, both ends included."""
     if steps < 2:
-        raise ValueError(f"an interpolation needs steps >= 2 (both endpoints), got {steps}")
+        raise ConfigError(f"an interpolation needs steps >= 2 (both endpoints), got {steps}")
     return torch.linspace(0.0, 1.0, steps, dtype=dtype)
 
 
@@ -49,7 +50,7 @@ def interpolate(
     labels = None
     if class_prior(flow) is not None:
         if y_a is None or y_b is None:
-            raise ValueError("this model is class-conditional: give the labels y_a and y_b")
+            raise ConfigError("this model is class-conditional: give the labels y_a and y_b")
         labels = class_weights(flow, torch.stack([y_a, y_b]).to(pair.device))
     z_a, z_b = zip(*(level.unbind(0) for level in flow.encode(pair, condition(flow, labels))))
     path = [torch.lerp(a, b, _column(t, a)) for a, b in zip(z_a, z_b)]

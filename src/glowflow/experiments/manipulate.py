@@ -3,12 +3,14 @@ difference of the mean latents of images with and without an attribute."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError, MissingFileError, ModelFileError
 from ..flow import Flow
 from .common import Latents, condition, encode_all
 
@@ -28,24 +30,25 @@ def select_groups(
     * Class labels ``(N,)`` (digits, MNIST): ``attribute`` is a class index; positive = that
       class, negative = class ``negative`` if given, else every other class.
 
-    Raises ``ValueError`` for an unknown attribute/class or an empty group.
+    Raises :class:`~glowflow.errors.ConfigError` for an unknown attribute/class or an empty
+    group.
     """
     if labels.dim() == 2:
         if negative is not None:
-            raise ValueError("--negative applies to class labels; attributes use their absence")
+            raise ConfigError("--negative applies to class labels; attributes use their absence")
         names = list(attribute_names or [])
         if attribute not in names:
-            raise ValueError(f"unknown attribute {attribute!r}; choose one of {names}")
+            raise ConfigError(f"unknown attribute {attribute!r}; choose one of {names}")
         positive = labels[:, names.index(attribute)] > 0
         negative_mask = ~positive
     else:
         positive = labels == _class_index(attribute)
         negative_mask = ~positive if negative is None else labels == _class_index(negative)
         if negative is not None and _class_index(negative) == _class_index(attribute):
-            raise ValueError(f"--negative must differ from the attribute class {attribute}")
+            raise ConfigError(f"--negative must differ from the attribute class {attribute}")
     for name, mask in (("positive", positive), ("negative", negative_mask)):
         if not bool(mask.any()):
-            raise ValueError(f"the {name} group for attribute {attribute!r} is empty")
+            raise ConfigError(f"the {name} group for attribute {attribute!r} is empty")
     return positive, negative_mask
 
 
@@ -53,7 +56,7 @@ def _class_index(name: str) -> int:
     try:
         return int(name)
     except ValueError:
-        raise ValueError(f"class labels are integers, got {name!r}") from None
+        raise ConfigError(f"class labels are integers, got {name!r}") from None
 
 
 def mean_latents(
@@ -61,7 +64,7 @@ def mean_latents(
 ) -> Latents:
     """Mean over the batch of each level's exact latent: a list of ``(C_i, H_i, W_i)``."""
     if x.shape[0] == 0:
-        raise ValueError("mean_latents needs at least one image")
+        raise ConfigError("mean_latents needs at least one image")
     return [level.mean(dim=0) for level in encode_all(flow, x, y, batch_size)]
 
 
@@ -114,12 +117,16 @@ def manipulate(
     return flow.decode(moved, context).unflatten(0, (x.shape[0], len(s)))
 
 
-def check_direction(flow: Flow, direction: Sequence[Tensor]) -> None:
-    """``ValueError`` unless ``direction`` has one tensor per latent level of matching shape."""
+def check_direction(flow: Flow, direction: Sequence[Tensor], path: Optional[Path] = None) -> None:
+    """Check that ``direction`` has one tensor per latent level of ``flow``, of its shape:
+    :class:`~glowflow.errors.ConfigError` if not, or for a direction read from file ``path``,
+    :class:`~glowflow.errors.ModelFileError` naming the file."""
     shapes = [tuple(d.shape) for d in direction]
     expected = [tuple(shape) for shape in flow.latent_shapes]
     if shapes != expected:
-        raise ValueError(f"direction has level shapes {shapes}; this model's are {expected}")
+        source = "direction" if path is None else f"direction file {path}"
+        error = ConfigError if path is None else ModelFileError
+        raise error(f"{source} has level shapes {shapes}; this model's are {expected}")
 
 
 def save_direction(direction: Sequence[Tensor], path: Path, metadata: dict[str, str]) -> None:
@@ -136,18 +143,31 @@ def save_direction(direction: Sequence[Tensor], path: Path, metadata: dict[str, 
 
 
 def load_direction(path: Path) -> tuple[Latents, dict[str, str]]:
-    """Read a file written by :func:`save_direction`: ``(per-level tensors, metadata)``."""
+    """Read a file written by :func:`save_direction`: ``(per-level tensors, metadata)``.
+
+    Raises :class:`~glowflow.errors.MissingFileError` for a missing file and
+    :class:`~glowflow.errors.ModelFileError` for one that is unreadable or not a direction.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no direction file at {path}")
+        raise MissingFileError(f"no direction file at {path}")
+    not_a_direction = f"{path} is not a direction file written by glowflow"
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(str(path), framework="pt") as handle:
-            count = len(list(handle.keys()))
-            levels = [handle.get_tensor(f"level_{i}") for i in range(count)]
-            return levels, dict(handle.metadata() or {})
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                keys = set(handle.keys())
+                names = [f"level_{i}" for i in range(len(keys))]
+                if set(names) != keys:
+                    raise ModelFileError(f"{not_a_direction}: tensors {sorted(keys)}")
+                return [handle.get_tensor(n) for n in names], dict(handle.metadata() or {})
+        except SafetensorError as error:
+            raise ModelFileError(f"{not_a_direction}: {error}") from None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
+        raise ModelFileError(f"{not_a_direction}: {error}") from None
     if not isinstance(saved, dict) or "levels" not in saved:
-        raise RuntimeError(f"{path} is not a direction file written by glowflow")
+        raise ModelFileError(not_a_direction)
     return list(saved["levels"]), dict(saved.get("metadata", {}))

@@ -32,6 +32,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from ..errors import ConfigError
+
 MIN_WIDTH = 512
 """The grid of every picture is at least this many pixels wide (a whole-factor enlargement)."""
 
@@ -134,12 +136,12 @@ def picture(
 
     count, channels, height, width = images.shape
     if count < 1 or channels not in (1, 3) or nrow < 1:
-        raise ValueError(f"a picture needs N >= 1 images of 1 or 3 channels, got {images.shape}")
+        raise ConfigError(f"a picture needs N >= 1 images of 1 or 3 channels, got {images.shape}")
     n_columns = min(nrow, count)
     n_rows = math.ceil(count / n_columns)
     for name, labels, expected in (("row", rows, n_rows), ("column", columns, n_columns)):
         if labels and len(labels) != expected:
-            raise ValueError(f"{len(labels)} {name} labels for a grid of {expected} {name}s")
+            raise ConfigError(f"{len(labels)} {name} labels for a grid of {expected} {name}s")
     images = images.detach().float().cpu()
     if count == 1:  # make_grid returns a single image as it is, without padding
         grid = torch.nn.functional.pad(images[0], (PADDING,) * 4, value=1.0)
