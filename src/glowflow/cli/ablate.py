@@ -25,13 +25,14 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..families import DEFAULT_FAMILY
     from ..training.config import PRESETS
 
     parser.add_argument(
         "--preset",
-        choices=sorted(PRESETS),
+        choices=sorted(k for k, v in PRESETS.items() if v.get("family") == DEFAULT_FAMILY),
         default="digits",
-        help="configuration every variant starts from",
+        help="Glow configuration every variant starts from",
     )
     parser.add_argument(
         "--max-steps",
