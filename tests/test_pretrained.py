@@ -1,5 +1,6 @@
-"""Pretrained folders: the format, the one loader, export, the shipped digits model, and the
-Hugging Face transport tested offline (a hand-made client cache and a fake API)."""
+"""Model folders: the format for every family, the one loader, export, the shipped digits
+model, and the Hugging Face transport tested offline (a hand-made client cache and a fake
+API)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from glowflow.pretrained import (
-    CARD_FILE,
-    CONFIG_FILE,
-    WEIGHTS_FILE,
-    DataSpec,
-    load_model,
-    save_pretrained,
-)
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 import glowflow as gf
 from glowflow.cli import main
-from glowflow.training.checkpoint import load_run
+from glowflow.families import FAMILIES
+from glowflow.store import DataSpec, load_model, save_model
+from glowflow.store.record import CARD_FILE, CONFIG_FILE, FILES, WEIGHTS_FILE
 from runs import TINY
 
 
@@ -42,25 +37,26 @@ def tiny_flow(**options) -> gf.Flow:
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
     flow = tiny_flow(learn_top_prior=True, exit_prior="gaussian", coupling_output="interleaved")
     data = DataSpec("digits", (1, 8, 8), 17, 10)
-    folder = save_pretrained(
-        flow, tmp_path / "model", data, {"command": "made in a test"}, {"test_bpd": 2.5}
+    folder = save_model(
+        flow, tmp_path / "model", data, None, {"command": "made in a test"}, {"test_bpd": 2.5}
     )
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         [CONFIG_FILE, WEIGHTS_FILE, CARD_FILE]
     )
     record = json.loads((folder / CONFIG_FILE).read_text())
-    assert record["glow"]["exit_prior"] == "gaussian" and record["data"]["n_bins"] == 17
+    assert record["family"] == "glow" and record["dequantizer"] == {"kind": "uniform"}
+    assert record["config"]["exit_prior"] == "gaussian" and record["data"]["n_bins"] == 17
     card = (folder / CARD_FILE).read_text()
     assert "2.5000" in card and "made in a test" in card and "library_name: glowflow" in card
     loaded = load_model(folder)
     x = torch.rand(4, 1, 8, 8) - 0.5
     assert torch.equal(loaded.flow.log_prob(x), flow.log_prob(x))
-    assert loaded.data == data and loaded.glow == flow.bijector.config
+    assert loaded.data == data and loaded.config == flow.bijector.config
     assert torch.equal(gf.from_pretrained(folder).log_prob(x), flow.log_prob(x))
 
 
-def test_corrupt_or_foreign_folders_are_errors_naming_the_file(tmp_path: Path) -> None:
-    folder = save_pretrained(tiny_flow(), tmp_path / "m", DataSpec("digits", (1, 8, 8), 17))
+def test_corrupt_or_foreign_folders_are_errors_naming_the_file(tmp_path: Path, monkeypatch) -> None:
+    folder = save_model(tiny_flow(), tmp_path / "m", DataSpec("digits", (1, 8, 8), 17))
     weights = folder / WEIGHTS_FILE
     with safe_open(str(weights), "pt") as handle:
         tensors = {k: handle.get_tensor(k) for k in handle.keys()}
@@ -73,8 +69,12 @@ def test_corrupt_or_foreign_folders_are_errors_naming_the_file(tmp_path: Path) -
     (folder / CONFIG_FILE).write_text(json.dumps({"format": "something else"}))
     with pytest.raises(RuntimeError, match=str(folder / CONFIG_FILE)):
         load_model(folder)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
         load_model(tmp_path / "missing")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(FileNotFoundError, match="no such folder: runs/digitz"):
+        load_model("runs/digitz")  # a mistyped local path is never sent to the Hub
     with pytest.raises(FileNotFoundError, match="pretrained:digits"):
         load_model("pretrained:nothing")
 
@@ -124,13 +124,57 @@ def test_export_writes_the_runs_checkpoint(tmp_path: Path) -> None:
     assert main(["train", "--preset", "digits", "--run-dir", str(run), *TINY]) == 0
     out = tmp_path / "exported"
     assert main(["export", str(run), str(out)]) == 0
-    exported, trained = load_model(out), load_run(run)
+    exported, trained = load_model(out), load_model(run)
     x = torch.rand(4, 1, 8, 8) - 0.5
     assert torch.equal(exported.flow.log_prob(x), trained.flow.log_prob(x))
     record = exported.record
-    assert record["source"]["step"] == trained.step
-    assert record["source"]["train_config"]["max_steps"] == 2
-    assert f"glowflow train --config {run / 'config.json'}" in (out / CARD_FILE).read_text()
+    assert record["provenance"]["step"] == trained.step
+    assert record["provenance"]["train_config"]["max_steps"] == 2
+    card = (out / CARD_FILE).read_text()
+    assert "glowflow train --family glow" in card and "--max-steps 2" in card
+    assert "config.json" not in record["provenance"]["command"]  # nothing outside the folder
+    checkpoint = run / "checkpoints" / "best"  # the files are copied, not rebuilt
+    assert (out / WEIGHTS_FILE).read_bytes() == (checkpoint / WEIGHTS_FILE).read_bytes()
+    result = json.loads((run / "result.json").read_text())
+    if record["metrics"]:  # measured on the very checkpoint, at its own step
+        assert record["metrics"]["test_bpd"] == result["best"]["test_bpd"]
+        assert f"at step {result['best']['step']}" in record["metrics"]["measured"]
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_saves_and_loads_exactly(tmp_path: Path, family: str) -> None:
+    config = (
+        FAMILIES[family].template.replace(event_shape=(1, 8, 8), seed=0)
+        if family != "glow"
+        else FAMILIES[family].template.replace(output_shape=(1, 8, 8), seed=0)
+    )
+    flow = gf.families.build(config)
+    flow.initialize(torch.rand(32, 1, 8, 8) - 0.5)
+    flow.eval()
+    folder = save_model(flow, tmp_path / family, DataSpec("digits", (1, 8, 8), 17, 10))
+    loaded = load_model(folder)
+    assert loaded.family == family and loaded.config == config
+    x = torch.rand(3, 1, 8, 8) - 0.5
+    assert torch.equal(loaded.flow.log_prob(x), flow.log_prob(x))
+
+
+def test_a_float64_folder_loads_as_float64(tmp_path: Path) -> None:
+    flow = tiny_flow().double()
+    folder = save_model(flow, tmp_path / "f64", DataSpec("digits", (1, 8, 8), 17))
+    loaded = load_model(folder)
+    assert next(loaded.flow.parameters()).dtype == torch.float64
+    x = torch.rand(3, 1, 8, 8, dtype=torch.float64) - 0.5
+    assert torch.equal(loaded.flow.log_prob(x), flow.log_prob(x))
+
+
+def test_a_glow_with_user_networks_is_refused_at_save_time(tmp_path: Path) -> None:
+    def network(input_shape):
+        return torch.nn.Conv2d(input_shape[0], 2 * input_shape[0], 3, padding=1)
+
+    glow = gf.Glow((1, 8, 8), 2, 1, coupling_bijector_fn=network, hidden_channels=4)
+    with pytest.raises(ValueError, match="user network functions"):
+        save_model(gf.Flow(glow), tmp_path / "m", DataSpec("digits", (1, 8, 8), 17))
+    assert not (tmp_path / "m").exists()
 
 
 def test_hub_download_from_the_client_cache_offline(tmp_path: Path, monkeypatch) -> None:
@@ -138,7 +182,7 @@ def test_hub_download_from_the_client_cache_offline(tmp_path: Path, monkeypatch)
     from glowflow.store.hub import download, push_to_hub
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    source = save_pretrained(tiny_flow(), tmp_path / "m", DataSpec("digits", (1, 8, 8), 17))
+    source = save_model(tiny_flow(), tmp_path / "m", DataSpec("digits", (1, 8, 8), 17))
     cache = tmp_path / "cache"
     revision = "0123456789abcdef0123456789abcdef01234567"
     snapshot = cache / "models--someone--tiny-glow" / "snapshots" / revision
@@ -168,6 +212,6 @@ def test_hub_download_from_the_client_cache_offline(tmp_path: Path, monkeypatch)
 
     api = FakeApi()
     assert push_to_hub(source, "someone/tiny-glow", api=api).endswith("/commit/1")
-    assert api.calls[1][1]["allow_patterns"] == [CONFIG_FILE, WEIGHTS_FILE, CARD_FILE]
+    assert api.calls[1][1]["allow_patterns"] == list(FILES)
     with pytest.raises(FileNotFoundError):
         push_to_hub(tmp_path, "someone/tiny-glow", api=api)
