@@ -137,7 +137,7 @@ def test_convert_command_writes_a_pretrained_folder(tmp_path: Path) -> None:
         < 1e-5
     )
     assert loaded.data.dataset == "cifar10" and loaded.data.n_bins == 256
-    assert loaded.glow.num_classes == 10
+    assert loaded.config.num_classes == 10
     card = (out / "README.md").read_text()
     assert "glowflow convert --from y0ast" in card or "y0ast" in card
 

@@ -121,11 +121,11 @@ def test_tuple_flag_takes_several_values():
 def test_each_family_preset_builds_its_family_on_the_digits(name):
     from glowflow.data import load_dataset
     from glowflow.families import FAMILIES
-    from glowflow.training.model import DatasetInfo, build_flow
+    from glowflow.training.model import build_flow, run_data
 
     config = resolve_config(name)
     assert config.family == name and type(config.model) is FAMILIES[name].config_class
-    flow = build_flow(config, DatasetInfo.of("digits", load_dataset("digits")))
+    flow = build_flow(config, run_data(config, load_dataset("digits")))
     assert flow.config.event_shape == (1, 8, 8) and flow.config.seed == config.seed
     assert flow.event_shape == (1, 8, 8)
     x = torch.rand(3, 1, 8, 8) - 0.5
