@@ -14,11 +14,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from glowflow.training import checkpoint
 from glowflow.store import load_model
 from glowflow.store.loader import list_checkpoints, read_weights
 from glowflow.store.record import CONFIG_FILE
 from glowflow.store.record import WEIGHTS_FILE as MODEL_FILE
+from glowflow.training import checkpoint
 from glowflow.training.checkpoint import (
     NonFiniteStateError,
     checkpoint_path,

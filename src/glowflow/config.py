@@ -61,7 +61,8 @@ class GlowConfig(FlowConfig):
     )
     use_actnorm: bool = option(True, "an ActNorm (data-dependent init) first in every flow step")
     seed: Optional[int] = option(
-        None, "seed of the whole initialization (1x1 convs, shuffles, networks); none: global RNG",
+        None,
+        "seed of the whole initialization (1x1 convs, shuffles, networks); none: global RNG",
         role="seed",
     )
     validate_args: bool = option(

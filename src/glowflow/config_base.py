@@ -122,7 +122,9 @@ class FlowConfig:
         """Build from a (possibly partial) mapping; unknown names are a ``ConfigError`` naming
         ``where`` (a file, say)."""
         if not isinstance(values, Mapping):
-            raise ConfigError(f"{where or cls.__name__}: expected a table of options, got {values!r}")
+            raise ConfigError(
+                f"{where or cls.__name__}: expected a table of options, got {values!r}"
+            )
         unknown = sorted(set(values) - set(cls.field_names()))
         if unknown:
             raise ConfigError(
