@@ -500,3 +500,18 @@ def test_converter_reads_tensors_only(tmp_path: Path) -> None:
         convert_tarflow(tmp_path / "other.pth")
     with pytest.raises(ModelFileError, match="is in_channels right"):
         convert_tarflow(FIXTURES / "conditional" / "model.pth", in_channels=5)
+
+
+def test_a_converted_tarflow_is_a_model_folder_that_loads_exactly(tmp_path):
+    import glowflow as gf
+    from glowflow.convert import convert
+
+    source = Path(__file__).parent / "fixtures" / "tarflow" / "conditional" / "model.pth"
+    converted = convert("tarflow", source)
+    folder = converted.save(tmp_path / "tarflow", command="glowflow convert --from tarflow ...")
+    loaded = gf.load_model(folder)
+    assert loaded.family == "tarflow" and loaded.config.num_classes == loaded.data.num_classes
+    x = torch.rand(3, *loaded.data.shape, generator=torch.Generator().manual_seed(0)) - 0.5
+    y = torch.tensor([0, 1, 2])
+    with torch.no_grad():
+        assert torch.equal(loaded.flow.log_prob(x, y), converted.model.log_prob(x, y))

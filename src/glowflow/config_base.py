@@ -49,7 +49,7 @@ def option(
 ) -> Any:
     """A dataclass field with its help text, choices and role in the metadata."""
     if role is not None and role not in ROLES:
-        raise ValueError(f"option role must be one of {ROLES}, got {role!r}")
+        raise ConfigError(f"option role must be one of {ROLES}, got {role!r}")
     return field(default=default, metadata={"help": help, "choices": choices, "role": role})
 
 

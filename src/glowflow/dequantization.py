@@ -30,6 +30,7 @@ from .bijectors.invconv import InvertibleConv1x1
 from .bijectors.networks import glow_network
 from .bijectors.sigmoid import Sigmoid
 from .data.preprocess import dequantize_with, levels_to_unit
+from .errors import ConfigError
 from .flow import standard_normal_log_prob
 
 DEQUANTIZATIONS = ("uniform", "variational")
@@ -78,9 +79,9 @@ class VariationalDequantizer(nn.Module):
     ) -> None:
         super().__init__()
         if len(event_shape) != 3:
-            raise ValueError(f"VariationalDequantizer needs a (C, H, W) shape, got {event_shape}")
+            raise ConfigError(f"VariationalDequantizer needs a (C, H, W) shape, got {event_shape}")
         if num_steps < 1:
-            raise ValueError(f"VariationalDequantizer needs num_steps >= 1, got {num_steps}")
+            raise ConfigError(f"VariationalDequantizer needs num_steps >= 1, got {num_steps}")
         channels = event_shape[0]
         self.n_bins = n_bins
         self.settings: dict[str, Any] = {
@@ -136,4 +137,4 @@ def make_dequantizer(
         return UniformDequantizer(n_bins)
     if kind == "variational":
         return VariationalDequantizer(event_shape, n_bins, num_steps, hidden_channels)
-    raise ValueError(f"dequantization must be one of {DEQUANTIZATIONS}, got {kind!r}")
+    raise ConfigError(f"dequantization must be one of {DEQUANTIZATIONS}, got {kind!r}")

@@ -18,13 +18,14 @@ class GlowflowError(Exception):
 
 
 class ConfigError(GlowflowError, ValueError):
-    """A bad setting: an unknown option, a value of the wrong type or out of range, a
-    combination that cannot work."""
+    """A bad setting or input: an unknown option, a value of the wrong type or out of range, a
+    combination that cannot work, a tensor of the wrong shape or dtype for the model."""
 
 
 class ModelFileError(GlowflowError, RuntimeError):
-    """A file that cannot be used: unreadable, truncated, corrupt, foreign, or not fitting the
-    model it describes."""
+    """A file or folder that cannot be used: unreadable, truncated, corrupt, foreign, not
+    fitting the model it describes, or not writable (a full disk, a run folder another process
+    holds)."""
 
 
 class MissingFileError(GlowflowError, FileNotFoundError):

@@ -74,7 +74,7 @@ class Flow(nn.Module):
         super().__init__()
         shape = event_shape if event_shape is not None else bijector.event_shape
         if shape is None:
-            raise ValueError("Flow needs an event_shape: the bijector does not declare one")
+            raise ConfigError("Flow needs an event_shape: the bijector does not declare one")
         self.bijector = bijector
         self.config = getattr(bijector, "complete_config", None)
         self.event_shape: Shape = tuple(int(s) for s in shape)
@@ -86,7 +86,7 @@ class Flow(nn.Module):
                 (m for m in bijector.modules() if isinstance(m, MultiScaleBijector)), None
             )
             if hidden is not None:
-                raise ValueError(
+                raise ConfigError(
                     f"Flow: the {type(bijector).__name__} holds a multi-scale "
                     f"{type(hidden).__name__}, whose per-level latents it would flatten; build "
                     f"the Flow on the multi-scale bijector itself (put other layers inside it, "
@@ -154,7 +154,7 @@ class Flow(nn.Module):
         if self.multiscale is not None:
             return self.multiscale.inverse_levels(latents, y)[0]
         if len(latents) != 1:
-            raise ValueError(f"Flow.decode: expected a single latent, got {len(latents)}")
+            raise ConfigError(f"Flow.decode: expected a single latent, got {len(latents)}")
         return self.bijector.inverse(latents[0], y)[0]
 
     def _reference(self) -> Tensor:
@@ -176,7 +176,7 @@ class Flow(nn.Module):
         ``temperature = 0`` gives the mode of the base (all latents zero).
         """
         if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+            raise ConfigError(f"temperature must be >= 0, got {temperature}")
         reference = self._reference()
         latents = [
             torch.randn(

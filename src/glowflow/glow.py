@@ -48,7 +48,7 @@ def make_permutation(name: str, num_channels: int) -> Bijector:
         return ChannelPermutation.shuffle(num_channels)
     if name == "reverse":
         return ChannelPermutation.reverse(num_channels)
-    raise ValueError(
+    raise ConfigError(
         f"permutation must be one of {GlowConfig.choices('permutation')}, got {name!r}"
     )
 
@@ -282,7 +282,7 @@ class Glow(MultiScaleBijector):
         """Per-level latents (as from :meth:`forward_levels`) -> ``(images, log-det)``, exact."""
         latents = list(latents)
         if len(latents) != len(self.latent_shapes):
-            raise ValueError(
+            raise ConfigError(
                 f"Glow.inverse: expected {len(self.latent_shapes)} latents of shapes "
                 f"{self.latent_shapes}, got {len(latents)}"
             )

@@ -49,6 +49,7 @@ from .bijectors.actnorm import ActNorm
 from .bijectors.base import Bijector, zero_logdet
 from .bijectors.chain import Chain
 from .config import GlowConfig
+from .errors import ConfigError
 
 MEMORY_MODES: tuple[str, ...] = GlowConfig.choices("memory_mode") or ()
 
@@ -58,7 +59,7 @@ StepRunner = Callable[[Sequence[nn.Module], Tensor, Optional[Tensor]], tuple[Ten
 def check_memory_mode(name: str) -> str:
     """Return ``name`` if it is one of :data:`MEMORY_MODES`, else raise ``ValueError``."""
     if name not in MEMORY_MODES:
-        raise ValueError(f"memory_mode must be one of {MEMORY_MODES}, got {name!r}")
+        raise ConfigError(f"memory_mode must be one of {MEMORY_MODES}, got {name!r}")
     return name
 
 

@@ -6,6 +6,8 @@ import math
 
 from torch import Tensor
 
+from .errors import ConfigError
+
 
 def bits_per_dim(log_prob: Tensor, num_dims: int, n_bins: int) -> Tensor:
     """Discrete bits per dimension from a continuous log-density.
@@ -21,7 +23,7 @@ def bits_per_dim(log_prob: Tensor, num_dims: int, n_bins: int) -> Tensor:
     (``log p = 0``) gives exactly ``log2(n_bins)``.
     """
     if num_dims < 1 or n_bins < 2:
-        raise ValueError(
+        raise ConfigError(
             f"bits_per_dim needs num_dims >= 1 and n_bins >= 2, got {num_dims}, {n_bins}"
         )
     return (-log_prob + num_dims * math.log(n_bins)) / (num_dims * math.log(2.0))

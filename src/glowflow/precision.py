@@ -26,6 +26,8 @@ from typing import ContextManager, Optional
 
 import torch
 
+from .errors import ConfigError
+
 PRECISIONS = ("fp32", "bf16", "fp16")
 """The precisions networks may run in (``--precision``)."""
 
@@ -40,7 +42,7 @@ DTYPES: dict[str, torch.dtype] = {
 def check_precision(name: str) -> str:
     """Return ``name`` if it is one of :data:`PRECISIONS`, else raise ``ValueError``."""
     if name not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {name!r}")
+        raise ConfigError(f"precision must be one of {PRECISIONS}, got {name!r}")
     return name
 
 

@@ -7,6 +7,8 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
+from .errors import ConfigError
+
 
 def check_batch(
     x: object,
@@ -23,22 +25,22 @@ def check_batch(
     entries.
     """
     if not isinstance(x, Tensor):
-        raise ValueError(f"{where}: {what} must be a torch.Tensor, got {type(x).__name__}")
+        raise ConfigError(f"{where}: {what} must be a torch.Tensor, got {type(x).__name__}")
     if not torch.is_floating_point(x):
-        raise ValueError(f"{where}: {what} must be a floating-point tensor, got dtype {x.dtype}")
+        raise ConfigError(f"{where}: {what} must be a floating-point tensor, got dtype {x.dtype}")
     if dtype is not None and x.dtype != dtype:
-        raise ValueError(
+        raise ConfigError(
             f"{where}: {what} has dtype {x.dtype} but the model's parameters are "
             f"{dtype}; convert one of them (x.to({dtype}) or model.to({x.dtype}))"
         )
     check_event_shape(x, event_shape, where, what)
     if x.shape[0] == 0:
-        raise ValueError(f"{where}: {what} is an empty batch (shape {tuple(x.shape)})")
+        raise ConfigError(f"{where}: {what} is an empty batch (shape {tuple(x.shape)})")
     finite = torch.isfinite(x)
     if not bool(finite.all()):
         bad = int((~finite).sum())
         kind = "NaN" if bool(torch.isnan(x).any()) else "infinite"
-        raise ValueError(f"{where}: {what} has {bad} non-finite ({kind}) entries")
+        raise ConfigError(f"{where}: {what} has {bad} non-finite ({kind}) entries")
 
 
 def check_event_shape(
@@ -48,7 +50,7 @@ def check_event_shape(
     ``(B, *event_shape)``, else a ``ValueError`` naming ``where`` and both shapes."""
     expected = tuple(event_shape)
     if x.dim() != len(expected) + 1 or tuple(x.shape[1:]) != expected:
-        raise ValueError(
+        raise ConfigError(
             f"{where}: {what} must have shape (B, {', '.join(map(str, expected))}), "
             f"got {tuple(x.shape)}"
         )

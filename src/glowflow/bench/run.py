@@ -26,6 +26,7 @@ from typing import Callable, Mapping, Optional, Sequence
 import torch
 
 from ..config_base import FlowConfig
+from ..errors import ModelFileError
 from ..memory import check_memory_mode
 from ..precision import check_precision
 from .configs import spec_family
@@ -98,7 +99,7 @@ def run_in_subprocess(
         env=env,
     )
     if process.returncode != 0:
-        raise RuntimeError(f"benchmark task failed: {spec}\n{process.stderr[-4000:]}")
+        raise ModelFileError(f"benchmark task failed: {spec}\n{process.stderr[-4000:]}")
     result = json.loads(process.stdout.strip().splitlines()[-1])
     end_busy = _machine_busy_seconds()
     if busy is not None and end_busy is not None:

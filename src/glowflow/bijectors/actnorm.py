@@ -7,6 +7,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from .base import Bijector, Shape, check_channels, logdet_dtype
 
 
@@ -31,7 +32,7 @@ class ActNorm(Bijector):
     def __init__(self, num_channels: int, eps: float = 1e-6) -> None:
         super().__init__()
         if num_channels < 1:
-            raise ValueError(f"ActNorm needs num_channels >= 1, got {num_channels}")
+            raise ConfigError(f"ActNorm needs num_channels >= 1, got {num_channels}")
         self.num_channels = num_channels
         self.eps = eps
         self.bias = nn.Parameter(torch.zeros(num_channels))

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from .base import Bijector, sum_except_batch
 from .coupling import SCALE_FUNCTIONS
 
@@ -40,7 +41,7 @@ class MaskedLinear(nn.Linear):
     def __init__(self, in_features: int, out_features: int, mask: Tensor) -> None:
         super().__init__(in_features, out_features)
         if tuple(mask.shape) != (out_features, in_features):
-            raise ValueError(
+            raise ConfigError(
                 f"MaskedLinear: mask shape {tuple(mask.shape)} is not "
                 f"({out_features}, {in_features})"
             )
@@ -78,7 +79,7 @@ class MADE(nn.Module):
     ) -> None:
         super().__init__()
         if features < 1 or num_params < 1 or hidden < 1 or num_hidden_layers < 0:
-            raise ValueError(
+            raise ConfigError(
                 f"MADE needs features, num_params, hidden >= 1 and num_hidden_layers >= 0, got "
                 f"{features}, {num_params}, {hidden}, {num_hidden_layers}"
             )
@@ -110,7 +111,7 @@ class MADE(nn.Module):
         """``x`` ``(B, D)`` and context ``(B, K)`` -> parameters ``(B, P, D)``."""
         if self.context_features:
             if context is None:
-                raise ValueError(f"MADE expects a context of shape (B, {self.context_features})")
+                raise ConfigError(f"MADE expects a context of shape (B, {self.context_features})")
             x = torch.cat([context.to(x.dtype), x], dim=1)
         return self.net(x).view(x.shape[0], self.num_params, self.features)
 
@@ -133,7 +134,7 @@ class _AffineAutoregressive(Bijector):
     ) -> None:
         super().__init__()
         if scale_fn not in SCALE_FUNCTIONS:
-            raise ValueError(f"scale_fn must be one of {tuple(SCALE_FUNCTIONS)}, got {scale_fn!r}")
+            raise ConfigError(f"scale_fn must be one of {tuple(SCALE_FUNCTIONS)}, got {scale_fn!r}")
         self.features = features
         self.event_shape = (features,)
         self.scale_fn = scale_fn

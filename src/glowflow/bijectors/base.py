@@ -23,6 +23,8 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor, nn
 
+from ..errors import ConfigError
+
 Shape = tuple[int, ...]
 
 
@@ -99,7 +101,7 @@ class Bijector(nn.Module):
         Default: shape preserving, and only ``event_shape`` is accepted when it is declared.
         """
         if self.event_shape is not None and tuple(shape) != tuple(self.event_shape):
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__} was built for event shape {tuple(self.event_shape)}, "
                 f"got {tuple(shape)}"
             )
@@ -169,7 +171,7 @@ def check_channels(layer: nn.Module, shape: Shape, num_channels: int) -> Shape:
     """Raise ``ValueError`` naming ``layer`` unless ``shape`` has ``num_channels`` channels."""
     shape = tuple(shape)
     if len(shape) < 1 or shape[0] != num_channels:
-        raise ValueError(
+        raise ConfigError(
             f"{type(layer).__name__} expects {num_channels} channels (event shape "
             f"({num_channels}, ...)), got event shape {shape}"
         )

@@ -8,6 +8,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from .base import Bijector, Shape, check_channels, logdet_dtype
 
 
@@ -33,7 +34,7 @@ class BatchNormBijector(Bijector):
     def __init__(self, num_channels: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
         super().__init__()
         if num_channels < 1 or not 0.0 < momentum <= 1.0 or eps <= 0.0:
-            raise ValueError(
+            raise ConfigError(
                 f"BatchNormBijector needs num_channels >= 1, 0 < momentum <= 1 and eps > 0, got "
                 f"{num_channels}, {momentum}, {eps}"
             )

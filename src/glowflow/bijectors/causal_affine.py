@@ -267,12 +267,12 @@ class CausalAffine(Bijector):
         if context is None:
             return null.expand(batch, 1, -1)
         if context.shape != (batch,) or context.is_floating_point():
-            raise ValueError(
+            raise ConfigError(
                 f"CausalAffine: labels must be a ({batch},) integer tensor, got "
                 f"{tuple(context.shape)} {context.dtype}"
             )
         if self.validate_args and bool((context >= self.num_classes).any()):
-            raise ValueError(f"CausalAffine: labels must be < {self.num_classes}")
+            raise ConfigError(f"CausalAffine: labels must be < {self.num_classes}")
         labels = context.long()
         embedded = self.class_embed[labels.clamp(min=0)]
         return torch.where((labels < 0).view(-1, 1), null, embedded).unsqueeze(1)

@@ -6,6 +6,7 @@ from typing import Optional
 
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from .base import Bijector, Shape, zero_logdet
 
 
@@ -25,7 +26,7 @@ class Chain(Bijector):
         super().__init__()
         for index, bijector in enumerate(bijectors):
             if not isinstance(bijector, Bijector):
-                raise ValueError(
+                raise ConfigError(
                     f"Chain element {index} is a {type(bijector).__name__}, not a Bijector"
                 )
         self.bijectors = nn.ModuleList(bijectors)
@@ -44,7 +45,7 @@ class Chain(Bijector):
             try:
                 shape = bijector.forward_shape(shape)
             except ValueError as error:
-                raise ValueError(
+                raise ConfigError(
                     f"Chain element {index} ({type(bijector).__name__}) cannot take event "
                     f"shape {shape}: {error}"
                 ) from error

@@ -7,6 +7,7 @@ from typing import Optional
 
 from torch import Tensor
 
+from ..errors import ConfigError
 from .base import Bijector, Shape, zero_logdet
 
 
@@ -22,7 +23,7 @@ class ConstantScale(Bijector):
     def __init__(self, scale: float, event_shape: Optional[Shape] = None) -> None:
         super().__init__()
         if scale == 0 or not math.isfinite(scale):
-            raise ValueError(f"ConstantScale needs a finite non-zero scale, got {scale}")
+            raise ConfigError(f"ConstantScale needs a finite non-zero scale, got {scale}")
         self.scale = float(scale)
         self.event_shape = None if event_shape is None else tuple(event_shape)
 

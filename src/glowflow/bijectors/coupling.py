@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import NETWORK_OUTPUTS, GlowConfig
+from ..errors import ConfigError
 from .base import Bijector, Rebuilt, Shape, check_channels, sum_except_batch, zero_logdet
 
 SCALE_FUNCTIONS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -54,14 +55,14 @@ def split_output(raw: Tensor, order: str) -> tuple[Tensor, Tensor]:
         return a, b
     if order == "interleaved":
         return raw[:, 0::2], raw[:, 1::2]
-    raise ValueError(f"network output order must be one of {NETWORK_OUTPUTS}, got {order!r}")
+    raise ConfigError(f"network output order must be one of {NETWORK_OUTPUTS}, got {order!r}")
 
 
 def network_channels(kind: str, transformed_channels: int) -> int:
     """Output channels the network needs: ``2 * C_a`` (shift, scale) for affine, ``C_a`` else."""
     kinds = GlowConfig.choices("coupling")
     if kind not in kinds:
-        raise ValueError(f"coupling must be one of {kinds}, got {kind!r}")
+        raise ConfigError(f"coupling must be one of {kinds}, got {kind!r}")
     return 2 * transformed_channels if kind == "affine" else transformed_channels
 
 
@@ -86,11 +87,11 @@ class _Coupling(Bijector):
         super().__init__()
         network_channels(kind, 1)  # validates kind
         if scale_fn not in SCALE_FUNCTIONS:
-            raise ValueError(f"scale_fn must be one of {tuple(SCALE_FUNCTIONS)}, got {scale_fn!r}")
+            raise ConfigError(f"scale_fn must be one of {tuple(SCALE_FUNCTIONS)}, got {scale_fn!r}")
         if output not in NETWORK_OUTPUTS:
-            raise ValueError(f"output must be one of {NETWORK_OUTPUTS}, got {output!r}")
+            raise ConfigError(f"output must be one of {NETWORK_OUTPUTS}, got {output!r}")
         if shift not in SHIFT_ORDERS:
-            raise ValueError(f"shift must be one of {SHIFT_ORDERS}, got {shift!r}")
+            raise ConfigError(f"shift must be one of {SHIFT_ORDERS}, got {shift!r}")
         self.network = network
         self.kind = kind
         self.scale_fn = scale_fn
@@ -110,7 +111,7 @@ class _Coupling(Bijector):
         if self.context_channels:
             if context is None or context.dim() != 4 or context.shape[1] != self.context_channels:
                 got = None if context is None else tuple(context.shape)
-                raise ValueError(
+                raise ConfigError(
                     f"{type(self).__name__} needs a (B, {self.context_channels}, H, "
                     f"W) context, got {got}"
                 )
@@ -187,7 +188,7 @@ class ChannelCoupling(_Coupling):
         super().__init__(network, kind, scale_fn, output, shift, context_channels)
         num_transformed = num_channels // 2 if num_transformed is None else num_transformed
         if not 0 < num_transformed < num_channels:
-            raise ValueError(
+            raise ConfigError(
                 f"ChannelCoupling needs 0 < num_transformed < num_channels, got "
                 f"num_transformed={num_transformed} of {num_channels} channels"
             )
@@ -243,7 +244,7 @@ class CheckerboardCoupling(_Coupling):
     ) -> None:
         super().__init__(network, kind, scale_fn, output, shift, context_channels)
         if len(event_shape) != 3:
-            raise ValueError(f"CheckerboardCoupling needs a (C, H, W) shape, got {event_shape}")
+            raise ConfigError(f"CheckerboardCoupling needs a (C, H, W) shape, got {event_shape}")
         self.event_shape = tuple(event_shape)
         _, height, width = event_shape
         rows = torch.arange(height).view(-1, 1)

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import GlowConfig
+from ..errors import ConfigError
 from .base import Bijector, Shape, zero_logdet
 from .coupling import ChannelCoupling
 from .networks import NetworkFn, ZeroConv2d, build_network
@@ -103,9 +104,9 @@ class Exit(nn.Module):
         super().__init__()
         channels, height, width = event_shape
         if not 0 <= num_exit <= channels:
-            raise ValueError(f"Exit needs 0 <= num_exit <= {channels}, got {num_exit}")
+            raise ConfigError(f"Exit needs 0 <= num_exit <= {channels}, got {num_exit}")
         if prior not in EXIT_PRIORS:
-            raise ValueError(f"Exit prior must be one of {EXIT_PRIORS}, got {prior!r}")
+            raise ConfigError(f"Exit prior must be one of {EXIT_PRIORS}, got {prior!r}")
         self.event_shape = tuple(event_shape)
         self.num_exit = num_exit
         self.coupling: Optional[Bijector] = None

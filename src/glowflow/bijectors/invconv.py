@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from .base import Bijector, Shape, check_channels, logdet_dtype, outside_autocast
 
 
@@ -74,7 +75,7 @@ class _InvertibleChannelMap(Bijector):
     def __init__(self, num_channels: int) -> None:
         super().__init__()
         if num_channels < 1:
-            raise ValueError(f"{type(self).__name__} needs num_channels >= 1, got {num_channels}")
+            raise ConfigError(f"{type(self).__name__} needs num_channels >= 1, got {num_channels}")
         self.num_channels = num_channels
         self._cache: Optional[_CachedMatrices] = None
 

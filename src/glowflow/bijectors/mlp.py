@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..errors import ConfigError
+
 
 def mlp_network(
     in_features: int, out_features: int, hidden: int = 64, num_hidden_layers: int = 2
@@ -15,7 +17,7 @@ def mlp_network(
     :func:`~glowflow.bijectors.networks.glow_network`).
     """
     if min(in_features, out_features, hidden) < 1 or num_hidden_layers < 0:
-        raise ValueError(
+        raise ConfigError(
             f"mlp_network needs positive sizes and num_hidden_layers >= 0, got in_features="
             f"{in_features}, out_features={out_features}, hidden={hidden}, "
             f"num_hidden_layers={num_hidden_layers}"

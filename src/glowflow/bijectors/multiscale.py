@@ -8,6 +8,7 @@ from typing import NamedTuple, Optional, Sequence
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError
 from .base import Bijector, Shape
 
 
@@ -78,7 +79,7 @@ class MultiScaleBijector(Bijector):
         """The flat ``(B, D)`` latent -> per-level latents; inverse of :meth:`flatten_latents`."""
         sizes = [math.prod(shape) for shape in self.latent_shapes]
         if z.dim() != 2 or z.shape[1] != sum(sizes):
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__}: flat latent must have shape "
                 f"(B, {sum(sizes)}), got {tuple(z.shape)}"
             )
@@ -94,7 +95,7 @@ class MultiScaleBijector(Bijector):
 
     def inverse_shape(self, shape: Shape) -> Shape:
         if tuple(shape) != (self.latent_size,):
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__}'s flat latent has shape "
                 f"({self.latent_size},), got {tuple(shape)}"
             )

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import GlowConfig
+from ..errors import ConfigError
 from .actnorm import ActNorm
 from .base import Bijector, Shape
 
@@ -37,7 +38,7 @@ class ZeroConv2d(nn.Module):
     ) -> None:
         super().__init__()
         if padding not in ZERO_CONV_PADDINGS:
-            raise ValueError(
+            raise ConfigError(
                 f"ZeroConv2d padding must be one of {ZERO_CONV_PADDINGS}, got {padding!r}"
             )
         self.pad_with_ones = padding == "ones"
@@ -86,7 +87,7 @@ def glow_network(
     training mode only, so encoding and decoding in eval mode stay exact inverses.
     """
     if hidden not in HIDDEN_LAYERS:
-        raise ValueError(f"coupling network must be one of {HIDDEN_LAYERS}, got {hidden!r}")
+        raise ConfigError(f"coupling network must be one of {HIDDEN_LAYERS}, got {hidden!r}")
     actnorm = hidden == "glow_actnorm"
 
     def convolution(channels_in: int, kernel_size: int) -> list[nn.Module]:
@@ -152,7 +153,7 @@ def _call_network_fn(
     args = (tuple(input_shape), output_channels)[: 2 if _required_positional(fn) >= 2 else 1]
     result = fn(*args)
     if not isinstance(result, nn.Module):
-        raise ValueError(
+        raise ConfigError(
             f"{what} must return an nn.Module or a Bijector, got {type(result).__name__}"
         )
     return result
@@ -163,7 +164,7 @@ def _output_channels(network: nn.Module, input_shape: Shape, what: str) -> int:
     try:
         output = _shape_probe(network, (1, *input_shape))
     except Exception as error:  # noqa: BLE001 - re-raised with the layer named
-        raise ValueError(
+        raise ConfigError(
             f"{what}: the network failed on input shape {(1, *input_shape)}: {error}"
         ) from error
     if (
@@ -172,7 +173,7 @@ def _output_channels(network: nn.Module, input_shape: Shape, what: str) -> int:
         or tuple(output.shape[2:]) != tuple(input_shape[1:])
     ):
         got = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
-        raise ValueError(
+        raise ConfigError(
             f"{what}: the network must map input shape {(1, *input_shape)} to "
             f"(1, channels, {input_shape[1]}, {input_shape[2]}), got {got}"
         )
@@ -194,7 +195,7 @@ def build_network(
         return network
     channels = _output_channels(network, input_shape, what)
     if channels != expected_channels:
-        raise ValueError(
+        raise ConfigError(
             f"{what}: the network must map input shape {(1, *input_shape)} to "
             f"{(1, expected_channels, *input_shape[1:])} ({expected_channels} channels), got "
             f"{channels} channels"
@@ -225,7 +226,7 @@ def build_coupling_network(
             if kind is not None
             else f"{transformed_channels} (additive) or {2 * transformed_channels} (affine)"
         )
-        raise ValueError(
+        raise ConfigError(
             f"{what}: the network must map input shape {(1, *input_shape)} to {expected} "
             f"channels at {input_shape[1]}x{input_shape[2]}, got {channels} channels"
         )

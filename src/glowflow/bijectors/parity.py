@@ -7,6 +7,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from .base import sum_except_batch, zero_logdet
 from .coupling import _Coupling
 
@@ -37,7 +38,7 @@ class ParityCoupling(_Coupling):
     ) -> None:
         super().__init__(network, kind, scale_fn)
         if features < 2 or parity not in (0, 1):
-            raise ValueError(
+            raise ConfigError(
                 f"ParityCoupling needs features >= 2 and parity 0 or 1, got {features}, {parity}"
             )
         self.event_shape = (features,)

@@ -7,6 +7,7 @@ from typing import Optional
 
 from torch import Tensor
 
+from ..errors import ConfigError
 from .base import Bijector, Shape, zero_logdet
 
 
@@ -28,7 +29,7 @@ class Patchify(Bijector):
     def __init__(self, patch_size: int, event_shape: Optional[Shape] = None) -> None:
         super().__init__()
         if patch_size < 1:
-            raise ValueError(f"Patchify: patch_size must be >= 1, got {patch_size}")
+            raise ConfigError(f"Patchify: patch_size must be >= 1, got {patch_size}")
         self.patch_size = patch_size
         self.event_shape = None if event_shape is None else tuple(event_shape)
         if self.event_shape is not None:
@@ -37,9 +38,9 @@ class Patchify(Bijector):
     def forward_shape(self, shape: Shape) -> Shape:
         p = self.patch_size
         if self.event_shape is not None and tuple(shape) != self.event_shape:
-            raise ValueError(f"Patchify was built for {self.event_shape}, got {tuple(shape)}")
+            raise ConfigError(f"Patchify was built for {self.event_shape}, got {tuple(shape)}")
         if len(shape) != 3 or shape[1] % p or shape[2] % p:
-            raise ValueError(
+            raise ConfigError(
                 f"Patchify({p}) needs an image shape (C, H, W) with H and W divisible by {p}, "
                 f"got {tuple(shape)}"
             )
@@ -50,13 +51,13 @@ class Patchify(Bijector):
         p = self.patch_size
         if self.event_shape is not None:
             if tuple(shape) != self.forward_shape(self.event_shape):
-                raise ValueError(
+                raise ConfigError(
                     f"Patchify was built for tokens {self.forward_shape(self.event_shape)}, got "
                     f"{tuple(shape)}"
                 )
             return self.event_shape
         if len(shape) != 2 or shape[1] % (p * p) or math.isqrt(shape[0]) ** 2 != shape[0]:
-            raise ValueError(
+            raise ConfigError(
                 f"Patchify({p}) without an event shape inverts tokens (T, C {p}^2) of square "
                 f"images (T a square), got {tuple(shape)}"
             )

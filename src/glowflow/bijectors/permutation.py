@@ -7,6 +7,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError
 from .base import Bijector, Shape, check_channels, zero_logdet
 
 
@@ -24,7 +25,7 @@ class ChannelPermutation(Bijector):
         super().__init__()
         perm = torch.as_tensor(perm, dtype=torch.long)
         if perm.dim() != 1 or not torch.equal(perm.sort().values, torch.arange(len(perm))):
-            raise ValueError(f"ChannelPermutation needs a permutation of 0..C-1, got {perm}")
+            raise ConfigError(f"ChannelPermutation needs a permutation of 0..C-1, got {perm}")
         self.num_channels = len(perm)
         self.register_buffer("perm", perm)
         self.register_buffer("inverse_perm", torch.argsort(perm))

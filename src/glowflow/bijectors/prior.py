@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from .base import Bijector, Shape, outside_autocast, sum_except_batch
 
 
@@ -63,7 +64,7 @@ class ClassConditionalPrior(LearnedPrior):
     def __init__(self, event_shape: Shape, num_classes: int) -> None:
         super().__init__(event_shape)
         if num_classes < 2:
-            raise ValueError(f"ClassConditionalPrior needs num_classes >= 2, got {num_classes}")
+            raise ConfigError(f"ClassConditionalPrior needs num_classes >= 2, got {num_classes}")
         self.num_classes = num_classes
         channels = self.event_shape[0]
         self.class_table = nn.Parameter(torch.zeros(num_classes, 2, *self.event_shape))
@@ -72,19 +73,19 @@ class ClassConditionalPrior(LearnedPrior):
     def class_weights(self, context: Optional[Tensor]) -> Tensor:
         """Context as ``(B, num_classes)`` weights; ``ValueError`` if missing or malformed."""
         if context is None:
-            raise ValueError(
+            raise ConfigError(
                 "ClassConditionalPrior needs the class labels as context (y=...), got None"
             )
         if context.dim() == 1 and not torch.is_floating_point(context):
             if context.numel() and (context.min() < 0 or context.max() >= self.num_classes):
-                raise ValueError(
+                raise ConfigError(
                     f"class labels must lie in [0, {self.num_classes}), got "
                     f"min {int(context.min())}, max {int(context.max())}"
                 )
             return F.one_hot(context.long(), self.num_classes).to(self.class_table.dtype)
         if context.dim() == 2 and context.shape[1] == self.num_classes:
             return context.to(self.class_table.dtype)
-        raise ValueError(
+        raise ConfigError(
             f"class context must be labels (B,) or weights (B, {self.num_classes}), "
             f"got shape {tuple(context.shape)} and dtype {context.dtype}"
         )

@@ -170,7 +170,7 @@ class RealNVPMultiScale(MultiScaleBijector):
         """Per-level latents (as from :meth:`forward_levels`) -> ``(images, log-det)``."""
         latents = list(latents)
         if len(latents) != len(self.latent_shapes):
-            raise ValueError(
+            raise ConfigError(
                 f"RealNVPMultiScale.inverse: expected {len(self.latent_shapes)} latents of "
                 f"shapes {self.latent_shapes}, got {len(latents)}"
             )

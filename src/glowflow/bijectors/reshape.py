@@ -7,6 +7,7 @@ from typing import Optional, Sequence
 
 from torch import Tensor
 
+from ..errors import ConfigError
 from .base import Bijector, Shape, zero_logdet
 
 
@@ -24,7 +25,7 @@ class Reshape(Bijector):
         self.event_shape = tuple(int(s) for s in in_shape)
         self.out_shape = tuple(int(s) for s in out_shape)
         if math.prod(self.event_shape) != math.prod(self.out_shape):
-            raise ValueError(
+            raise ConfigError(
                 f"Reshape: {self.event_shape} and {self.out_shape} hold different numbers of "
                 f"entries ({math.prod(self.event_shape)} and {math.prod(self.out_shape)})"
             )
@@ -46,7 +47,7 @@ class Reshape(Bijector):
 
     def inverse_shape(self, shape: Shape) -> Shape:
         if tuple(shape) != self.out_shape:
-            raise ValueError(
+            raise ConfigError(
                 f"Reshape's output has event shape {self.out_shape}, got {tuple(shape)}"
             )
         return self.event_shape

@@ -7,6 +7,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from ..errors import ConfigError
+
 NORMALIZATIONS = ("batch", "weight")
 """Normalization inside the residual network: ``nn.BatchNorm2d`` layers, or weight-normalized
 convolutions."""
@@ -77,9 +79,9 @@ def resnet_network(
     the batch; in eval mode (running statistics) the coupling is an exact bijection.
     """
     if normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+        raise ConfigError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
     if min(in_channels, transformed_channels, hidden_channels, num_res_blocks) < 1:
-        raise ValueError(
+        raise ConfigError(
             f"resnet_network needs positive sizes, got in_channels={in_channels}, "
             f"transformed_channels={transformed_channels}, hidden_channels={hidden_channels}, "
             f"num_res_blocks={num_res_blocks}"

@@ -6,6 +6,7 @@ from typing import Optional
 
 from torch import Tensor
 
+from ..errors import ConfigError
 from .base import Bijector, Shape, zero_logdet
 
 
@@ -21,7 +22,7 @@ class Squeeze(Bijector):
     def __init__(self, factor: int = 2) -> None:
         super().__init__()
         if factor < 1:
-            raise ValueError(f"Squeeze factor must be >= 1, got {factor}")
+            raise ConfigError(f"Squeeze factor must be >= 1, got {factor}")
         self.factor = factor
 
     def forward(self, x: Tensor, context: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
@@ -42,10 +43,10 @@ class Squeeze(Bijector):
 
     def forward_shape(self, shape: Shape) -> Shape:
         if len(shape) != 3:
-            raise ValueError(f"Squeeze needs a (C, H, W) event shape, got {tuple(shape)}")
+            raise ConfigError(f"Squeeze needs a (C, H, W) event shape, got {tuple(shape)}")
         channels, height, width = shape
         if height % self.factor or width % self.factor:
-            raise ValueError(
+            raise ConfigError(
                 f"Squeeze with factor {self.factor} needs H and W divisible by {self.factor}, "
                 f"got H={height}, W={width}"
             )
@@ -54,11 +55,11 @@ class Squeeze(Bijector):
 
     def inverse_shape(self, shape: Shape) -> Shape:
         if len(shape) != 3:
-            raise ValueError(f"Squeeze needs a (C, H, W) event shape, got {tuple(shape)}")
+            raise ConfigError(f"Squeeze needs a (C, H, W) event shape, got {tuple(shape)}")
         channels, height, width = shape
         f2 = self.factor**2
         if channels % f2:
-            raise ValueError(
+            raise ConfigError(
                 f"inverse Squeeze with factor {self.factor} needs C divisible by {f2}, got C={channels}"
             )
         return (channels // f2, height * self.factor, width * self.factor)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from .base import logdet_dtype, outside_autocast
 
 
@@ -56,7 +57,7 @@ class LayerCache:
         returns all keys and values of positions ``[0, start + n)``."""
         end = start + keys.shape[2]
         if start < 0 or end > self.max_length:
-            raise ValueError(
+            raise ConfigError(
                 f"KVCache: positions [{start}, {end}) outside the cache's {self.max_length}"
             )
         if self.keys is None or self.values is None:
@@ -83,7 +84,7 @@ class Attention(nn.Module):
     def __init__(self, width: int, head_dim: int) -> None:
         super().__init__()
         if head_dim < 1 or width % head_dim:
-            raise ValueError(f"Attention: width {width} is not a multiple of head_dim {head_dim}")
+            raise ConfigError(f"Attention: width {width} is not a multiple of head_dim {head_dim}")
         self.norm = LayerNorm32(width)
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
@@ -110,7 +111,7 @@ class Attention(nn.Module):
         if cache is not None:
             keys, values = cache.write(keys, values, start)
         elif start:
-            raise ValueError("Attention: a start position needs a cache")
+            raise ConfigError("Attention: a start position needs a cache")
         mask = None
         if causal and length > 1:
             mask = torch.ones(length, keys.shape[2], dtype=torch.bool, device=h.device)
@@ -161,7 +162,7 @@ class TransformerStack(nn.Module):
     def __init__(self, width: int, num_layers: int, head_dim: int, expansion: int = 4) -> None:
         super().__init__()
         if num_layers < 1:
-            raise ValueError(f"TransformerStack needs at least one layer, got {num_layers}")
+            raise ConfigError(f"TransformerStack needs at least one layer, got {num_layers}")
         self.layers = nn.ModuleList(
             TransformerLayer(width, head_dim, expansion) for _ in range(num_layers)
         )

@@ -25,6 +25,7 @@ import importlib
 import sys
 from typing import Optional, Sequence
 
+from ..errors import GlowflowError
 from .common import HelpFormatter, summary
 
 COMMANDS = (
@@ -71,6 +72,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args._subcommand_run(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
+    except GlowflowError as error:  # a user's mistake: one line; anything else is a bug
         print(f"glowflow {args.command}: error: {error}", file=sys.stderr)
         return 2

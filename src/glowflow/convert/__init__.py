@@ -1,4 +1,4 @@
-"""Converters from other Glow implementations' checkpoints to glowflow pretrained folders.
+"""Converters from other implementations' checkpoints (Glow ports, TFP, ml-tarflow) to model folders.
 
 Each reads the source's tensors (never importing its code, never unpickling code: torch files
 go through ``torch.load(weights_only=True)``), maps every tensor onto a glowflow model whose
@@ -122,6 +122,22 @@ REGISTRY: dict[str, Source] = {
                 ),
                 _DATASET,
                 _n_bits(8),
+            ),
+        ),
+        Source(
+            "tarflow",
+            ".tarflow:convert_tarflow",
+            "an ml-tarflow Model state dict (.pth, as its AFHQ-256 checkpoint)",
+            (
+                Option("in_channels", "the images' channels (not recorded)", int, "N", 3),
+                Option("head_dim", "channels per attention head", int, "N", 64),
+                Option(
+                    "data",
+                    "the inputs the folder reads: glowflow ([-1/2, 1/2)) or tarflow ([-1, 1])",
+                    str,
+                    "RANGE",
+                    "glowflow",
+                ),
             ),
         ),
     )

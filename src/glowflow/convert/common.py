@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import GlowConfig
+from ..errors import MissingFileError, ModelFileError
 from ..flow import Flow
 from ..glow import Glow
 from ..store.data import DataSpec
@@ -30,16 +31,16 @@ def read_torch_file(path: Path) -> dict[str, Any]:
     """A ``torch.save``d dict read with the restricted unpickler (``weights_only=True``: tensors,
     numbers, strings and containers only, never code); errors name the file."""
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise MissingFileError(f"checkpoint {path} does not exist")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip and torch errors alike
-        raise RuntimeError(
+        raise ModelFileError(
             f"{path} is not a readable torch checkpoint of tensors (it may hold "
             f"pickled code, which is never loaded): {error}"
         ) from None
     if not isinstance(loaded, dict):
-        raise RuntimeError(f"{path} holds a {type(loaded).__name__}, not a state dict")
+        raise ModelFileError(f"{path} holds a {type(loaded).__name__}, not a state dict")
     return loaded
 
 
@@ -79,7 +80,7 @@ class TensorMap:
     def take(self, key: str) -> Tensor:
         """A copy of source tensor ``key``, marked used."""
         if key not in self.source:
-            raise RuntimeError(
+            raise ModelFileError(
                 f"{self.path} lacks tensor {key!r}: not the checkpoint layout this converter reads"
             )
         self.used.add(key)
@@ -112,7 +113,7 @@ class TensorMap:
             )
         for key, value in expected.items():
             if tuple(self.target[key].shape) != tuple(value.shape):
-                raise RuntimeError(
+                raise ModelFileError(
                     f"{self.path}: tensor for {key} has shape "
                     f"{tuple(self.target[key].shape)}, the model needs "
                     f"{tuple(value.shape)} (hyper-parameters do not match)"
@@ -125,7 +126,7 @@ class TensorMap:
             if not any(k.startswith(p) or k == p for p in ignored)
         )
         if unused:
-            raise RuntimeError(
+            raise ModelFileError(
                 f"{self.path} has tensors this converter does not map: "
                 f"{unused[:8]}{' ...' if len(unused) > 8 else ''}"
             )

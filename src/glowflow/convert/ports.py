@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 
 from ..config import GlowConfig
+from ..errors import MissingFileError, ModelFileError
 from ..store.data import DataSpec
 from .common import (
     Converted,
@@ -97,7 +98,7 @@ def _layout(state: dict[str, Tensor], path: Path) -> tuple[int, int, list[int]]:
         {int(m.group(1)) for k in state if (m := re.match(r"flow\.layers\.(\d+)\.conv\.", k))}
     )
     if not steps:
-        raise RuntimeError(
+        raise ModelFileError(
             f"{path} has no flow.layers.*.actnorm tensors: not a Glow-port checkpoint"
         )
     levels = len(splits) + 1
@@ -106,7 +107,7 @@ def _layout(state: dict[str, Tensor], path: Path) -> tuple[int, int, list[int]]:
         level * (per_level + 2) + 1 + k for level in range(levels) for k in range(per_level)
     ]
     if remainder or steps != expected:
-        raise RuntimeError(
+        raise ModelFileError(
             f"{path}: flow step layers {steps[:6]}... do not follow the ports' "
             f"squeeze, K steps, split layout"
         )
@@ -122,7 +123,7 @@ def _permutation(m: TensorMap, naming: PortNaming, hparams: dict[str, Any]) -> s
     name = hparams.get("flow_permutation") or hparams.get("Glow", {}).get("flow_permutation")
     if name == "reverse":
         return "reverse"
-    raise RuntimeError(
+    raise ModelFileError(
         f"{m.path}: the checkpoint has no 1x1 convolutions, and its channel permutation "
         f"({name or 'not given: pass the hyper-parameter file'}) is not stored in the state "
         f"dict; only 'reverse' can be rebuilt"
@@ -208,11 +209,11 @@ def read_hparams(path: Optional[Path]) -> dict[str, Any]:
     if path is None:
         return {}
     if not path.is_file():
-        raise FileNotFoundError(f"hyper-parameter file {path} does not exist")
+        raise MissingFileError(f"hyper-parameter file {path} does not exist")
     try:
         return json.loads(path.read_text())
     except ValueError as error:
-        raise RuntimeError(f"{path} is not JSON: {error}") from None
+        raise ModelFileError(f"{path} is not JSON: {error}") from None
 
 
 def convert_port(

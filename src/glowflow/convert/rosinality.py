@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from ..config import GlowConfig
+from ..errors import ConfigError, ModelFileError
 from ..store.data import DataSpec
 from .common import (
     Converted,
@@ -65,7 +66,7 @@ def _map_flow(m: TensorMap, source: str, level: int, step: int, permutation: str
     m.put(f"{actnorm}.bias", m.take(f"{source}.actnorm.loc").reshape(-1))
     scale = m.take(f"{source}.actnorm.scale").reshape(-1)
     if not bool((scale > 0).all()):
-        raise RuntimeError(
+        raise ModelFileError(
             f"{m.path}: {source}.actnorm.scale has non-positive entries; "
             f"glowflow's ActNorm keeps log(scale)"
         )
@@ -113,21 +114,21 @@ def convert_rosinality(
         }
     )
     if not flows:
-        raise RuntimeError(
+        raise ModelFileError(
             f"{path} has no blocks.*.flows.*.actnorm.loc tensors: not a "
             f"rosinality/glow-pytorch checkpoint"
         )
     levels = max(b for b, _ in flows) + 1
     steps = max(f for _, f in flows) + 1
     if len(flows) != levels * steps:
-        raise RuntimeError(f"{path}: blocks hold different numbers of flows")
+        raise ModelFileError(f"{path}: blocks hold different numbers of flows")
     channels = m.source["blocks.0.flows.0.actnorm.loc"].numel() // 4
     lu = m.has("blocks.0.flows.0.invconv.w_p")
     net_out = m.source["blocks.0.flows.0.coupling.net.4.conv.weight"].shape[0]
     hidden = m.source["blocks.0.flows.0.coupling.net.0.weight"].shape[0]
     factor = 2**levels
     if image_size % factor:
-        raise ValueError(f"--image-size {image_size} is not divisible by 2**{levels}")
+        raise ConfigError(f"--image-size {image_size} is not divisible by 2**{levels}")
     glow = GlowConfig(
         output_shape=(channels, image_size, image_size),
         num_glow_blocks=levels,

@@ -31,7 +31,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor
@@ -62,6 +62,24 @@ class ConvertedTarFlow:
 
     model: TarFlowModel
     settings: dict[str, Any]
+
+    def save(self, out: Path, command: Optional[str] = None, name: Optional[str] = None) -> Path:
+        """Write the model folder ``out`` (family ``tarflow``; 8-bit data of unknown name)."""
+        from ..families.tarflow import TarFlowConfig
+        from ..store.data import DataSpec
+        from ..store.writer import save_model
+
+        layers = self.settings["layers_per_block"]
+        values = {
+            **self.settings,
+            "layers_per_block": layers if isinstance(layers, list) else [layers],
+        }
+        self.model.config = TarFlowConfig(**values)
+        provenance = {"kind": "converted", "converted_from": "apple/ml-tarflow Model state dict"}
+        if command:
+            provenance["convert_command"] = command
+        data = DataSpec("unknown", self.settings["event_shape"], 256, self.settings["num_classes"])
+        return save_model(self.model, out, data, None, provenance, None, name)
 
 
 def read_tarflow_state(path: Path) -> dict[str, Tensor]:
@@ -181,8 +199,11 @@ def convert_tarflow(
     if data not in DATA_RANGES:
         raise ConfigError(f"data must be one of {tuple(DATA_RANGES)}, got {data!r}")
     state = read_tarflow_state(path)
-    settings = tarflow_settings(state, path, in_channels, head_dim)
-    model = tarflow(**settings, input_scale=DATA_RANGES[data])
+    settings = {
+        **tarflow_settings(state, path, in_channels, head_dim),
+        "input_scale": DATA_RANGES[data],
+    }
+    model = tarflow(**settings)
     layers = settings["layers_per_block"]
     counts = layers if isinstance(layers, list) else [layers] * settings["num_blocks"]
     target = model.state_dict()

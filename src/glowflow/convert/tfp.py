@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from ..config import GlowConfig
+from ..errors import ConfigError, MissingFileError, ModelFileError
 from ..store.data import DataSpec
 from .common import Converted, TensorMap, exit_network, layer
 
@@ -42,11 +43,11 @@ from .common import Converted, TensorMap, exit_network, layer
 def _arrays(path: Path, hparams: Optional[Path]) -> dict[str, np.ndarray]:
     if path.suffix == ".npz":
         if not path.is_file():
-            raise FileNotFoundError(f"variables file {path} does not exist")
+            raise MissingFileError(f"variables file {path} does not exist")
         with np.load(path, allow_pickle=False) as arrays:
             return {key: arrays[key] for key in arrays.files}
     if hparams is None:
-        raise ValueError(
+        raise ConfigError(
             f"{path}: a tf.train.Checkpoint does not record the Glow's arguments; "
             f"give them with --hparams (a JSON of tfb.Glow's arguments)"
         )
@@ -93,7 +94,7 @@ def convert_tfp(
     arrays = _arrays(path, hparams)
     m = TensorMap({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}, path)
     if not m.has("output_shape") or not m.has("level0/step0/actnorm/loc"):
-        raise RuntimeError(
+        raise ModelFileError(
             f"{path} lacks output_shape or level0/step0/actnorm/loc: not the "
             f"variables of a tfb.Glow (see glowflow.convert.tfp_variables)"
         )

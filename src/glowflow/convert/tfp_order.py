@@ -52,6 +52,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError
+
 LatentShape = tuple[int, int, int]
 """A per-level latent's ``(C_i, H_i, W_i)``, channels first."""
 
@@ -75,12 +77,12 @@ def _squeeze_counts(shapes: Sequence[LatentShape]) -> list[int]:
     """For each ``(C, H, W)``, how many 2x2 squeezes bring it to the last (coarsest) shape's
     ``(H, W)``; a ``ValueError`` when one cannot."""
     if not shapes:
-        raise ValueError("TFP latent order: need at least one latent shape")
+        raise ConfigError("TFP latent order: need at least one latent shape")
     _, coarse_h, coarse_w = shapes[-1]
     counts = []
     for index, shape in enumerate(shapes):
         if len(shape) != 3 or any(int(d) < 1 for d in shape):
-            raise ValueError(
+            raise ConfigError(
                 f"TFP latent order: latent {index} needs a (C, H, W) shape of "
                 f"positive sizes, got {tuple(shape)}"
             )
@@ -89,7 +91,7 @@ def _squeeze_counts(shapes: Sequence[LatentShape]) -> list[int]:
         while height > coarse_h and height % 2 == 0 and width % 2 == 0:
             height, width, count = height // 2, width // 2, count + 1
         if (height, width) != (coarse_h, coarse_w):
-            raise ValueError(
+            raise ConfigError(
                 f"TFP latent order: latent {index} of shape {tuple(shape)} is not a 2^k "
                 f"squeeze away from the coarsest (last) latent's H, W = {coarse_h}, {coarse_w}"
             )
@@ -114,11 +116,11 @@ def to_tfp_latent(latents: Sequence[Tensor]) -> Tensor:
     latents = list(latents)
     for index, z in enumerate(latents):
         if z.dim() != 4:
-            raise ValueError(
+            raise ConfigError(
                 f"to_tfp_latent: latent {index} must be (B, C, H, W), got shape {tuple(z.shape)}"
             )
         if z.shape[0] != latents[0].shape[0]:
-            raise ValueError(
+            raise ConfigError(
                 f"to_tfp_latent: latent {index} has batch {z.shape[0]}, "
                 f"latent 0 has {latents[0].shape[0]}"
             )
@@ -153,7 +155,7 @@ def from_tfp_latent(z: Tensor, latent_shapes: Sequence[LatentShape]) -> list[Ten
     counts = _squeeze_counts(shapes)
     size = sum(c * h * w for c, h, w in shapes)
     if z.dim() != 2 or z.shape[1] != size:
-        raise ValueError(
+        raise ConfigError(
             f"from_tfp_latent: expected z of shape (B, {size}) for latent shapes "
             f"{shapes}, got {tuple(z.shape)}"
         )

@@ -28,6 +28,8 @@ from glowflow.data.dataset import ImageSource
 from glowflow.data.download import DOWNLOAD_HINT, require, torchvision_download
 from glowflow.data.image_files import ImageFiles
 
+from ..errors import ConfigError
+
 BASE_FOLDER = "celeba"
 PARTITIONS = {"train": 0, "val": 1, "test": 2}
 CELEBA_HINT = (
@@ -44,7 +46,9 @@ def read_attributes(path: Path) -> tuple[tuple[str, ...], dict[str, list[int]]]:
     """
     lines = path.read_text().splitlines()
     if len(lines) < 2 or not lines[0].strip().isdigit():
-        raise ValueError(f"{path} does not start with an image count and a line of attribute names")
+        raise ConfigError(
+            f"{path} does not start with an image count and a line of attribute names"
+        )
     names = tuple(lines[1].split())
     rows = {}
     for number, line in enumerate(lines[2:], start=3):
@@ -53,12 +57,12 @@ def read_attributes(path: Path) -> tuple[tuple[str, ...], dict[str, list[int]]]:
             continue
         file_name, *values = fields
         if len(values) != len(names) or not set(values) <= {"-1", "1"}:
-            raise ValueError(
+            raise ConfigError(
                 f"{path} line {number}: expected {len(names)} values of -1 or 1 after {file_name}"
             )
         rows[file_name] = [int(value == "1") for value in values]
     if len(rows) != int(lines[0]):
-        raise ValueError(f"{path} says it lists {int(lines[0])} images but lists {len(rows)}")
+        raise ConfigError(f"{path} says it lists {int(lines[0])} images but lists {len(rows)}")
     return names, rows
 
 
@@ -73,7 +77,9 @@ def read_partition(path: Path) -> dict[str, int]:
         if not fields:
             continue
         if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
-            raise ValueError(f"{path} line {number}: expected 'NAME 0|1|2', found {line.strip()!r}")
+            raise ConfigError(
+                f"{path} line {number}: expected 'NAME 0|1|2', found {line.strip()!r}"
+            )
         partition[fields[0]] = int(fields[1])
     return partition
 
@@ -90,17 +96,17 @@ def read_celeba(root: Path, part: str, download: bool) -> ImageSource:
     partition = read_partition(require(folder / "list_eval_partition.txt", "CelebA", CELEBA_HINT))
     if attributes.keys() != partition.keys():
         unmatched = sorted(attributes.keys() ^ partition.keys())
-        raise ValueError(
+        raise ConfigError(
             f"CelebA under {folder}: list_attr_celeba.txt and list_eval_partition.txt list different "
             f"images ({len(attributes)} and {len(partition)}; {len(unmatched)} in one only, "
             f"first {unmatched[0]})"
         )
     files = [name for name in attributes if partition[name] == PARTITIONS[part]]
     if not files:
-        raise ValueError(f"CelebA under {folder} has no images in its {part!r} partition")
+        raise ConfigError(f"CelebA under {folder} has no images in its {part!r} partition")
     missing = [name for name in files if not (images / name).is_file()]
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"CelebA: {len(missing)} of the {len(files)} {part} images are missing from {images}, "
             f"first {missing[0]}; the download or extraction is incomplete"
         )

@@ -22,6 +22,8 @@ from glowflow.data.dataset import ImageSource
 from glowflow.data.download import require, torchvision_download
 from glowflow.data.safe_pickle import load_pickle
 
+from ..errors import ConfigError
+
 BASE_FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCHES = ("test_batch",)
@@ -32,7 +34,7 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """``(data, labels)`` of one batch file: uint8 ``(N, 3072)`` and int64 ``(N,)`` in ``0..9``."""
     batch = load_pickle(path)
     if not isinstance(batch, dict) or not {"data", "labels"} <= batch.keys():
-        raise ValueError(f"CIFAR-10 batch {path} is not a dict with 'data' and 'labels'")
+        raise ConfigError(f"CIFAR-10 batch {path} is not a dict with 'data' and 'labels'")
     data, labels = batch["data"], np.asarray(batch["labels"])
     if (
         not isinstance(data, np.ndarray)
@@ -43,13 +45,13 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         found = (
             f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         )
-        raise ValueError(f"CIFAR-10 batch {path}: 'data' must be uint8 (N, 3072), found {found}")
+        raise ConfigError(f"CIFAR-10 batch {path}: 'data' must be uint8 (N, 3072), found {found}")
     if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
-        raise ValueError(
+        raise ConfigError(
             f"CIFAR-10 batch {path}: {len(data)} images but labels {labels.dtype} {labels.shape}"
         )
     if len(labels) and not 0 <= labels.min() <= labels.max() < NUM_CLASSES:
-        raise ValueError(
+        raise ConfigError(
             f"CIFAR-10 batch {path}: labels must be in 0..9, found {labels.min()}..{labels.max()}"
         )
     return data, labels.astype(np.int64)
@@ -64,7 +66,7 @@ def read_label_names(path: Path) -> tuple[str, ...]:
         or len(names) != NUM_CLASSES
         or not all(isinstance(n, str) for n in names)
     ):
-        raise ValueError(f"CIFAR-10 meta file {path} has no list of {NUM_CLASSES} 'label_names'")
+        raise ConfigError(f"CIFAR-10 meta file {path} has no list of {NUM_CLASSES} 'label_names'")
     return tuple(names)
 
 

@@ -13,6 +13,8 @@ from glowflow.data.geometry import resize_levels
 from glowflow.data.image_files import ImageFiles
 from glowflow.data.preprocess import reduce_bits
 
+from ..errors import ConfigError
+
 Images = Union[Tensor, ImageFiles]
 """A uint8 ``(N, C, H, W)`` tensor held in memory, or files decoded on access."""
 
@@ -73,13 +75,13 @@ class ImageDataset(Dataset):
         hflip: bool = False,
     ) -> None:
         if image_size is not None and image_size < 1:
-            raise ValueError(f"image_size must be positive, got {image_size}")
+            raise ConfigError(f"image_size must be positive, got {image_size}")
         if n_bits is not None and source.n_bins != 256:
-            raise ValueError(
+            raise ConfigError(
                 f"n_bits applies to 8-bit images; this data has {source.n_bins} levels"
             )
         if n_bits is not None and not 1 <= n_bits <= 8:
-            raise ValueError(f"n_bits must be between 1 and 8, got {n_bits}")
+            raise ConfigError(f"n_bits must be between 1 and 8, got {n_bits}")
         self.source = source
         self.image_size = image_size
         self.n_bits = n_bits

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..errors import MissingFileError
+
 DOWNLOAD_HINT = (
     "pass --download (download=True from Python) to fetch it with torchvision, or "
     "place the original files there"
@@ -14,7 +16,7 @@ DOWNLOAD_HINT = (
 def require(path: Path, dataset: str, hint: str = DOWNLOAD_HINT) -> Path:
     """Return ``path``, or raise ``FileNotFoundError`` naming it and how to get the data."""
     if not path.exists():
-        raise FileNotFoundError(f"{dataset} not found: {path} does not exist; {hint}")
+        raise MissingFileError(f"{dataset} not found: {path} does not exist; {hint}")
     return path
 
 

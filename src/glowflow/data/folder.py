@@ -28,6 +28,8 @@ from glowflow.data.image_files import (
     read_size,
 )
 
+from ..errors import ConfigError
+
 
 def _images_in(folder: Path, recursive: bool) -> list[Path]:
     candidates = folder.rglob("*") if recursive else folder.iterdir()
@@ -45,7 +47,7 @@ def list_part(path: Path) -> tuple[list[Path], list[int], tuple[str, ...]]:
         paths = _images_in(path, recursive=False)
         labels = [0] * len(paths)
     if not paths:
-        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {path}")
+        raise ConfigError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {path}")
     return paths, labels, tuple(d.name for d, _ in classes)
 
 
@@ -60,7 +62,7 @@ def check_images(paths: list[Path], reference: Path, same_size: bool) -> None:
     for path in paths:
         size = check_image(path)
         if same_size and size != expected:
-            raise ValueError(
+            raise ConfigError(
                 f"images differ in size: {reference} is {expected[0]}x{expected[1]} but {path} is "
                 f"{size[0]}x{size[1]} (width x height); pass image_size to crop and resize them"
             )
@@ -74,10 +76,10 @@ def read_folder(path: Path, part: str, image_size: int | None) -> ImageSource:
     ``image_size``, must have the size) of the train part's first image.
     """
     if not require(path, "image folder", "check the path after 'folder:'").is_dir():
-        raise ValueError(f"image folder {path} is a file, not a folder")
+        raise ConfigError(f"image folder {path} is a file, not a folder")
     has_parts = (path / "train").is_dir() and (path / "test").is_dir()
     if part == "test" and not has_parts:
-        raise ValueError(
+        raise ConfigError(
             f"image folder {path} has no test split: it needs train/ and test/ subfolders"
         )
     train_paths, labels, train_classes = list_part(path / "train" if has_parts else path)
@@ -85,7 +87,7 @@ def read_folder(path: Path, part: str, image_size: int | None) -> ImageSource:
     if part == "test":
         paths, labels, classes = list_part(path / "test")
         if classes != train_classes:
-            raise ValueError(
+            raise ConfigError(
                 f"image folder {path}: test/ has classes {list(classes)} but train/ has "
                 f"{list(train_classes)}; the labels would not match"
             )

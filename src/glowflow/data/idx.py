@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError
+
 UINT8_TYPE = 0x08
 
 
@@ -26,16 +28,16 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     magic = int.from_bytes(raw[:4], "big")
     if len(raw) < 4 or magic != expected:
         found = f"{magic} (0x{magic:08x})" if len(raw) >= 4 else f"only {len(raw)} bytes"
-        raise ValueError(
+        raise ConfigError(
             f"{path} is not a uint8 idx file with {ndim} dimensions: magic number {found}, "
             f"expected {expected} (0x{expected:08x})"
         )
     if len(raw) < header_size:
-        raise ValueError(f"{path} ends inside its header ({len(raw)} of {header_size} bytes)")
+        raise ConfigError(f"{path} ends inside its header ({len(raw)} of {header_size} bytes)")
     shape = tuple(int.from_bytes(raw[4 * i : 4 * i + 4], "big") for i in range(1, ndim + 1))
     size = int(np.prod(shape, dtype=np.int64))
     if len(raw) - header_size != size:
-        raise ValueError(
+        raise ConfigError(
             f"{path} holds {len(raw) - header_size} data bytes but its header says {size} "
             f"(shape {shape}): the file is truncated or has trailing data"
         )

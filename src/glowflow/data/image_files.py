@@ -21,6 +21,8 @@ from torch import Tensor
 
 from glowflow.data.geometry import center_square
 
+from ..errors import ConfigError
+
 if TYPE_CHECKING:
     from PIL.Image import Image
 
@@ -46,7 +48,7 @@ def open_image(path: Path) -> Iterator[Image]:
             with Image.open(path) as image:
                 yield image
     except Exception as error:
-        raise ValueError(f"cannot read image {path}: {error}") from error
+        raise ConfigError(f"cannot read image {path}: {error}") from error
 
 
 def is_sixteen_bit(image: Image) -> bool:
@@ -62,7 +64,7 @@ def to_eight_bit(image: Image) -> Image:
         values = np.asarray(image).astype(np.int64)
         return Image.fromarray(((values + 128) // 257).astype(np.uint8), mode="L")
     if image.mode in ("I", "F"):
-        raise ValueError(
+        raise ConfigError(
             f"{image.mode!r} images (32-bit integer or float levels) are not supported"
         )
     return image
@@ -107,7 +109,7 @@ class ImageFiles:
         self, paths: Sequence[Path], mode: str, crop_square: bool = False, same_size: bool = True
     ) -> None:
         if not paths:
-            raise ValueError("ImageFiles needs at least one file")
+            raise ConfigError("ImageFiles needs at least one file")
         self.paths = list(paths)
         self.mode = mode
         self.crop_square = crop_square
@@ -134,7 +136,7 @@ class ImageFiles:
         levels = center_square(levels) if self.crop_square else levels
         if self.same_size and levels.shape[1:] != self.shape[2:]:
             cropped = ", after cropping" if self.crop_square else ""
-            raise ValueError(
+            raise ConfigError(
                 f"image {path} is {levels.shape[2]}x{levels.shape[1]} but {self.paths[0]} is "
                 f"{self.shape[3]}x{self.shape[2]} (width x height{cropped})"
             )

@@ -18,6 +18,8 @@ from glowflow.data.dataset import ImageSource
 from glowflow.data.download import require, torchvision_download
 from glowflow.data.idx import read_idx
 
+from ..errors import ConfigError
+
 PART_PREFIXES = {"train": "train", "test": "t10k"}
 MNIST_CLASSES = (
     "0 - zero",
@@ -56,12 +58,12 @@ def _read(
     label_file = require(raw / f"{prefix}-labels-idx1-ubyte", class_name)
     images, labels = read_idx(image_file, ndim=3), read_idx(label_file, ndim=1)
     if len(images) != len(labels):
-        raise ValueError(
+        raise ConfigError(
             f"{class_name}: {image_file} holds {len(images)} images but {label_file} holds "
             f"{len(labels)} labels"
         )
     if len(labels) and labels.max() >= len(classes):
-        raise ValueError(
+        raise ConfigError(
             f"{class_name}: {label_file} has label {labels.max()}; labels must be in 0..9"
         )
     return ImageSource(

@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError
+
 
 def dequantize(
     levels: Tensor,
@@ -92,5 +94,5 @@ def unit_to_image(x: Tensor, n_bins: int) -> Tensor:
 def reduce_bits(levels: Tensor, n_bits: int) -> Tensor:
     """Reduce 8-bit levels to ``n_bits`` bits: ``k -> k >> (8 - n_bits)``, ``n_bins = 2**n_bits``."""
     if not 1 <= n_bits <= 8:
-        raise ValueError(f"n_bits must be between 1 and 8, got {n_bits}")
+        raise ConfigError(f"n_bits must be between 1 and 8, got {n_bits}")
     return levels >> (8 - n_bits)

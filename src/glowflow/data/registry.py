@@ -14,6 +14,8 @@ from glowflow.data.mnist import read_fashion_mnist, read_mnist
 from glowflow.data.splits import carve, check_split, stored_part
 from glowflow.data.svhn import read_svhn
 
+from ..errors import ConfigError
+
 FOLDER_PREFIX = "folder:"
 
 _READERS: dict[str, Callable[[Path, str, bool], ImageSource]] = {
@@ -69,19 +71,19 @@ def load_dataset(
     """
     check_split(split)
     if hflip and split != "train":
-        raise ValueError(f"hflip is a training augmentation; it cannot be used on split {split!r}")
+        raise ConfigError(f"hflip is a training augmentation; it cannot be used on split {split!r}")
     root = Path(root)
     if name.startswith(FOLDER_PREFIX):
         folder = Path(name[len(FOLDER_PREFIX) :])
         source = carve(read_folder(folder, stored_part(split), image_size), split, val_size)
     elif name == "celeba":
         if val_size:
-            raise ValueError(
+            raise ConfigError(
                 "celeba has an official validation split (split='val'); val_size must be 0"
             )
         source = read_celeba(root, split, download)
     elif name in _READERS:
         source = carve(_READERS[name](root, stored_part(split), download), split, val_size)
     else:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASET_NAMES)}")
+        raise ConfigError(f"unknown dataset {name!r}; valid names: {', '.join(DATASET_NAMES)}")
     return ImageDataset(source, image_size=image_size, n_bits=n_bits, hflip=hflip)

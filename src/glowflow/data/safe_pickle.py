@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ConfigError
+
 _RECONSTRUCT = np.empty(0).__reduce__()[0]
 _FROMBUFFER = np.empty(0).__reduce_ex__(5)[0]
 """numpy's array rebuilders, whichever module this numpy version keeps them in."""
@@ -64,4 +66,4 @@ def load_pickle(path: Path) -> Any:
         try:
             return NumpyOnlyUnpickler(file, encoding="latin1").load()
         except Exception as error:  # a malformed pickle fails in many ways; each is a bad file
-            raise ValueError(f"cannot read {path} as a pickle of numpy data: {error}") from error
+            raise ConfigError(f"cannot read {path} as a pickle of numpy data: {error}") from error

@@ -18,6 +18,8 @@ import torch
 from glowflow.data.dataset import ImageSource
 from glowflow.data.download import require, torchvision_download
 
+from ..errors import ConfigError
+
 
 def read_svhn(root: Path, part: str, download: bool) -> ImageSource:
     """SVHN's train (73,257) or test (26,032) part: 3x32x32, 256 levels, 10 classes (0..9)."""
@@ -29,19 +31,19 @@ def read_svhn(root: Path, part: str, download: bool) -> ImageSource:
     try:
         stored = loadmat(path, variable_names=("X", "y"))
     except Exception as error:  # scipy fails on broken files in many ways; each is a bad file
-        raise ValueError(f"cannot read SVHN file {path} as a MATLAB v5 file: {error}") from error
+        raise ConfigError(f"cannot read SVHN file {path} as a MATLAB v5 file: {error}") from error
     x, y = stored.get("X"), stored.get("y")
     if x is None or y is None:
-        raise ValueError(f"SVHN file {path} lacks the variables 'X' and 'y'")
+        raise ConfigError(f"SVHN file {path} lacks the variables 'X' and 'y'")
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3):
-        raise ValueError(
+        raise ConfigError(
             f"SVHN file {path}: 'X' must be uint8 (32, 32, 3, N), found {x.dtype} {x.shape}"
         )
     if y.size != x.shape[3] or y.dtype.kind not in "iuf":
-        raise ValueError(f"SVHN file {path}: {x.shape[3]} images but 'y' is {y.dtype} {y.shape}")
+        raise ConfigError(f"SVHN file {path}: {x.shape[3]} images but 'y' is {y.dtype} {y.shape}")
     valid = np.isin(y, np.arange(1, 11))
     if not valid.all():
-        raise ValueError(
+        raise ConfigError(
             f"SVHN file {path}: labels must be 1..10 (10 for zero), found {y[~valid].flat[0]}"
         )
     images = np.ascontiguousarray(x.transpose(3, 2, 0, 1))

@@ -45,9 +45,16 @@ class TarFlowConfig(FlowConfig):
         "classes of a class-conditional model (a class embedding, a null class)",
         role="classes",
     )
+    input_scale: float = option(
+        1.0,
+        "a fixed first map x -> input_scale x (2: a model of [-1, 1] data, as ml-tarflow's, "
+        "reading glowflow's [-1/2, 1/2))",
+    )
     seed: Optional[int] = option(None, "seed of the initialization", role="seed")
 
     def check(self) -> None:
+        if not self.input_scale > 0:
+            raise ConfigError(f"TarFlowConfig.input_scale must be > 0, got {self.input_scale}")
         for name in ("patch_size", "channels", "num_blocks", "head_dim", "expansion"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"TarFlowConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -74,6 +81,7 @@ def build(config: TarFlowConfig) -> Flow:
         expansion=config.expansion,
         start_token=config.start_token,
         scale=config.scale,
+        input_scale=config.input_scale,
         seed=config.seed,
     )
 

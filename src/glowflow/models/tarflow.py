@@ -124,7 +124,7 @@ class TarFlowModel(Flow):
     ) -> Tensor:
         """:meth:`Flow.decode` with TarFlow's decoding options (default: the cached inverse)."""
         if len(latents) != 1:
-            raise ValueError(f"TarFlowModel.decode: expected a single latent, got {len(latents)}")
+            raise ConfigError(f"TarFlowModel.decode: expected a single latent, got {len(latents)}")
         return self.invert(latents[0], y, decoding).x
 
     @torch.no_grad()
@@ -155,7 +155,7 @@ class TarFlowModel(Flow):
         ``-1`` or ``None`` for the null class.
         """
         if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+            raise ConfigError(f"temperature must be >= 0, got {temperature}")
         options = decoding(
             inverse,
             guidance,

@@ -19,15 +19,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError
+
 
 def _pixels(levels: Tensor) -> np.ndarray:
     """One image's uint8 ``(C, H, W)`` levels as a ``(H, W)`` or ``(H, W, 3)`` array."""
     if levels.ndim != 3 or levels.shape[0] not in (1, 3):
-        raise ValueError(
+        raise ConfigError(
             f"expected a (C, H, W) image with 1 or 3 channels, got {tuple(levels.shape)}"
         )
     if levels.dtype != torch.uint8:
-        raise ValueError(f"expected uint8 grey levels, got {levels.dtype}")
+        raise ConfigError(f"expected uint8 grey levels, got {levels.dtype}")
     array = levels.cpu().numpy()
     return array[0] if array.shape[0] == 1 else np.ascontiguousarray(array.transpose(1, 2, 0))
 
@@ -54,7 +56,9 @@ COMPRESSORS: dict[str, Callable[[Tensor], int]] = {"png": png_bits, "zlib": zlib
 def code_length_bpd(levels: Tensor, compressor: str) -> Tensor:
     """``L(x) / D`` for every image of a uint8 batch ``(B, C, H, W)``, float64 ``(B,)``."""
     if compressor not in COMPRESSORS:
-        raise ValueError(f"unknown compressor {compressor!r}; choose from {', '.join(COMPRESSORS)}")
+        raise ConfigError(
+            f"unknown compressor {compressor!r}; choose from {', '.join(COMPRESSORS)}"
+        )
     bits = COMPRESSORS[compressor]
     dims = levels[0].numel() if len(levels) else 1
     return torch.tensor([bits(image) / dims for image in levels], dtype=torch.float64)

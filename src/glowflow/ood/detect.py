@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 
 from torch import Tensor
 
+from ..errors import ConfigError
 from ..flow import Flow
 from .metrics import Separation, separation
 from .scores import Measurements, all_scores, measure, model_bits
@@ -69,11 +70,11 @@ def detect(
     the typicality test are drawn with it too.
     """
     if not out_sets:
-        raise ValueError("give at least one out-of-distribution set")
+        raise ConfigError("give at least one out-of-distribution set")
     names = [in_set.name, *(images.name for images in out_sets)]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise ValueError(f"each set may be given once: {', '.join(repeated)} repeats")
+        raise ConfigError(f"each set may be given once: {', '.join(repeated)} repeats")
     options = dict(background=background, draws=draws, batch_size=batch_size, seed=seed)
     reference_bits, _ = model_bits(flow, reference, draws=draws, batch_size=batch_size, seed=seed)
     entropy = float(reference_bits.total.mean())

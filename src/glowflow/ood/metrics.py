@@ -24,6 +24,8 @@ from typing import Union
 import numpy as np
 import torch
 
+from ..errors import ConfigError
+
 ArrayLike = Union[np.ndarray, torch.Tensor, list, tuple]
 
 
@@ -33,11 +35,11 @@ def _scores(values: ArrayLike, name: str) -> np.ndarray:
         values = values.detach().cpu().double().numpy()
     array = np.asarray(values, dtype=np.float64)
     if array.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-D array of scores, got shape {array.shape}")
+        raise ConfigError(f"{name}: expected a 1-D array of scores, got shape {array.shape}")
     if array.size == 0:
-        raise ValueError(f"{name}: no scores")
+        raise ConfigError(f"{name}: no scores")
     if not np.isfinite(array).all():
-        raise ValueError(f"{name}: {int((~np.isfinite(array)).sum())} scores are not finite")
+        raise ConfigError(f"{name}: {int((~np.isfinite(array)).sum())} scores are not finite")
     return array
 
 
@@ -96,7 +98,7 @@ def fpr_at_tpr(in_scores: ArrayLike, out_scores: ArrayLike, tpr: float = 0.95) -
     0.5
     """
     if not 0.0 < tpr <= 1.0:
-        raise ValueError(f"tpr must be in (0, 1], got {tpr}")
+        raise ConfigError(f"tpr must be in (0, 1], got {tpr}")
     fp, tp, n_in, n_out = _counts_above(in_scores, out_scores)
     # The first threshold (from the top) reaching the rate; integer arithmetic avoids
     # rounding at exact rates such as 19 / 20.

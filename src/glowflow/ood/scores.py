@@ -91,9 +91,9 @@ def model_bits(
     mode they are in (load them in eval mode).
     """
     if draws < 1 or batch_size < 1:
-        raise ValueError(f"draws and batch_size must be >= 1, got {draws} and {batch_size}")
+        raise ConfigError(f"draws and batch_size must be >= 1, got {draws} and {batch_size}")
     if len(images) == 0:
-        raise ValueError(f"{images.name} holds no images")
+        raise ConfigError(f"{images.name} holds no images")
     shape = tuple(images.levels.shape[1:])
     for model in [flow] if background is None else [flow, background]:
         if model.num_classes is not None:
@@ -155,7 +155,7 @@ def typicality(bpd: Tensor, entropy: float, batch_size: int, seed: int = 0) -> T
     are not scored (Nalisnick et al. 2019b use the training set; ``glowflow ood`` defaults to
     the model's validation split). Nalisnick et al. 2019b."""
     if not 1 <= batch_size <= len(bpd):
-        raise ValueError(
+        raise ConfigError(
             f"the typicality batch size must be between 1 and the set's {len(bpd)} "
             f"images, got {batch_size}"
         )

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from ..data import SPLITS, load_dataset
 from ..data.registry import FOLDER_PREFIX
+from ..errors import ConfigError
 
 Transform = Callable[[Tensor, int, torch.Generator], Tensor]
 """``(levels (N, C, H, W) uint8, n_bins, generator) -> levels``: a transformation of a set."""
@@ -107,7 +108,7 @@ def transform_set(spec: str, in_set: ImageSet, seed: int = 0) -> ImageSet:
     """The transformation ``spec`` (a key of :data:`TRANSFORMS`) applied to ``in_set``, its
     random choices drawn from a generator seeded with ``seed``."""
     if spec not in TRANSFORMS:
-        raise ValueError(f"unknown transformation {spec!r}; choose from {', '.join(TRANSFORMS)}")
+        raise ConfigError(f"unknown transformation {spec!r}; choose from {', '.join(TRANSFORMS)}")
     generator = torch.Generator().manual_seed(seed)
     return ImageSet(spec, TRANSFORMS[spec](in_set.levels, in_set.n_bins, generator), in_set.n_bins)
 
@@ -116,13 +117,13 @@ def dataset_spec(spec: str) -> tuple[str, str]:
     """``(dataset name, split)`` of a ``NAME:SPLIT`` or ``folder:PATH`` SPEC."""
     if spec.startswith(FOLDER_PREFIX):
         if not spec[len(FOLDER_PREFIX) :]:
-            raise ValueError("folder: needs a path, as in folder:PATH")
+            raise ConfigError("folder: needs a path, as in folder:PATH")
         folder = Path(spec[len(FOLDER_PREFIX) :])
         has_parts = (folder / "train").is_dir() and (folder / "test").is_dir()
         return spec, "test" if has_parts else "train"
     name, colon, split = spec.rpartition(":")
     if not colon or not name or split not in SPLITS:
-        raise ValueError(
+        raise ConfigError(
             f"{spec!r} is no image set: give NAME:SPLIT (split one of {', '.join(SPLITS)}), "
             f"folder:PATH, or a transformation of the in-distribution set "
             f"({', '.join(TRANSFORMS)})"
@@ -147,17 +148,17 @@ def load_set(
     size = height if height == width else None
     dataset = load_dataset(name, data_root, split, image_size=size, val_size=val_size)
     if dataset.shape[0] != channels:
-        raise ValueError(
+        raise ConfigError(
             f"{spec} has {dataset.shape[0]}-channel images; the model takes {channels}"
         )
     if tuple(dataset.shape[1:]) != (height, width):
-        raise ValueError(
+        raise ConfigError(
             f"{spec} has {dataset.shape[1]}x{dataset.shape[2]} images; the model "
             f"takes {height}x{width} and only square models resize"
         )
     count = len(dataset) if limit is None else min(limit, len(dataset))
     if count < 1:
-        raise ValueError(f"{spec} gives no images")
+        raise ConfigError(f"{spec} gives no images")
     levels = torch.stack([dataset[i][0] for i in range(count)])
     if dataset.n_bins != n_bins:
         levels = (levels.long() * n_bins // dataset.n_bins).to(torch.uint8)
@@ -178,6 +179,6 @@ def image_set(
     folder (:func:`load_set`)."""
     if spec in TRANSFORMS:
         if in_set is None:
-            raise ValueError(f"{spec} transforms the in-distribution set, and there is none here")
+            raise ConfigError(f"{spec} transforms the in-distribution set, and there is none here")
         return transform_set(spec, in_set, seed)
     return load_set(spec, shape, n_bins, data_root, limit, val_size)

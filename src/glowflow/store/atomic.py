@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+from ..errors import ModelFileError
+
 
 def os_error_text(error: OSError) -> str:
     """``"No space left on device (errno 28)"`` for an ``OSError``; its text if it has no errno."""
@@ -22,7 +24,7 @@ def writing(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as error:
-        raise RuntimeError(
+        raise ModelFileError(
             f"cannot write {path}: {os_error_text(error)}; fix that and resume with --resume auto"
         ) from None
 

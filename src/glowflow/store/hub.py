@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from ..errors import MissingFileError
 from .record import FILES, read_record
 
 PathLike = Union[str, Path]
@@ -43,7 +44,7 @@ def download(
             local_files_only=local_files_only,
         )
     except Exception as error:  # the client's own error types (offline, not found, ...)
-        raise FileNotFoundError(f"cannot get Hugging Face repo {repo_id!r}: {error}") from None
+        raise MissingFileError(f"cannot get Hugging Face repo {repo_id!r}: {error}") from None
     return Path(folder)
 
 

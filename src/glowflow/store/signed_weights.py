@@ -11,6 +11,8 @@ from typing import Optional, Union
 import torch
 from safetensors import safe_open
 
+from ..errors import MissingFileError, ModelFileError
+
 
 def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
     """Hex sha256 over the tensors' names, dtypes, shapes and bytes, in sorted name order."""
@@ -45,33 +47,33 @@ def read_signed_weights(
     names the file and the cause, followed by ``remedy`` when given.
     """
     if not path.is_file():
-        raise FileNotFoundError(f"{kind} file {path} is missing")
+        raise MissingFileError(f"{kind} file {path} is missing")
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except Exception as error:  # safetensors raises its own error types
-        raise RuntimeError(
+        raise ModelFileError(
             f"{path} is not a readable safetensors file (truncated?): {error}"
         ) from None
     suffix = f"; {remedy}" if remedy else ""
     formats = (expected_format,) if isinstance(expected_format, str) else expected_format
     if metadata.get("format") not in formats:
-        raise RuntimeError(
+        raise ModelFileError(
             f"{path} is not a glowflow {kind} (format {metadata.get('format')!r}, "
             f"expected {formats[0]!r})"
         )
     stored = metadata.get("sha256")
     if stored is None:
         if not unsigned_ok:
-            raise RuntimeError(f"{path} lacks the sha256 of its tensors{suffix}")
+            raise ModelFileError(f"{path} lacks the sha256 of its tensors{suffix}")
         bad = _first_non_finite(tensors)
         if bad is not None:
-            raise RuntimeError(f"{path} holds non-finite values (NaN or inf) in {bad}{suffix}")
+            raise ModelFileError(f"{path} holds non-finite values (NaN or inf) in {bad}{suffix}")
         return tensors, metadata
     computed = tensors_sha256(tensors)
     if computed != stored:
-        raise RuntimeError(
+        raise ModelFileError(
             f"{path} is corrupt: its tensors do not match the stored sha256 "
             f"({stored[:16]}..., computed {computed[:16]}...){suffix}"
         )

@@ -8,6 +8,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
+from ..errors import ConfigError
+
 
 class StepBatches(Sampler[list[int]]):
     """An endless batch sampler starting at ``start_step``.
@@ -32,7 +34,7 @@ class StepBatches(Sampler[list[int]]):
         self.batch_size = batch_size
         self.steps_per_epoch = self.sampler.num_samples // batch_size
         if self.steps_per_epoch < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"batch_size {batch_size} is larger than the {self.sampler.num_samples} training "
                 f"images each of the {world_size} process(es) gets"
             )

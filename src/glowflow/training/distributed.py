@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Process:
@@ -37,7 +39,7 @@ def pick_device(choice: str, local_rank: int = 0) -> torch.device:
     """``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"`` as a device."""
     if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise RuntimeError("device cuda requested but CUDA is not available")
+            raise ConfigError("device cuda requested but CUDA is not available")
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
 

@@ -8,6 +8,8 @@ from typing import Optional, Union
 import torch
 from torch import Tensor, nn
 
+from ..errors import ConfigError
+
 
 class EMA:
     """A frozen copy of ``model`` whose parameters track ``theta_ema <- d theta_ema + (1-d) theta``.
@@ -20,7 +22,7 @@ class EMA:
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         if not 0.0 < decay < 1.0:
-            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+            raise ConfigError(f"EMA decay must be in (0, 1), got {decay}")
         self.decay = decay
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
 

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ..errors import ConfigError
 from ..flow import Flow
 from ..metrics import bits_per_dim
 from ..precision import network_precision
@@ -93,7 +94,7 @@ def summarize(sums: Tensor, draws: int) -> BpdResult:
     """:class:`BpdResult` from ``[sum b, sum b^2, N]``: ``s = sqrt((sum b^2 - N m^2)/(N-1))/sqrt(N)``."""
     total, squares, count = (float(v) for v in sums.cpu())
     if count < 1:
-        raise ValueError("no images to evaluate")
+        raise ConfigError("no images to evaluate")
     mean = total / count
     variance = max(squares - count * mean * mean, 0.0) / (count - 1) if count > 1 else math.nan
     return BpdResult(mean, math.sqrt(variance / count), int(count), draws)

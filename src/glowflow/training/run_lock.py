@@ -23,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Optional, Union
 
+from ..errors import ModelFileError
 from ..store.atomic import os_error_text
 
 try:
@@ -43,18 +44,20 @@ def check_run_dir(run_dir: PathLike) -> Path:
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
-        raise RuntimeError(f"run folder {run_dir} is a file, not a folder; pick another --run-dir")
+        raise ModelFileError(
+            f"run folder {run_dir} is a file, not a folder; pick another --run-dir"
+        )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise RuntimeError(
+        raise ModelFileError(
             f"cannot create run folder {run_dir}: {os_error_text(error)}; pick another --run-dir"
         ) from None
     try:
         with tempfile.TemporaryFile(dir=run_dir):
             pass
     except OSError as error:
-        raise RuntimeError(
+        raise ModelFileError(
             f"cannot write in run folder {run_dir}: {os_error_text(error)}; "
             f"make it writable or pick another --run-dir"
         ) from None
@@ -103,7 +106,7 @@ class RunLock:
             holder = os.read(descriptor, 1024).decode(errors="replace").split()
             os.close(descriptor)
             pid, host = holder if len(holder) == 2 else ("unknown", "unknown host")
-            raise RuntimeError(
+            raise ModelFileError(
                 f"run folder {self.run_dir} is in use by another glowflow process (pid {pid} "
                 f"on {host}); wait for it or pick another --run-dir"
             ) from None

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
+from ..errors import ConfigError, ModelFileError
 from ..store.atomic import write_text_atomically, writing
 
 COLUMNS = (
@@ -51,7 +52,7 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
         lines.pop()  # the row a kill interrupted
     rows = list(csv.reader(lines))
     if not rows or tuple(rows[0]) != COLUMNS:
-        raise RuntimeError(
+        raise ModelFileError(
             f"{path} is not a glowflow metrics file (columns {rows[:1]}, expected {list(COLUMNS)})"
         )
     return [dict(zip(COLUMNS, row)) for row in rows[1:] if len(row) == len(COLUMNS)]
@@ -108,7 +109,7 @@ class RunLog:
         """Append one row (missing columns stay blank); it is fsynced before this returns."""
         unknown = set(row) - set(COLUMNS)
         if unknown:
-            raise ValueError(f"unknown metrics columns {sorted(unknown)}")
+            raise ConfigError(f"unknown metrics columns {sorted(unknown)}")
         with writing(self.path), open(self.path, "a", newline="") as handle:
             handle.write(_csv_text([{k: _format(v) for k, v in row.items()}]))
             handle.flush()

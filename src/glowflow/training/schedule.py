@@ -7,6 +7,8 @@ from typing import Any, Optional
 
 from torch.optim import Optimizer
 
+from ..errors import ConfigError
+
 
 class LRSchedule:
     """``lr(s) = lr * scale * min(1, (s + 1) / warmup) * decay(p)`` at step ``s`` (0-based).
@@ -19,7 +21,7 @@ class LRSchedule:
 
     def __init__(self, lr: float, warmup_steps: int, total_steps: int, kind: str = "constant"):
         if kind not in ("constant", "cosine"):
-            raise ValueError(f"lr schedule must be 'constant' or 'cosine', got {kind!r}")
+            raise ConfigError(f"lr schedule must be 'constant' or 'cosine', got {kind!r}")
         self.lr, self.warmup, self.total, self.kind = lr, max(warmup_steps, 1), total_steps, kind
         self.scale = 1.0
 

@@ -107,7 +107,7 @@ def make_optimizer(
         return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay, fused=fused)
     if name == "adamax":
         return torch.optim.Adamax(parameters, lr=lr)
-    raise ValueError(f"optimizer must be adam, adamw or adamax, got {name!r}")
+    raise ConfigError(f"optimizer must be adam, adamw or adamax, got {name!r}")
 
 
 def training_step(
