@@ -515,3 +515,18 @@ def test_a_converted_tarflow_is_a_model_folder_that_loads_exactly(tmp_path):
     y = torch.tensor([0, 1, 2])
     with torch.no_grad():
         assert torch.equal(loaded.flow.log_prob(x, y), converted.model.log_prob(x, y))
+
+
+def test_sample_command_takes_tarflow_options_and_refuses_them_elsewhere(tmp_path, capsys):
+    from glowflow.cli import main
+
+    run = tmp_path / "run"
+    common = ["--max-steps", "2", "--eval-every", "1", "--init-images", "16", "--no-progress"]
+    assert main(["train", "--family", "tarflow", "--run-dir", str(run), *common]) == 0
+    out = tmp_path / "jacobi.png"
+    assert (
+        main(["sample", str(run), "--inverse", "jacobi", "--guidance", "0", "--out", str(out)]) == 0
+    )
+    assert out.is_file()
+    assert main(["sample", "pretrained:digits", "--inverse", "jacobi", "--out", str(out)]) == 2
+    assert "--inverse: a glow model takes no such sampling option" in capsys.readouterr().err

@@ -22,7 +22,8 @@ HELP = (
     "  glowflow sample runs/digits --temperature 0 0.5 0.7 1.0 -n 64\n"
     "  glowflow sample pretrained:digits --seed 1 --out samples.png\n"
     "  glowflow sample runs/digits-cond --class 3\n"
-    "  glowflow sample runs/digits-cond --class-grid -n 10 --temperature 0.7"
+    "  glowflow sample runs/digits-cond --class-grid -n 10 --temperature 0.7\n"
+    "  glowflow sample runs/tarflow --inverse jacobi --guidance 1.5"
 )
 
 SAMPLES = 64
@@ -79,8 +80,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="images per row; none: a square (a row per class with --class-grid)",
     )
+    transformer = parser.add_argument_group("transformer flows (TarFlow)")
+    transformer.add_argument(
+        "--guidance",
+        type=float,
+        default=None,
+        metavar="W",
+        help="guidance weight: classifier-free for a class-conditional model, attention "
+        "temperature for an unconditional one; 0 is plain sampling",
+    )
+    transformer.add_argument(
+        "--guidance-rule",
+        choices=("tarflow", "logits"),
+        default=None,
+        help="TarFlow's rule or STARFlow's logits-guided one; none: tarflow",
+    )
+    transformer.add_argument(
+        "--inverse",
+        choices=("cached", "plain", "jacobi"),
+        default=None,
+        help="the sequential inverse with a key/value cache, without one, or the parallel "
+        "Jacobi iteration; none: cached",
+    )
+    transformer.add_argument(
+        "--jacobi-tol", type=float, default=None, metavar="X", help="Jacobi's tolerance; none: 1e-8"
+    )
+    transformer.add_argument(
+        "--jacobi-max-iter",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Jacobi's most iterations per chunk; none: 32",
+    )
     DEVICE.add(parser)
     PRECISION.add(parser)
+
+
+SAMPLING_OPTIONS = ("guidance", "guidance_rule", "inverse", "jacobi_tol", "jacobi_max_iter")
+"""The flags that are the family's own sampling keywords (TarFlow's)."""
+
+
+def sampling_options(args: argparse.Namespace, loaded: LoadedModel) -> dict[str, object]:
+    """The given family sampling flags as ``flow.sample`` keywords; a ``ConfigError`` when the
+    model's family takes none of them."""
+    import inspect
+
+    given = {
+        name: getattr(args, name) for name in SAMPLING_OPTIONS if getattr(args, name) is not None
+    }
+    accepted = inspect.signature(loaded.flow.sample).parameters
+    refused = [name for name in given if name not in accepted]
+    if refused:
+        flags = ", ".join("--" + name.replace("_", "-") for name in refused)
+        raise ConfigError(f"{flags}: a {loaded.family} model takes no such sampling option")
+    return given
 
 
 def file_tag(label: Optional[int], class_grid: bool) -> str:
@@ -155,6 +208,7 @@ def run(args: argparse.Namespace) -> int:
             lambda t: output_path(args.out, loaded.output_dir, t, several, tag),
             None if y is None else y.to(device),
             nrow,
+            options=sampling_options(args, loaded),
         )
     for path in paths:
         print(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -23,15 +23,17 @@ def sample_images(
     n_bins: int,
     seed: int,
     y: Optional[Tensor] = None,
+    options: Optional[dict[str, Any]] = None,
 ) -> Tensor:
     """``count`` samples at ``temperature`` as intensities in ``[0, 1]``, ``(count, C, H, W)``.
 
     The base draws ``eps ~ N(0, I)`` come from a generator seeded with ``seed``, so calls with
     the same seed share their latents and differ only by the scale ``temperature * eps``.
+    ``options`` are the family's own sampling keywords (TarFlow's ``guidance``, ``inverse``).
     """
     device = next(flow.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    samples = flow.sample(count, temperature, y=y, generator=generator)
+    samples = flow.sample(count, temperature, y=y, generator=generator, **(options or {}))
     return unit_to_image(samples, n_bins)
 
 
@@ -85,6 +87,7 @@ def save_sample_grids(
     y: Optional[Tensor] = None,
     nrow: Optional[int] = None,
     title: str = "",
+    options: Optional[dict[str, Any]] = None,
 ) -> list[Path]:
     """One picture per temperature, all from the same latents; returns the paths written.
 
@@ -100,7 +103,7 @@ def save_sample_grids(
     heading = ([title] if title else []) + (names if classes.by == "all" else [])
     paths = []
     for t in temperatures:
-        images = sample_images(flow, count, t, n_bins, seed, y)
+        images = sample_images(flow, count, t, n_bins, seed, y, options)
         per_row, caption = nrow, ""
         rows = names if classes.by == "rows" else []
         columns = names if classes.by == "columns" else []
