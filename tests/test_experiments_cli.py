@@ -14,7 +14,7 @@ from PIL import Image
 from glowflow.cli import main
 from glowflow.experiments.class_grid import class_grid
 from glowflow.experiments.manipulate import DEFAULT_STRENGTHS
-from glowflow.experiments.pictures import MIN_WIDTH, layout
+from glowflow.pictures import MIN_WIDTH, layout
 from glowflow.store import load_model
 from runs import TINY
 

@@ -199,7 +199,7 @@ def kill_at_step(monkeypatch, step):
     real = Trainer.train_step
 
     def train_step(self, levels, labels):
-        if self.step == step:
+        if self.state.step == step:
             raise KeyboardInterrupt
         return real(self, levels, labels)
 
@@ -297,7 +297,7 @@ elif target == "hold":
     real_step = Trainer.train_step
 
     def train_step(self, levels, labels):
-        if self.step == spec["at"]:
+        if self.state.step == spec["at"]:
             pathlib.Path(spec["ready"]).touch()
             deadline = time.time() + 120
             while not os.path.exists(spec["go"]) and time.time() < deadline:

@@ -1,4 +1,4 @@
-"""The labelled pictures of glowflow.experiments.pictures and the sample grids built on them:
+"""The labelled pictures of glowflow.pictures and the sample grids built on them:
 exact nearest-neighbour enlargement of torchvision's grid, label bands with text in them, the
 temperature-0 grid shown once."""
 
@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from glowflow import Flow, Glow
-from glowflow.experiments.pictures import (
+from glowflow.pictures import (
     MARGIN,
     MIN_WIDTH,
     PADDING,

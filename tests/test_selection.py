@@ -22,7 +22,7 @@ def test_validation_chooses_the_best_checkpoint_and_the_test_set_chooses_nothing
     original = Trainer.evaluate
 
     def recording(self, dataset, draws, flow=None, dequantizer=None):
-        evaluated.append((self.step, "val" if dataset is self.val_set else "test"))
+        evaluated.append((self.state.step, "val" if dataset is self.val_set else "test"))
         return original(self, dataset, draws, flow, dequantizer)
 
     monkeypatch.setattr(Trainer, "evaluate", recording)
@@ -55,8 +55,12 @@ def test_early_stopping_and_resume_keep_the_best_record(tmp_path, monkeypatch):
     def scripted(self):  # validation bits/dim: best at the second evaluation, then worse
         row = original(self)
         value = next(scores)
-        if value < self.best.val_bpd or self.best.step == self.step:
-            self.best.val_bpd, self.best.step, self.best.evals_since = value, self.step, 0
+        if value < self.state.best.val_bpd or self.state.best.step == self.state.step:
+            self.state.best.val_bpd, self.state.best.step, self.state.best.evals_since = (
+                value,
+                self.state.step,
+                0,
+            )
         return {**row, "val_bpd": value}
 
     monkeypatch.setattr(Trainer, "_validate", scripted)

@@ -62,7 +62,7 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path, monkeypatch):
     original_step = Trainer.train_step
 
     def killed_at_step_4(self, levels, labels):
-        if self.step == 4:  # after checkpoint 3 and one more logged step
+        if self.state.step == 4:  # after checkpoint 3 and one more logged step
             raise KeyboardInterrupt
         return original_step(self, levels, labels)
 

@@ -14,7 +14,7 @@ from torch import Tensor
 from ..data import ImageDataset, levels_to_unit, unit_to_image
 from ..data.geometry import resize_levels
 from ..errors import ConfigError, MissingFileError, ModelFileError
-from .pictures import save_picture
+from ..pictures import save_picture
 
 
 def dataset_labels(dataset: ImageDataset) -> Tensor:
@@ -90,7 +90,7 @@ def save_grid(
     columns: Sequence[str] = (),
 ) -> Path:
     """Write flow outputs ``(N, C, H, W)`` (in ``[-0.5, 0.5)``, read at ``n_bins`` levels) as
-    one labelled picture, ``nrow`` per row (see :func:`~glowflow.experiments.pictures.picture`)."""
+    one labelled picture, ``nrow`` per row (see :func:`~glowflow.pictures.picture`)."""
     return save_picture(
         unit_to_image(images.detach().cpu(), n_bins), path, nrow, title, rows, columns
     )

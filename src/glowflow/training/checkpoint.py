@@ -32,11 +32,11 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 import torch
 
-from ..errors import MissingFileError, ModelFileError
+from ..errors import ConfigError, MissingFileError, ModelFileError
 from ..flow import Flow
 from ..store.atomic import os_error_text
 from ..store.data import DataSpec
@@ -293,3 +293,25 @@ def load_run(
     :class:`~glowflow.store.loader.LoadedModel`, with the run's :class:`TrainConfig`."""
     folder = checkpoint_folder(path)
     return load_model(folder, device, ema), read_run_config(folder)
+
+
+def start_checkpoint(
+    run_dir: Path, resume: Optional[str], say: Callable[[str], None]
+) -> Optional[Path]:
+    """Where a run starts: ``None`` for a fresh run (``resume=None``; a ``ConfigError`` when
+    the run folder already holds checkpoints, never a silent fresh start over them), the
+    newest checkpoint (``"auto"``; a fresh run when there is none) or the given one."""
+    existing = list_checkpoints(run_dir)
+    if resume is None:
+        if existing:
+            raise ConfigError(
+                f"run folder {run_dir} already holds checkpoints (newest: "
+                f"{existing[-1].name}); continue it with --resume auto or pick another --run-dir"
+            )
+        return None
+    if resume == "auto":
+        if not existing:
+            say(f"no checkpoint in {run_dir}; starting a fresh run")
+            return None
+        return existing[-1]
+    return checkpoint_folder(resume)

@@ -1,5 +1,5 @@
 """Sample grids: samples drawn from fixed latents at several temperatures, one labelled
-picture per temperature (:mod:`glowflow.experiments.pictures`)."""
+picture per temperature (:mod:`glowflow.pictures`)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch
 from torch import Tensor
 
 from ..data import unit_to_image
-from ..experiments.pictures import save_picture
 from ..flow import Flow
+from ..pictures import save_picture
 
 
 @torch.no_grad()
@@ -119,3 +119,26 @@ def save_sample_grids(
         name = ", ".join(heading + [f"T = {t:g}"]) + caption
         paths.append(save_picture(images, path_for(t), per_row, name, rows, columns))
     return paths
+
+
+def save_run_samples(flow: Flow, config: Any, data: Any, step: int, run_dir: Path) -> list[Path]:
+    """A training run's sample grids at ``step`` (``RUN_DIR/samples/step-N_tT.png``, one per
+    ``config.sample_temperatures``): ``config.sample_count`` samples, a row per class for a
+    class-conditional run. ``flow`` is in the mode it is in (eval, for exact sampling)."""
+    y, nrow = None, None
+    if config.conditional:
+        classes = int(data.num_classes or 0)
+        device = next(flow.parameters()).device
+        y = torch.arange(config.sample_count, device=device) % classes
+        nrow = classes
+    return save_sample_grids(
+        flow,
+        config.sample_count,
+        config.sample_temperatures,
+        data.n_bins,
+        config.seed,
+        lambda t: run_dir / "samples" / f"step-{step:08d}_t{t:g}.png",
+        y,
+        nrow,
+        title=f"step {step}",
+    )

@@ -12,12 +12,10 @@ writes; a run folder has one writer (:mod:`.run_lock`).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -27,7 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..data import dequantize
-from ..errors import ConfigError, ModelFileError
+from ..errors import ConfigError
 from ..flow import Flow
 from ..precision import make_grad_scaler
 from ..store.atomic import write_text_atomically
@@ -35,8 +33,6 @@ from ..store.loader import (
     BEST,
     EMA_FILE,
     checkpoint_dir,
-    checkpoint_folder,
-    list_checkpoints,
     load_weights,
     read_weights,
 )
@@ -44,6 +40,7 @@ from ..store.record import DEQUANTIZER_FILE, WEIGHTS_FILE
 from . import distributed
 from .batches import StepBatches, noise_generator, take_images
 from .checkpoint import (
+    STATE_FILE,
     checkpoint_path,
     first_non_finite,
     load_run,
@@ -52,12 +49,13 @@ from .checkpoint import (
     read_state,
     remove_stale_temporaries,
     save_checkpoint,
+    start_checkpoint,
 )
 from .config import RESUME_MAY_CHANGE, TrainConfig, resume_conflicts
 from .ema import EMA
 from .environment import TorchSettings
 from .evaluate import BpdResult, bpd_sums, summarize
-from .images import save_sample_grids
+from .images import save_run_samples
 from .model import build_dequantizer, build_flow, run_data
 from .recovery import Recovery, TrainingDiverged
 from .report import Evaluated, TrainResult, train_result, write_report
@@ -65,6 +63,7 @@ from .run_lock import RunLock
 from .run_log import RunLog
 from .schedule import LRSchedule
 from .splits import load_splits
+from .state import BestRecord, TrainingState
 from .step import Objective, StepOutput, make_optimizer, training_step
 from .window import StepWindow
 
@@ -88,15 +87,6 @@ def train(config: TrainConfig, resume: Optional[str] = None) -> TrainResult:
         return trainer.run()
     finally:
         trainer.close()
-
-
-@dataclass
-class BestRecord:
-    """The best validation result so far: its step, bits/dim, and the validations since."""
-
-    step: int = -1
-    val_bpd: float = math.inf
-    evals_since: int = 0
 
 
 class Trainer:
@@ -125,7 +115,7 @@ class Trainer:
     def _set_up(self, resume: Optional[str]) -> None:
         """Data, model, optimizer; then a fresh initialization or the resumed checkpoint."""
         config = self.config
-        start = self._find_start(resume)
+        start = start_checkpoint(self.run_dir, resume, self._say)
         self.train_set, self.val_set, self.test_set = load_splits(config, self.process, self._say)
         self.data = run_data(config, self.train_set)
         self.flow: Flow = build_flow(config, self.data).to(self.device)
@@ -141,15 +131,15 @@ class Trainer:
         self.schedule = LRSchedule(
             config.lr, config.warmup_steps, config.max_steps, config.lr_schedule
         )
-        self.step, self.skipped, self.elapsed_before, self.lr = 0, 0, 0.0, config.lr
-        self.best = BestRecord()
         self.window = StepWindow(self.device)
+        self.state = TrainingState(self.optimizer, self.schedule, self.scaler, self.window)
+        self.lr = config.lr
         if start is None:
             self._initialize()
         self.ema = EMA(self.flow, config.ema_decay) if config.ema_decay > 0 else None
         if start is not None:
             self._restore(start, resume=True)
-            self._say(f"resumed from {start} at step {self.step}")
+            self._say(f"resumed from {start} at step {self.state.step}")
         self.model: torch.nn.Module = self.objective
         if self.process.distributed:
             self.model = DistributedDataParallel(
@@ -162,7 +152,7 @@ class Trainer:
         if self.process.is_main:
             text = json.dumps(config.to_dict(), indent=2)
             write_text_atomically(self.run_dir / "config.json", text)
-            self.log = RunLog(self.run_dir, self.step if start else None, config.tensorboard)
+            self.log = RunLog(self.run_dir, self.state.step if start else None, config.tensorboard)
         if start is None:
             start = self._save()
             if start is None:
@@ -176,22 +166,6 @@ class Trainer:
     def _say(self, message: str) -> None:
         if self.process.is_main:
             tqdm.write(f"glowflow train: {message}", file=sys.stderr)
-
-    def _find_start(self, resume: Optional[str]) -> Optional[Path]:
-        existing = list_checkpoints(self.run_dir)
-        if resume is None:
-            if existing:
-                raise ConfigError(
-                    f"run folder {self.run_dir} already holds checkpoints (newest: "
-                    f"{existing[-1].name}); continue it with --resume auto or pick another --run-dir"
-                )
-            return None
-        if resume == "auto":
-            if not existing:
-                self._say(f"no checkpoint in {self.run_dir}; starting a fresh run")
-                return None
-            return existing[-1]
-        return checkpoint_folder(resume)
 
     def _initialize(self) -> None:
         """Data-dependent ActNorm initialization on ``init_images`` seeded training images."""
@@ -218,32 +192,14 @@ class Trainer:
             files.append((self.ema.module, EMA_FILE))
         for module, name in files:
             load_weights(module, folder / name, read_weights(folder / name)[0])
-        try:
-            self.optimizer.load_state_dict(state["optimizer"])
-            if resume:
-                self.schedule.load_state_dict(state["schedule"])
-                self.step, self.skipped = int(state["step"]), int(state["skipped"])
-                self.elapsed_before = float(state["elapsed_s"])
-                if "window" in state:  # older checkpoints start an empty window
-                    self.window.load_state_dict(state["window"])
-                if "best" in state:
-                    self.best = BestRecord(**state["best"])
-                if self.scaler is not None and state.get("scaler"):  # fp16's loss scale
-                    self.scaler.load_state_dict(state["scaler"])
-                torch.set_rng_state(state["rng"]["torch"])
-                if self.device.type == "cuda" and state["rng"]["cuda"]:
-                    torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        except (KeyError, ValueError, TypeError) as error:
-            raise ModelFileError(
-                f"{folder / 'state.pt'} does not fit this run: {error!r}"
-            ) from None
+        self.state.load(state, self.device, resume, folder / STATE_FILE)
 
     # ------------------------------------------------------------------------- checkpoints
     def _known_good(self) -> Optional[str]:
         """Why the current state may not be checkpointed (``None``: it may): a non-finite
         weight or optimizer state, or a last step that was skipped. The same on every rank."""
         if int(self.window.bad_run):
-            return f"step {self.step} was skipped (non-finite loss or gradient)"
+            return f"step {self.state.step} was skipped (non-finite loss or gradient)"
         return first_non_finite(
             {
                 "model": self.objective.state_dict(),
@@ -257,34 +213,21 @@ class Trainer:
         returns its folder, or ``None`` after recovering from a bad state instead."""
         problem = self._known_good()
         if problem is not None:
-            self._recover(f"not checkpointing step {self.step}: {problem}")
+            self._recover(f"not checkpointing step {self.state.step}: {problem}")
             return None
         folder = self._write_checkpoint()
-        self.recovery.checkpointed(self.step, self.skipped)
+        self.recovery.checkpointed(self.state.step, self.state.skipped)
         return folder
 
     def _write_checkpoint(self, name: Optional[str] = None) -> Path:
         """Write the current state as checkpoint ``name`` (default: this step's, pruning old
         ones); rank 0 writes, everyone waits. Returns its folder."""
         if self.process.is_main:
-            cuda = self.device.type == "cuda"
-            state = {
-                "optimizer": self.optimizer.state_dict(),
-                "schedule": self.schedule.state_dict(),
-                "skipped": self.skipped,
-                "window": self.window.state_dict(),
-                "best": dataclasses.asdict(self.best),
-                "elapsed_s": self.elapsed(),
-                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-                "rng": {
-                    "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if cuda else [],
-                },
-            }
+            state = self.state.state_dict(self.elapsed(), self.device)
             ema = self.ema.module if self.ema is not None else None
             save_checkpoint(
                 self.run_dir,
-                self.step,
+                self.state.step,
                 self.flow,
                 self.config,
                 self.data,
@@ -297,17 +240,17 @@ class Trainer:
                 prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
         distributed.barrier(self.process)
         root = checkpoint_dir(self.run_dir)
-        return root / name if name else checkpoint_path(self.run_dir, self.step)
+        return root / name if name else checkpoint_path(self.run_dir, self.state.step)
 
     def _recover(self, reason: str) -> None:
         """Restore the last checkpoint (known-good: only such are written) and scale the
         learning rate by ``nan_lr_factor``, or stop (:class:`~.recovery.Recovery`)."""
         self.recovery.restore(
             reason,
-            self.step,
-            self.skipped,
+            self.state.step,
+            self.state.skipped,
             f"{self.config.nan_max_restores} restores of {self.last_checkpoint} with the "
-            f"learning rate lowered to {self.schedule(self.step):.3g} did not help. Start a "
+            f"learning rate lowered to {self.schedule(self.state.step):.3g} did not help. Start a "
             f"fresh run with a lower --lr (this run: {self.config.lr:g}), more --warmup-steps "
             f"or a --max-grad-norm",
         )
@@ -316,12 +259,12 @@ class Trainer:
         self.window.clear_skips()
         self._say(
             f"{reason}: restored {self.last_checkpoint} and lowered the learning rate "
-            f"to {self.schedule(self.step):.3g}"
+            f"to {self.schedule(self.state.step):.3g}"
         )
 
     # ---------------------------------------------------------------------------- stepping
     def elapsed(self) -> float:
-        return self.elapsed_before + time.perf_counter() - self.started
+        return self.state.elapsed_before + time.perf_counter() - self.started
 
     @property
     def eval_flow(self) -> Flow:
@@ -331,11 +274,11 @@ class Trainer:
     def train_step(self, levels: torch.Tensor, labels: torch.Tensor) -> StepOutput:
         """One optimizer step on a batch of integer levels (see :mod:`.step`)."""
         config, process = self.config, self.process
-        self.lr = self.schedule.apply(self.optimizer, self.step, self.progress())
+        self.lr = self.schedule.apply(self.optimizer, self.state.step, self.progress())
         levels = levels.to(self.device, non_blocking=True)
         y = labels.to(self.device, non_blocking=True) if config.conditional else None
         generator = noise_generator(
-            self.device, config.seed, self.step, process.rank, process.world_size
+            self.device, config.seed, self.state.step, process.rank, process.world_size
         )
         noise = self.dequantizer.noise(levels, generator)
         inputs = (levels, y, noise)
@@ -345,7 +288,7 @@ class Trainer:
             inputs,
             config.max_grad_norm,
             self.ema,
-            self.step,
+            self.state.step,
             self.scaler,
         )
 
@@ -355,8 +298,10 @@ class Trainer:
         skipped, worst = self.window.read_skips()
         if not skipped:
             return
-        self.skipped += skipped
-        self._say(f"non-finite loss or gradient: step skipped ({skipped} up to step {self.step})")
+        self.state.skipped += skipped
+        self._say(
+            f"non-finite loss or gradient: step skipped ({skipped} up to step {self.state.step})"
+        )
         if worst >= self.config.nan_patience:
             self._recover(f"{worst} non-finite steps in a row")
 
@@ -389,18 +334,18 @@ class Trainer:
         only); returns the metrics-row entries."""
         assert self.val_set is not None
         result = self.evaluate(self.val_set, self.config.eval_draws)
-        if math.isfinite(result.bpd) and result.bpd < self.best.val_bpd:
+        if math.isfinite(result.bpd) and result.bpd < self.state.best.val_bpd:
             if self._known_good() is None:
-                self.best = BestRecord(self.step, result.bpd, 0)
+                self.state.best = BestRecord(self.state.step, result.bpd, 0)
                 self._write_checkpoint(BEST)
         else:
-            self.best.evals_since += 1
+            self.state.best.evals_since += 1
         return {"val_bpd": result.bpd, "val_bpd_stderr": result.stderr}
 
     def progress(self) -> float:
         """The fraction of the run done: of ``max_steps``, or of the ``max_time`` budget when
         that is further along (so a budgeted run anneals its learning rate in time)."""
-        fraction = self.step / self.config.max_steps
+        fraction = self.state.step / self.config.max_steps
         if self.config.max_time:
             fraction = max(fraction, self.elapsed() / self.config.max_time)
         return min(fraction, 1.0)
@@ -408,7 +353,7 @@ class Trainer:
     @property
     def done(self) -> bool:
         """``max_steps`` taken, or the ``max_time`` budget spent."""
-        return self.step >= self.config.max_steps or (
+        return self.state.step >= self.config.max_steps or (
             bool(self.config.max_time) and self.elapsed() >= self.config.max_time
         )
 
@@ -416,34 +361,18 @@ class Trainer:
     def early_stop(self) -> bool:
         """Whether ``early_stopping`` validations in a row brought no improvement."""
         patience = self.config.early_stopping
-        return bool(patience) and self.best.evals_since >= patience
+        return bool(patience) and self.state.best.evals_since >= patience
 
     def _samples(self) -> None:
-        config, flow = self.config, self.eval_flow
-        y, nrow = None, None
-        if config.conditional:
-            classes = int(self.data.num_classes or 0)
-            y = torch.arange(config.sample_count, device=self.device) % classes
-            nrow = classes
-        was_training = flow.training
+        flow, was_training = self.eval_flow, self.eval_flow.training
         flow.eval()
-        save_sample_grids(
-            flow,
-            config.sample_count,
-            config.sample_temperatures,
-            self.data.n_bins,
-            config.seed,
-            lambda t: self.run_dir / "samples" / f"step-{self.step:08d}_t{t:g}.png",
-            y,
-            nrow,
-            title=f"step {self.step}",
-        )
+        save_run_samples(flow, self.config, self.data, self.state.step, self.run_dir)
         flow.train(was_training)
 
     def _periodic(self, bar: tqdm) -> None:
         """Metrics row, test evaluation, sample grids and checkpoint when due; the only place
         the host reads the step's results."""
-        config, step, window = self.config, self.step, self.window
+        config, step, window = self.config, self.state.step, self.window
         final = self.done
         due = lambda every: step % every == 0 or final  # noqa: E731
         validate = self.val_set is not None and due(config.eval_every)
@@ -461,7 +390,9 @@ class Trainer:
             if test:
                 result = self.evaluate(self.test_set, config.eval_draws)
                 row.update(test_bpd=result.bpd, test_bpd_stderr=result.stderr)
-            row.update(step=step, lr=self.lr, skipped_steps=self.skipped, elapsed_s=self.elapsed())
+            row.update(
+                step=step, lr=self.lr, skipped_steps=self.state.skipped, elapsed_s=self.elapsed()
+            )
             if self.log is not None:
                 self.log.write(**row)
             postfix = {k: f"{row[k]:.3f}" for k in ("train_bpd", "val_bpd") if row.get(k)}
@@ -484,7 +415,7 @@ class Trainer:
             config.seed,
             process.rank,
             process.world_size,
-            start_step=self.step,
+            start_step=self.state.step,
         )
         loader = DataLoader(
             self.train_set,
@@ -495,7 +426,7 @@ class Trainer:
         batches = iter(loader)
         bar = tqdm(
             total=config.max_steps,
-            initial=self.step,
+            initial=self.state.step,
             unit="step",
             dynamic_ncols=True,
             disable=not (process.is_main and config.progress),
@@ -506,7 +437,7 @@ class Trainer:
         while not (self.done or self.early_stop):
             levels, labels = next(batches)
             self.window.add(self.train_step(levels, labels), levels.shape[0])
-            self.step += 1
+            self.state.step += 1
             bar.update(1)
             self._periodic(bar)
         bar.close()
@@ -530,33 +461,33 @@ class Trainer:
     def _finish(self) -> TrainResult:
         """Checkpoint the final state, evaluate the last and the best checkpoints on the test
         set, and write ``result.json`` and ``bpd.png``."""
-        if self.last_checkpoint != checkpoint_path(self.run_dir, self.step):
+        if self.last_checkpoint != checkpoint_path(self.run_dir, self.state.step):
             self.last_checkpoint = self._save() or self.last_checkpoint
         tested = self._final_test(self.eval_flow, self.dequantizer, "last")
-        last = Evaluated(self.step, self.last_checkpoint, tested)
+        last = Evaluated(self.state.step, self.last_checkpoint, tested)
         best = last
-        if self.val_set is not None and self.best.step >= 0:  # else the last is the best
+        if self.val_set is not None and self.state.best.step >= 0:  # else the last is the best
             folder = checkpoint_dir(self.run_dir) / BEST
             loaded, _ = load_run(folder, self.device)
             tested = self._final_test(loaded.flow, loaded.dequantizer, "best")
-            best = Evaluated(self.best.step, folder, tested)
+            best = Evaluated(self.state.best.step, folder, tested)
         wall = self.elapsed()
         metrics: list[dict[str, Optional[float]]] = []
         if self.process.is_main:
             run = {
-                "best_val_bpd": self.best.val_bpd if self.best.step >= 0 else None,
+                "best_val_bpd": self.state.best.val_bpd if self.state.best.step >= 0 else None,
                 "family": self.config.family,
                 "draws": self.config.final_eval_draws,
-                "steps": self.step,
+                "steps": self.state.step,
                 "early_stopped": self.early_stop,
-                "skipped_steps": self.skipped,
+                "skipped_steps": self.state.skipped,
                 "wall_time_s": wall,
                 "dataset": self.data.dataset,
                 "n_bins": self.data.n_bins,
                 "world_size": self.process.world_size,
             }
             metrics = write_report(self.run_dir, self.config.name, best, last, run, self.device)
-        return train_result(self.run_dir, self.step, wall, best, last, metrics)
+        return train_result(self.run_dir, self.state.step, wall, best, last, metrics)
 
     def close(self) -> None:
         if self.log is not None:

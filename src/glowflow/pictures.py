@@ -32,7 +32,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 MIN_WIDTH = 512
 """The grid of every picture is at least this many pixels wide (a whole-factor enlargement)."""
