@@ -74,9 +74,18 @@ def main() -> None:
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--work", default="runs/families", help="where the run folders go")
     parser.add_argument("--output", required=True, help="the JSON file to write")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the finished runs in --work (a result.json) and train only the others",
+    )
     args = parser.parse_args()
     work = Path(args.work)
-    pending = list(args.families)
+    pending = [
+        family
+        for family in args.families
+        if not (args.reuse and (work / family / "result.json").is_file())
+    ]
     running: list[tuple[str, subprocess.Popen]] = []
     while pending or running:
         while pending and len(running) < args.parallel:
