@@ -6,9 +6,11 @@ from typing import Iterator
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ..errors import ConfigError
+from . import distributed
+from .config import TrainConfig
 
 
 class StepBatches(Sampler[list[int]]):
@@ -68,4 +70,30 @@ def noise_generator(
     """The dequantization generator of one step of one process, seeded from all three."""
     return torch.Generator(device=device).manual_seed(
         (seed * 1_000_003 + step * world_size + rank) % (2**63)
+    )
+
+
+def step_loader(
+    dataset: Dataset,
+    config: TrainConfig,
+    process: distributed.Process,
+    start_step: int,
+    device: torch.device,
+) -> DataLoader:
+    """The run's training batches from step ``start_step`` on: :class:`StepBatches` (every
+    process its own slice of each step's seeded batch) through a ``DataLoader`` with the run's
+    ``num_workers``."""
+    sampler = StepBatches(
+        dataset,
+        config.batch_size,
+        config.seed,
+        process.rank,
+        process.world_size,
+        start_step=start_step,
+    )
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=config.num_workers,
+        pin_memory=device.type == "cuda",
     )

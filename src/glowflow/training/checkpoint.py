@@ -47,6 +47,7 @@ from ..store.loader import (
     checkpoint_folder,
     list_checkpoints,
     load_model,
+    load_weights,
     read_weights,
 )
 from ..store.record import (
@@ -315,3 +316,20 @@ def start_checkpoint(
             return None
         return existing[-1]
     return checkpoint_folder(resume)
+
+
+def load_checkpoint_weights(
+    folder: Path,
+    flow: Flow,
+    dequantizer: torch.nn.Module,
+    ema_flow: Optional[Flow] = None,
+) -> None:
+    """Load a checkpoint's weights into a run's modules: the flow's, a learned dequantizer's
+    and the EMA's (each file checked against its sha256)."""
+    files = [(flow, WEIGHTS_FILE)]
+    if dequantizer.state_dict():
+        files.append((dequantizer, DEQUANTIZER_FILE))
+    if ema_flow is not None:
+        files.append((ema_flow, EMA_FILE))
+    for module, name in files:
+        load_weights(module, folder / name, read_weights(folder / name)[0])

@@ -15,6 +15,8 @@ from ..errors import ConfigError
 from ..flow import Flow
 from ..metrics import bits_per_dim
 from ..precision import network_precision
+from . import distributed
+from .config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -127,3 +129,29 @@ def evaluate_bpd(
         precision=precision,
     )
     return summarize(sums, draws)
+
+
+def shared_bpd(
+    flow: Flow,
+    dataset: Dataset,
+    dequantizer: nn.Module,
+    draws: int,
+    config: TrainConfig,
+    process: distributed.Process,
+) -> BpdResult:
+    """Bits/dim (the dequantization bound) of ``flow`` and ``dequantizer`` on ``dataset``
+    during a run, each process taking every ``world``-th image and the sums added over them;
+    the run's ``eval_batch_size``, ``seed`` and ``conditional``."""
+    indices = range(process.rank, len(dataset), process.world_size)
+    sums = bpd_sums(
+        flow,
+        dataset,
+        dequantizer,
+        draws=draws,
+        batch_size=config.eval_batch_size,
+        device=process.device,
+        seed=config.seed,
+        conditional=config.conditional,
+        indices=indices,
+    )
+    return summarize(distributed.all_reduce_sum(sums, process), draws)

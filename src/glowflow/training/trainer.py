@@ -21,7 +21,6 @@ from typing import Any, Optional
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..data import dequantize
@@ -31,18 +30,15 @@ from ..precision import make_grad_scaler
 from ..store.atomic import write_text_atomically
 from ..store.loader import (
     BEST,
-    EMA_FILE,
     checkpoint_dir,
-    load_weights,
-    read_weights,
 )
-from ..store.record import DEQUANTIZER_FILE, WEIGHTS_FILE
 from . import distributed
-from .batches import StepBatches, noise_generator, take_images
+from .batches import noise_generator, step_loader, take_images
 from .checkpoint import (
     STATE_FILE,
     checkpoint_path,
     first_non_finite,
+    load_checkpoint_weights,
     load_run,
     prune_checkpoints,
     read_run_config,
@@ -54,7 +50,7 @@ from .checkpoint import (
 from .config import RESUME_MAY_CHANGE, TrainConfig, resume_conflicts
 from .ema import EMA
 from .environment import TorchSettings
-from .evaluate import BpdResult, bpd_sums, summarize
+from .evaluate import BpdResult, shared_bpd
 from .images import save_run_samples
 from .model import build_dequantizer, build_flow, run_data
 from .recovery import Recovery, TrainingDiverged
@@ -185,13 +181,8 @@ class Trainer:
                     f"{folder} was trained with other settings ({'; '.join(conflicts)}); a "
                     f"resumed run keeps the run's settings except {', '.join(RESUME_MAY_CHANGE)}"
                 )
-        files = [(self.flow, WEIGHTS_FILE)]
-        if self.dequantizer.state_dict():
-            files.append((self.dequantizer, DEQUANTIZER_FILE))
-        if self.ema is not None:
-            files.append((self.ema.module, EMA_FILE))
-        for module, name in files:
-            load_weights(module, folder / name, read_weights(folder / name)[0])
+        ema = self.ema.module if self.ema is not None else None
+        load_checkpoint_weights(folder, self.flow, self.dequantizer, ema)
         self.state.load(state, self.device, resume, folder / STATE_FILE)
 
     # ------------------------------------------------------------------------- checkpoints
@@ -315,19 +306,8 @@ class Trainer:
         """Bits/dim (the dequantization bound) of ``flow`` and ``dequantizer`` (default: the
         run's :attr:`eval_flow` and dequantizer) on ``dataset``, each process taking every
         ``world``-th image."""
-        indices = range(self.process.rank, len(dataset), self.process.world_size)
-        sums = bpd_sums(
-            flow or self.eval_flow,
-            dataset,
-            dequantizer or self.dequantizer,
-            draws=draws,
-            batch_size=self.config.eval_batch_size,
-            device=self.device,
-            seed=self.config.seed,
-            conditional=self.config.conditional,
-            indices=indices,
-        )
-        return summarize(distributed.all_reduce_sum(sums, self.process), draws)
+        flow, dequantizer = flow or self.eval_flow, dequantizer or self.dequantizer
+        return shared_bpd(flow, dataset, dequantizer, draws, self.config, self.process)
 
     def _validate(self) -> dict[str, Any]:
         """Validation bits/dim; a new best writes ``checkpoints/best`` (known-good states
@@ -409,21 +389,7 @@ class Trainer:
         """Train up to ``max_steps``, then evaluate with ``final_eval_draws`` and finish the
         run folder (``result.json``, ``bpd.png``)."""
         config, process = self.config, self.process
-        sampler = StepBatches(
-            self.train_set,
-            config.batch_size,
-            config.seed,
-            process.rank,
-            process.world_size,
-            start_step=self.state.step,
-        )
-        loader = DataLoader(
-            self.train_set,
-            batch_sampler=sampler,
-            num_workers=config.num_workers,
-            pin_memory=self.device.type == "cuda",
-        )
-        batches = iter(loader)
+        batches = iter(step_loader(self.train_set, config, process, self.state.step, self.device))
         bar = tqdm(
             total=config.max_steps,
             initial=self.state.step,
