@@ -230,8 +230,12 @@ def test_sha256_is_stored_and_flipped_data_bytes_are_caught(run):
 def test_older_files_without_sha256_load_only_when_finite(run):
     run_dir, _, flow = run
     path = checkpoint_path(run_dir, 5) / MODEL_FILE
-    rewrite(path, lambda metadata: {k: v for k, v in metadata.items() if k != "sha256"})
-    assert_only_checkpoint_5(run_dir, flow)
+    unsigned = {k: v for k, v in read_weights(path)[1].items() if k != "sha256"}
+    rewrite(path, lambda metadata: unsigned)
+    with pytest.raises(RuntimeError, match=rf"^{path} lacks the sha256"):
+        load_model(run_dir)  # a file of this format is always signed
+    rewrite(path, lambda metadata: {**unsigned, "format": "glowflow.checkpoint/1"})
+    assert_only_checkpoint_5(run_dir, flow)  # files from before signing: the first format
 
     def poison(tensors):
         name = next(k for k, v in tensors.items() if v.is_floating_point())

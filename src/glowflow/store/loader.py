@@ -35,7 +35,7 @@ from .record import (
     record_config,
     record_data,
 )
-from .signed_weights import read_signed_weights
+from .signed_weights import header_shapes, read_signed_weights
 
 PathLike = Union[str, Path]
 BUILTIN_PREFIX = "pretrained:"
@@ -133,11 +133,60 @@ def load_weights(module: torch.nn.Module, path: Path, tensors: dict[str, torch.T
     dtypes = {t.dtype for t in tensors.values() if t.is_floating_point()}
     if len(dtypes) == 1:
         module.to(dtype=dtypes.pop())
+    own = module.state_dict()
+    for name, tensor in tensors.items():
+        if name in own and own[name].dtype != tensor.dtype:
+            raise ModelFileError(
+                f"{path}: tensor {name} has dtype {tensor.dtype}, the model's is {own[name].dtype}"
+            )
     try:
         module.load_state_dict(tensors)
     except RuntimeError as error:
         raise ModelFileError(f"{path} does not fit this model: {error}") from None
     check_initialized(module, path)
+
+
+def inside(folder: Path, name: str) -> Path:
+    """``folder / name``, refused when it is a link that leads out of ``folder`` (a model
+    folder reads only its own files)."""
+    path = folder / name
+    if path.is_symlink() and folder.resolve() not in path.resolve().parents:
+        raise ModelFileError(f"{path} links to {path.resolve()}, outside the model folder")
+    return path
+
+
+def check_weights_fit(config: FlowConfig, path: Path, where: str) -> None:
+    """Refuse a record whose model would not fit the weights file, before the model is built
+    (a config.json asking for a billion hidden channels allocates nothing): the model is
+    built on the ``meta`` device (shapes, no memory) and its tensors are compared with the
+    file's header. A family whose construction computes on values cannot be built on
+    ``meta``; its weights are checked when they are loaded."""
+    try:
+        shapes, metadata = header_shapes(path)
+    except FileNotFoundError:
+        raise MissingFileError(f"weights file {path} is missing") from None
+    except RuntimeError as error:
+        raise ModelFileError(str(error)) from None
+    if metadata.get("format") not in (FORMAT, *LEGACY_WEIGHTS_FORMATS):
+        raise ModelFileError(
+            f"{path} is not a glowflow weights file (format {metadata.get('format')!r}, "
+            f"expected {FORMAT!r})"
+        )
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in build(config).state_dict().items()}
+    except (NotImplementedError, RuntimeError):
+        return
+    for name, shape in expected.items():
+        if shapes.get(name) != shape:
+            found = "no such tensor" if name not in shapes else f"shape {shapes[name]}"
+            raise ModelFileError(
+                f"{where} does not describe {path}: its model has {name} of shape {shape}, "
+                f"the weights file {found}"
+            )
+    extra = sorted(set(shapes) - set(expected))
+    if extra:
+        raise ModelFileError(f"{path} holds tensors the model of {where} has not: {extra[:5]}")
 
 
 # ---------------------------------------------------------------------------------- folders
@@ -159,8 +208,11 @@ def read_model_folder(
     config = record_config(record, where)
     data = record_data(record, where)
     use_ema = (folder / EMA_FILE).is_file() if ema is None else ema
-    weights_path = folder / (EMA_FILE if use_ema else WEIGHTS_FILE)
-    tensors, _ = read_weights(weights_path)
+    weights_path = inside(folder, EMA_FILE if use_ema else WEIGHTS_FILE)
+    check_weights_fit(config, weights_path, where)
+    tensors, metadata = read_weights(weights_path)
+    if metadata.get("format") == FORMAT and "sha256" not in metadata:
+        raise ModelFileError(f"{weights_path} lacks the sha256 of its tensors")
     flow = build(config)
     load_weights(flow, weights_path, tensors)
     dequantizer = _dequantizer(record, data, folder, where)
@@ -190,7 +242,7 @@ def _dequantizer(
     except ValueError as error:
         raise ModelFileError(f"{where}: dequantizer {record['dequantizer']!r}: {error}") from None
     if dequantizer.state_dict():
-        path = folder / DEQUANTIZER_FILE
+        path = inside(folder, DEQUANTIZER_FILE)
         load_weights(dequantizer, path, read_weights(path, "dequantizer weights")[0])
     return dequantizer
 

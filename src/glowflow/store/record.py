@@ -104,6 +104,11 @@ def read_record(folder: Path) -> dict[str, Any]:
     found = record.get("format") if isinstance(record, dict) else None
     if found == LEGACY_FORMAT:
         record = _from_legacy(record, path)
+    elif isinstance(found, str) and _is_newer(found):
+        raise ModelFileError(
+            f"{path} was written by a newer glowflow (format {found!r}; this one reads "
+            f"{FORMAT!r}): upgrade glowflow to load it"
+        )
     elif found != FORMAT:
         raise ModelFileError(
             f"{path} is not a glowflow model config (format {found!r}, expected {FORMAT!r})"
@@ -114,6 +119,13 @@ def read_record(folder: Path) -> dict[str, Any]:
     if not isinstance(record.get("family"), str):
         raise ModelFileError(f"{path} lacks its 'family' entry")
     return record
+
+
+def _is_newer(found: str) -> bool:
+    """Whether ``found`` is a later version of this format (``glowflow.model/3``, ...)."""
+    name, _, version = found.rpartition("/")
+    ours = FORMAT.rpartition("/")
+    return name == ours[0] and version.isdigit() and int(version) > int(ours[2])
 
 
 def _from_legacy(record: dict[str, Any], path: Path) -> dict[str, Any]:

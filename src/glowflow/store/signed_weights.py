@@ -78,3 +78,32 @@ def read_signed_weights(
             f"({stored[:16]}..., computed {computed[:16]}...){suffix}"
         )
     return tensors, metadata
+
+
+MAX_HEADER_BYTES = 100_000_000
+"""The largest safetensors header read (the format's own limit)."""
+
+
+def header_shapes(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """``({name: shape}, metadata)`` of a safetensors file from its header alone (8 bytes of
+    length, then JSON), without reading a tensor; ``RuntimeError`` naming the file when the
+    header is not one."""
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} is missing")
+    try:
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            if not 0 < size <= MAX_HEADER_BYTES:
+                raise ValueError(f"a header of {size} bytes")
+            header = json.loads(handle.read(size))
+    except (OSError, ValueError) as error:
+        raise RuntimeError(f"{path} is not a readable safetensors file: {error}") from None
+    if not isinstance(header, dict):
+        raise RuntimeError(f"{path} is not a readable safetensors file: its header is no table")
+    shapes = {
+        name: tuple(int(n) for n in entry["shape"])
+        for name, entry in header.items()
+        if name != "__metadata__" and isinstance(entry, dict) and "shape" in entry
+    }
+    metadata = header.get("__metadata__")
+    return shapes, metadata if isinstance(metadata, dict) else {}
