@@ -5,7 +5,7 @@ the direction alternating between blocks."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from ..config_base import FlowConfig, option
 from ..errors import ConfigError
@@ -86,6 +86,31 @@ def build(config: TarFlowConfig) -> Flow:
     )
 
 
+def _real_data(name: str, dataset: str, steps: int, every: int, **model: Any) -> dict[str, Any]:
+    """Preset ``name`` for a downloadable dataset: TarFlow's recipe (AdamW, warm-up then
+    cosine) at width 256 with 4 blocks of 4 layers unless ``model`` says otherwise,
+    validating, sampling and checkpointing ``every`` steps."""
+    return (
+        dict(
+            name=name,
+            dataset=dataset,
+            val_size=5000,
+            patch_size=2,
+            channels=256,
+            num_blocks=4,
+            layers_per_block=(4,),
+            optimizer="adamw",
+            warmup_steps=1000,
+            batch_size=64,
+            max_steps=steps,
+            eval_every=every,
+            sample_every=every,
+            checkpoint_every=every,
+        )
+        | model
+    )
+
+
 FAMILY = Family(
     name="tarflow",
     summary="TarFlow: autoregressive flow over image patches with causal transformer blocks "
@@ -95,55 +120,19 @@ FAMILY = Family(
     template=TarFlowConfig(channels=64, num_blocks=4, layers_per_block=(2,), head_dim=32),
     presets={
         "tarflow": {"name": "tarflow", "optimizer": "adamw", "lr": 5e-4, "warmup_steps": 100},
-        "tarflow-mnist": dict(
-            name="tarflow-mnist",
-            dataset="mnist",
-            val_size=5000,
-            patch_size=4,
-            channels=256,
-            num_blocks=4,
-            layers_per_block=(4,),
-            optimizer="adamw",
-            lr=5e-4,
-            warmup_steps=1000,
-            max_steps=50_000,
-            eval_every=2500,
-            sample_every=2500,
-            checkpoint_every=2500,
-        ),
-        "tarflow-cifar10": dict(
-            name="tarflow-cifar10",
-            dataset="cifar10",
-            val_size=5000,
-            patch_size=2,
+        "tarflow-mnist": _real_data("tarflow-mnist", "mnist", 50_000, 2500, patch_size=4, lr=5e-4),
+        "tarflow-cifar10": _real_data(
+            "tarflow-cifar10",
+            "cifar10",
+            200_000,
+            5000,
             channels=768,
             num_blocks=8,
             layers_per_block=(8,),
-            optimizer="adamw",
             lr=1e-4,
-            warmup_steps=1000,
-            batch_size=64,
-            max_steps=200_000,
-            eval_every=5000,
-            sample_every=5000,
-            checkpoint_every=5000,
         ),
-        "tarflow-cifar10-small": dict(
-            name="tarflow-cifar10-small",
-            dataset="cifar10",
-            val_size=5000,
-            patch_size=4,
-            channels=256,
-            num_blocks=4,
-            layers_per_block=(4,),
-            optimizer="adamw",
-            lr=3e-4,
-            warmup_steps=1000,
-            batch_size=64,
-            max_steps=100_000,
-            eval_every=2500,
-            sample_every=2500,
-            checkpoint_every=2500,
+        "tarflow-cifar10-small": _real_data(
+            "tarflow-cifar10-small", "cifar10", 100_000, 2500, patch_size=4, lr=3e-4
         ),
     },
     converters=("tarflow",),
