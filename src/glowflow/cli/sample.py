@@ -112,11 +112,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="Jacobi's most iterations per chunk; none: 32",
     )
+    transformer.add_argument(
+        "--denoise",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="one score-based denoising step after sampling a model trained with noise "
+        "augmentation; none: whenever it was",
+    )
     DEVICE.add(parser)
     PRECISION.add(parser)
 
 
-SAMPLING_OPTIONS = ("guidance", "guidance_rule", "inverse", "jacobi_tol", "jacobi_max_iter")
+SAMPLING_OPTIONS = (
+    "guidance",
+    "guidance_rule",
+    "inverse",
+    "jacobi_tol",
+    "jacobi_max_iter",
+    "denoise",
+)
 """The flags that are the family's own sampling keywords (TarFlow's)."""
 
 
@@ -128,6 +142,8 @@ def sampling_options(args: argparse.Namespace, loaded: LoadedModel) -> dict[str,
     given = {
         name: getattr(args, name) for name in SAMPLING_OPTIONS if getattr(args, name) is not None
     }
+    if args.denoise is None and loaded.record.get("noise_augment"):
+        given["denoise"] = True  # a noise-augmented model's samples are denoised
     accepted = inspect.signature(loaded.flow.sample).parameters
     refused = [name for name in given if name not in accepted]
     if refused:

@@ -125,10 +125,16 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def run(args: argparse.Namespace) -> int:
     from ..training.trainer import train
 
-    result = train(config_from_args(args), resume=getattr(args, "resume", None))
+    config = config_from_args(args)
+    result = train(config, resume=getattr(args, "resume", None))
     if os.environ.get("RANK", "0") == "0":
+        noisy = (
+            f" [a model of data + N(0, {config.noise_augment:g}^2) noise]"
+            if config.noise_augment
+            else ""
+        )
         print(
-            f"test bits/dim {result.test_bpd:.4f} +- {result.test_bpd_stderr:.4f} "
+            f"test bits/dim{noisy} {result.test_bpd:.4f} +- {result.test_bpd_stderr:.4f} "
             f"(best checkpoint {result.best_checkpoint.name}; last: {result.last_test_bpd:.4f}) "
             f"after {result.steps} steps in {result.wall_time_s:.0f} s; run folder "
             f"{result.run_dir}"

@@ -143,8 +143,11 @@ class TarFlowModel(Flow):
         jacobi_tol: float = 1e-8,
         jacobi_max_iter: int = 32,
         jacobi_chunk: int = 16,
+        denoise: bool = False,
     ) -> Tensor:
-        """``n`` images from ``N(0, T^2 I)`` latents through the inverse.
+        """``n`` images from ``N(0, T^2 I)`` latents through the inverse; with ``denoise``
+        (for a model trained with noise augmentation, :attr:`noise_std` > 0) each then gets
+        the one-step score denoiser :meth:`denoise`.
 
         ``guidance`` is the guidance weight ``w`` (0: none): for a class-conditional model the
         guide is the null class, for an unconditional one the model with attention temperature
@@ -171,7 +174,8 @@ class TarFlowModel(Flow):
         latent = torch.randn(
             n, *shape, generator=generator, device=reference.device, dtype=reference.dtype
         ).mul_(temperature)
-        return self.invert(latent, y, options).x
+        x = self.invert(latent, y, options).x
+        return self.denoise(x, y=y) if denoise and self.noise_std > 0 else x
 
     def score(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         """``grad_x log p(x | y)`` of each example, ``x``'s shape (autograd, graph freed)."""

@@ -215,6 +215,8 @@ def read_model_folder(
         raise ModelFileError(f"{weights_path} lacks the sha256 of its tensors")
     flow = build(config)
     load_weights(flow, weights_path, tensors)
+    if record.get("noise_augment") and hasattr(flow, "noise_std"):
+        flow.noise_std = float(record["noise_augment"])  # what denoising removes (TarFlow)
     dequantizer = _dequantizer(record, data, folder, where)
     step = record["provenance"].get("step")
     return LoadedModel(

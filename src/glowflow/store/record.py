@@ -10,7 +10,8 @@ A model folder (a run's checkpoint, an exported model, a converted one)::
                               "provenance": where the weights came from (a run: its train config
                                             and step; a conversion: the source file),
                               "metrics": measured results and how,
-                              "parameters": the parameter count}
+                              "parameters": the parameter count,
+                              "noise_augment": the sigma of training's noise augmentation (0: none)}
     model.safetensors        the flow's state_dict, signed (sha256 of its tensors)
     dequantizer.safetensors  a learned dequantizer's weights, when there is one
     README.md                the card, generated from config.json (:mod:`.card`)
@@ -53,9 +54,12 @@ def make_record(
     provenance: Optional[Mapping[str, Any]] = None,
     metrics: Optional[Mapping[str, Any]] = None,
     name: str = "glowflow model",
+    noise_augment: float = 0.0,
 ) -> dict[str, Any]:
     """The ``config.json`` record of a model of any family (its runtime fields at their
-    defaults: :meth:`~glowflow.config_base.FlowConfig.architecture`)."""
+    defaults: :meth:`~glowflow.config_base.FlowConfig.architecture`). ``noise_augment`` is the
+    sigma of the Gaussian noise its training added (its density is of the noisy data, and its
+    samples are denoised); 0 for a likelihood model."""
     family = family_of(config)
     shape_fields = config.fields_with_role("shape")
     if shape_fields and tuple(getattr(config, shape_fields[0])) != tuple(data.shape):
@@ -77,6 +81,7 @@ def make_record(
         "provenance": dict(provenance or {}),
         "metrics": dict(metrics or {}),
         "parameters": int(parameters),
+        "noise_augment": float(noise_augment),
     }
 
 

@@ -218,6 +218,7 @@ def save_checkpoint(
         getattr(dequantizer, "settings", None),
         provenance,
         name=f"{config.name} step {step}",
+        noise_augment=config.noise_augment,
     )
 
     def fill(folder: Path) -> None:

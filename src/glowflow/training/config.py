@@ -105,6 +105,12 @@ class TrainConfig:
         "reports the variational bound)",
         DEQUANTIZATIONS,
     )
+    noise_augment: float = option(
+        0.0,
+        "Gaussian noise sigma added to the dequantized training inputs (TarFlow's sampling "
+        "mode: the model learns the density of the noisy data, and samples are denoised; 0: "
+        "the likelihood mode). Validation and test bits/dim stay on clean data and are marked",
+    )
     dequantizer_steps: int = option(4, "coupling steps of the variational dequantizer")
     dequantizer_hidden: int = option(32, "width of the variational dequantizer's networks")
     # optimization
@@ -206,6 +212,8 @@ class TrainConfig:
             for value in values if isinstance(values, tuple) else (values,):
                 if isinstance(value, float) and not math.isfinite(value):
                     raise ConfigError(f"{f.name} must be a finite number, got {value}")
+        if self.noise_augment < 0:
+            raise ConfigError(f"noise_augment must be >= 0, got {self.noise_augment}")
         if self.max_time < 0:
             raise ConfigError(f"max_time must be >= 0 seconds, got {self.max_time}")
         if self.lr <= 0:

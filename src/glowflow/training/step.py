@@ -43,7 +43,9 @@ class Objective(nn.Module):
 
     ``x, log q = dequantizer(k, noise)``; ``bpd_i = bits_per_dim(log p(x_i) - log q_i)`` (the
     variational bound; the uniform dequantizer has ``log q = 0``);
-    ``loss = mean_i bpd_i + class_loss_weight * CE(logits, y)``, the logits from the class-
+    ``loss = mean_i bpd_i + class_loss_weight * CE(logits, y)``; with ``noise_augment =
+    sigma`` the flow reads ``x + sigma eps`` (TarFlow's sampling mode; its training bits/dim
+    are then of the noisy data), the logits from the class-
     conditional prior's classifier head on the top latent before the prior (the official
     Glow code's ``ycond`` loss). The head is the objective's business: a flow's own output is
     only ``log p(x | y)``. ``precision`` (``"fp32"``, ``"bf16"``, ``"fp16"``) is what the
@@ -56,6 +58,7 @@ class Objective(nn.Module):
         dequantizer: nn.Module,
         class_loss_weight: float = 0.0,
         precision: str = "fp32",
+        noise_augment: float = 0.0,
     ) -> None:
         super().__init__()
         if class_loss_weight and flow.num_classes is None:
@@ -64,15 +67,24 @@ class Objective(nn.Module):
         self.dequantizer = dequantizer
         self.class_loss_weight = class_loss_weight
         self.precision = check_precision(precision)
+        self.noise_augment = noise_augment
 
-    def forward(self, levels: Tensor, y: Optional[Tensor], noise: Tensor) -> tuple[Tensor, Tensor]:
-        """Levels ``(B, *event_shape)`` and their dequantization draws -> ``(loss, mean
+    def forward(
+        self, levels: Tensor, y: Optional[Tensor], noise: Tensor, gaussian: Optional[Tensor] = None
+    ) -> tuple[Tensor, Tensor]:
+        """Levels ``(B, *event_shape)``, their dequantization draws and, with
+        ``noise_augment``, standard normal draws of the same shape -> ``(loss, mean
         bits/dim)``, both 0-dim."""
         with network_precision(self.precision, levels.device):
-            return self._loss(levels, y, noise)
+            return self._loss(levels, y, noise, gaussian)
 
-    def _loss(self, levels: Tensor, y: Optional[Tensor], noise: Tensor) -> tuple[Tensor, Tensor]:
+    def _loss(
+        self, levels: Tensor, y: Optional[Tensor], noise: Tensor, gaussian: Optional[Tensor]
+    ) -> tuple[Tensor, Tensor]:
         x, log_q = self.dequantizer(levels, noise)
+        if self.noise_augment:  # TarFlow's sampling mode: the density of x + sigma eps
+            assert gaussian is not None
+            x = x + self.noise_augment * gaussian
         encoding = self.flow.forward_levels(x, y)
         log_bound = log_prob_of(encoding) - log_q
         bpd = bits_per_dim(log_bound, self.flow.num_dims, self.dequantizer.n_bins).mean()

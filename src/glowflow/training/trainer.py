@@ -117,7 +117,11 @@ class Trainer:
         self.flow: Flow = build_flow(config, self.data).to(self.device)
         self.dequantizer = build_dequantizer(config, self.data).to(self.device)
         self.objective = Objective(
-            self.flow, self.dequantizer, config.class_loss_weight, config.precision
+            self.flow,
+            self.dequantizer,
+            config.class_loss_weight,
+            config.precision,
+            config.noise_augment,
         )
         self.scaler = make_grad_scaler(config.precision, self.device)  # fp16 only
         parameters = list(self.objective.parameters())
@@ -272,7 +276,9 @@ class Trainer:
             self.device, config.seed, self.state.step, process.rank, process.world_size
         )
         noise = self.dequantizer.noise(levels, generator)
-        inputs = (levels, y, noise)
+        inputs: tuple[Optional[torch.Tensor], ...] = (levels, y, noise)
+        if config.noise_augment:
+            inputs += (torch.randn(levels.shape, generator=generator, device=self.device),)
         return training_step(
             self.model,
             self.optimizer,
@@ -443,6 +449,7 @@ class Trainer:
             run = {
                 "best_val_bpd": self.state.best.val_bpd if self.state.best.step >= 0 else None,
                 "family": self.config.family,
+                "noise_augment": self.config.noise_augment,
                 "draws": self.config.final_eval_draws,
                 "steps": self.state.step,
                 "early_stopped": self.early_stop,
