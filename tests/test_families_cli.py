@@ -41,3 +41,12 @@ def test_every_family_trains_evaluates_samples_exports_reloads_and_scores(family
     resumed = ["train", "--run-dir", str(run), "--resume", "auto", "--max-steps", "3"]
     assert main([*resumed, "--no-progress", "--device", "cpu"]) == 0
     assert json.loads((run / "result.json").read_text())["steps"] == 3
+
+
+def test_train_says_what_it_trains_before_it_starts(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--family", "realnvp", "--run-dir", str(run), *STEPS]) == 0
+    err = capsys.readouterr().err
+    parameters = sum(p.numel() for p in gf.load_model(run).flow.parameters())
+    assert f"realnvp with {parameters:,} parameters on cpu" in err
+    assert "digits: train 1300, val 200, test 297 images" in err and str(run) in err

@@ -140,6 +140,7 @@ class Trainer:
         if start is not None:
             self._restore(start, resume=True)
             self._say(f"resumed from {start} at step {self.state.step}")
+        self._say(self._summary())
         self.model: torch.nn.Module = self.objective
         if self.process.distributed:
             self.model = DistributedDataParallel(
@@ -163,6 +164,24 @@ class Trainer:
         self.last_checkpoint: Path = start
 
     # ------------------------------------------------------------------------------ set-up
+    def _summary(self) -> str:
+        """The start-up line: family, parameters, device and threads, split sizes, folder."""
+        sizes = ", ".join(
+            f"{name} {len(split)}"
+            for name, split in (
+                ("train", self.train_set),
+                ("val", self.val_set),
+                ("test", self.test_set),
+            )
+            if split is not None
+        )
+        parameters = sum(p.numel() for p in self.flow.parameters())
+        return (
+            f"{self.config.family} with {parameters:,} parameters on {self.device} "
+            f"({torch.get_num_threads()} threads, world {self.process.world_size}); "
+            f"{self.config.dataset}: {sizes} images; run folder {self.run_dir}"
+        )
+
     def _say(self, message: str) -> None:
         if self.process.is_main:
             tqdm.write(f"glowflow train: {message}", file=sys.stderr)
