@@ -41,3 +41,29 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
 def test_a_missing_model_is_one_line_naming_it(capsys, tmp_path):
     assert main(["eval", str(tmp_path / "nothing")]) == 2
     assert capsys.readouterr().err.startswith(f"glowflow eval: error: no such folder: {tmp_path}")
+
+
+def test_a_failed_start_leaves_no_run_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "runs" / "c"
+    assert main(["train", "--preset", "cifar10", "--run-dir", str(run)]) == 2
+    assert "CIFAR-10 not found" in capsys.readouterr().err
+    assert not run.exists()
+
+
+def test_a_failed_download_is_one_line(tmp_path, capsys, monkeypatch):
+    import urllib.error
+
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    run = tmp_path / "runs" / "d"
+    assert main(["train", "--preset", "cifar10", "--download", "--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("glowflow train: error: cannot download CIFAR10 into data: ")
+    assert "Name or service not known" in err and err.count("\n") == 1
+    assert not run.exists()

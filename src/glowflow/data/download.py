@@ -27,4 +27,11 @@ def torchvision_download(class_name: str, root: Path, **kwargs: Any) -> None:
     """
     from torchvision import datasets
 
-    getattr(datasets, class_name)(str(root), download=True, **kwargs)
+    try:
+        getattr(datasets, class_name)(str(root), download=True, **kwargs)
+    except OSError as error:  # URLError and socket errors are OSErrors: no network, a bad URL
+        reason = getattr(error, "reason", None) or error
+        raise MissingFileError(
+            f"cannot download {class_name} into {root}: {reason}; check the network, or "
+            f"place the original files there and run without --download"
+        ) from None

@@ -334,3 +334,12 @@ def load_checkpoint_weights(
         files.append((ema_flow, EMA_FILE))
     for module, name in files:
         load_weights(module, folder / name, read_weights(folder / name)[0])
+
+
+def remove_if_unused(run_dir: Path) -> None:
+    """Remove a run folder that a failed start left holding nothing but its ``.lock`` (the
+    lock released first), so a mistyped command leaves no trace."""
+    run_dir = Path(run_dir)
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".lock"}:
+        (run_dir / ".lock").unlink(missing_ok=True)
+        run_dir.rmdir()

@@ -43,6 +43,7 @@ from .checkpoint import (
     prune_checkpoints,
     read_run_config,
     read_state,
+    remove_if_unused,
     remove_stale_temporaries,
     save_checkpoint,
     start_checkpoint,
@@ -106,6 +107,8 @@ class Trainer:
             self._set_up(resume)
         except BaseException:
             self.close()
+            if self.lock is not None:
+                remove_if_unused(self.run_dir)
             raise
 
     def _set_up(self, resume: Optional[str]) -> None:
