@@ -213,6 +213,22 @@ def read_model_folder(
     tensors, metadata = read_weights(weights_path)
     if metadata.get("format") == FORMAT and "sha256" not in metadata:
         raise ModelFileError(f"{weights_path} lacks the sha256 of its tensors")
+    return _loaded(record, config, data, folder, weights_path, tensors, device, use_ema, where)
+
+
+def _loaded(
+    record: dict[str, Any],
+    config: FlowConfig,
+    data: DataSpec,
+    folder: Path,
+    weights_path: Path,
+    tensors: dict[str, torch.Tensor],
+    device: Union[str, torch.device],
+    use_ema: bool,
+    where: str,
+) -> LoadedModel:
+    """The :class:`LoadedModel` of a checked record and its weights: the family's flow with
+    the weights loaded, the dequantizer, in eval mode on ``device``."""
     flow = build(config)
     load_weights(flow, weights_path, tensors)
     if record.get("noise_augment") and hasattr(flow, "noise_std"):
@@ -285,20 +301,8 @@ def _read_legacy_checkpoint(
         "provenance": {"kind": "glowflow run checkpoint", "step": step, "train_config": settings},
         "metrics": {},
     }
-    flow = build(config)
-    load_weights(flow, weights_path, tensors)
-    dequantizer = _dequantizer(record, data, folder, str(weights_path))
-    return LoadedModel(
-        flow.to(device).eval(),
-        config,
-        data,
-        folder,
-        _output_dir(folder),
-        dequantizer.to(device).eval(),
-        record,
-        step,
-        use_ema,
-    )
+    where = str(weights_path)
+    return _loaded(record, config, data, folder, weights_path, tensors, device, use_ema, where)
 
 
 def _legacy_glow_config(settings: dict[str, Any], data: DataSpec) -> dict[str, Any]:
