@@ -18,7 +18,6 @@ import argparse
 import csv
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,24 +27,15 @@ import torch
 from glowflow.families import FAMILIES
 from glowflow.machine import machine_description
 from glowflow.store import load_model
+from trials import glowflow_command, run_trainings, shown
 
 
 def train_command(family: str, seconds: float, run_dir: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "glowflow",
+    return glowflow_command(
         "train",
-        "--family",
-        family,
-        "--max-time",
-        str(seconds),
-        "--max-steps",
-        "1000000",
-        "--run-dir",
-        str(run_dir),
-        "--no-progress",
-    ]
+        *("--family", family, "--max-time", str(seconds), "--max-steps", "1000000"),
+        *("--run-dir", str(run_dir), "--no-progress"),
+    )
 
 
 def sampling_rate(run_dir: Path, count: int = 64) -> float:
@@ -81,21 +71,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     work = Path(args.work)
-    pending = [
-        family
-        for family in args.families
-        if not (args.reuse and (work / family / "result.json").is_file())
-    ]
-    running: list[tuple[str, subprocess.Popen]] = []
-    while pending or running:
-        while pending and len(running) < args.parallel:
-            family = pending.pop(0)
-            command = train_command(family, args.seconds, work / family)
-            print(" ".join(command), file=sys.stderr)
-            running.append((family, subprocess.Popen(command)))
-        family, process = running.pop(0)
-        if process.wait() != 0:
-            raise SystemExit(f"training {family} failed with exit status {process.returncode}")
+    jobs = [(work / f, train_command(f, args.seconds, work / f)) for f in args.families]
+    run_trainings(jobs, args.parallel, args.reuse)
     rows = []
     for family in args.families:
         run_dir = work / family
@@ -111,7 +88,7 @@ def main() -> None:
                 "parameters": sum(p.numel() for p in loaded.flow.parameters()),
                 "train_images_per_s": training_rate(run_dir),
                 "sample_images_per_s": sampling_rate(run_dir),
-                "command": " ".join(train_command(family, args.seconds, run_dir)[2:]),
+                "command": shown(train_command(family, args.seconds, run_dir)),
             }
         )
         print(json.dumps(rows[-1]), file=sys.stderr)

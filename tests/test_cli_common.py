@@ -55,7 +55,7 @@ def test_every_help_states_the_default_the_parser_has_and_only_once(command):
         assert text.count("(default:") <= 1, f"{command} {flag}: {text}"
         said = re.search(r"\(default: (.*)\)$", text)
         if action.default is argparse.SUPPRESS:  # train: the flag leaves the config alone
-            if said and action.dest in ("preset", "config", "resume"):
+            if said and action.dest in ("preset", "recipe", "config", "resume"):
                 continue  # described in words
             if said:
                 value = train_default(action.dest)

@@ -33,7 +33,7 @@ def test_two_step_run_writes_every_file(run_dir):
         "metrics.csv",
         "result.json",
         "bpd.png",
-        "checkpoints/step-00000000/model.safetensors",
+        "checkpoints/step-00000001/model.safetensors",  # the budget's validations checkpoint
         "checkpoints/step-00000002/model.safetensors",
         "checkpoints/step-00000002/state.pt",
     ]

@@ -80,6 +80,7 @@ class GlowConfig(FlowConfig):
         0.0,
         "dropout rate between the hidden layers of the default coupling network (training "
         "only; encoding and decoding in eval mode stay exact)",
+        role="regularization",
     )
     permutation: str = option(
         "invconv",

@@ -9,7 +9,10 @@ read them from one place:
 * ``role="classes"``: the class count of a class-conditional model, decided by the dataset;
 * ``role="seed"``: the initialization seed, decided by the run's ``seed``;
 * ``role="runtime"``: a choice of how to run (memory mode, argument validation), not part of
-  the architecture: model folders store it at its default (:meth:`FlowConfig.architecture`).
+  the architecture: model folders store it at its default (:meth:`FlowConfig.architecture`);
+* ``role="regularization"``: a training-time regularizer (coupling dropout) that leaves the
+  weights and the density of the trained model as they are: stored, a flag, and free to change
+  when a run starts from another model's weights (``--init-from``).
 
 Fields without a role are architecture, and each is a ``glowflow train`` flag.
 
@@ -35,7 +38,7 @@ from typing import Any, Mapping, Optional, Sequence, TypeVar
 
 from .errors import ConfigError
 
-ROLES = ("shape", "classes", "seed", "runtime")
+ROLES = ("shape", "classes", "seed", "runtime", "regularization")
 """Field roles (see the module docstring); a field without one is architecture."""
 
 C = TypeVar("C", bound="FlowConfig")

@@ -6,6 +6,7 @@ import argparse
 import os
 import typing
 
+from ..families import RECIPES
 from ..training.config import (
     PRESETS,
     TrainConfig,
@@ -73,6 +74,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "schedule only",
     )
     parser.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default=argparse.SUPPRESS,
+        help="how the preset is taken: "
+        + "; ".join(f"{name}: {text}" for name, text in RECIPES.items())
+        + " (default: best, or the config file's 'recipe' entry)",
+    )
+    parser.add_argument(
         "--config",
         metavar="FILE",
         default=argparse.SUPPRESS,
@@ -101,7 +110,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
     preset, config_file = getattr(args, "preset", None), getattr(args, "config", None)
     overrides = {name: getattr(args, name) for name in settable_fields() if hasattr(args, name)}
-    config = resolve_config(preset, config_file, overrides)
+    recipe = getattr(args, "recipe", None)
+    config = resolve_config(preset, config_file, overrides, recipe)
     resume = getattr(args, "resume", None)
     if resume is None:
         return config
@@ -116,7 +126,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     file_values = read_config_file(config_file) if config_file is not None else {}
     file_values.pop("preset", None)
     family = overrides.get("family", file_values.get("family", saved.family))
-    given: dict[str, typing.Any] = preset_settings(preset, family) if preset else {}
+    given: dict[str, typing.Any] = (
+        preset_settings(preset, family, recipe or "best") if preset else {}
+    )
     given.update(file_values)
     given.update(overrides)
     return resume_config(saved, given, f"resuming {start}")
@@ -135,8 +147,8 @@ def run(args: argparse.Namespace) -> int:
         )
         print(
             f"test bits/dim{noisy} {result.test_bpd:.4f} +- {result.test_bpd_stderr:.4f} "
-            f"(best checkpoint {result.best_checkpoint.name}; last: {result.last_test_bpd:.4f}) "
-            f"after {result.steps} steps in {result.wall_time_s:.0f} s; run folder "
-            f"{result.run_dir}"
+            f"[{result.bounds_said()}] (best checkpoint {result.best_checkpoint.name}, "
+            f"{result.chosen_by()}; last: {result.last_test_bpd:.4f}) after {result.steps} "
+            f"steps in {result.wall_time_s:.0f} s; run folder {result.run_dir}"
         )
     return 0

@@ -42,7 +42,24 @@ PRESETS: dict[str, dict[str, Any]] = {
     for family in FAMILIES.values()
     for name, settings in family.presets.items()
 }
-"""Every family's training presets by name, each with its ``family`` entry."""
+"""Every family's training presets by name, each with its ``family`` entry: the paper's
+settings (or the family's own, for the digits data)."""
+
+BEST_RECIPES: dict[str, dict[str, Any]] = {
+    name: dict(settings)
+    for family in FAMILIES.values()
+    for name, settings in family.best_recipes.items()
+}
+"""What the recipe search (``benchmarks/recipe_search.py``) chose for a preset, by preset name:
+settings applied over the preset's unless ``--recipe paper``."""
+
+RECIPES: dict[str, str] = {
+    "best": "the preset with the settings the recipe search chose on validation for its "
+    "default budget (where it was searched: the README's recipe table)",
+    "paper": "the preset's paper settings alone (the plain Glow of the paper for digits), "
+    "for ablations and the paper's hyper-parameters",
+}
+"""The recipes a preset is taken with, and what each means (``--recipe``)."""
 
 
 def get_family(name: str, where: Optional[str] = None) -> Family:
@@ -78,6 +95,8 @@ __all__ = [
     "DEFAULT_FAMILY",
     "FAMILIES",
     "PRESETS",
+    "BEST_RECIPES",
+    "RECIPES",
     "Family",
     "build",
     "config_from_dict",

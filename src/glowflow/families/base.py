@@ -43,6 +43,8 @@ class Family:
         presets: training presets, ``{name: settings}``, run and model settings by their flat
             names (see :mod:`glowflow.training.config`).
         converters: the ``glowflow convert --from`` sources that produce this family.
+        best_recipes: ``{preset: settings}`` the recipe search chose on validation for some of
+            the presets, applied over them unless the paper recipe is asked for.
     """
 
     name: str
@@ -52,6 +54,7 @@ class Family:
     template: FlowConfig
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     converters: tuple[str, ...] = ()
+    best_recipes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def build(self, config: FlowConfig) -> Flow:
         """The :class:`~glowflow.Flow` of ``config`` (which must be this family's), with

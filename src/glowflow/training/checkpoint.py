@@ -211,6 +211,8 @@ def save_checkpoint(
         "ema": False,
         "train_config": config.to_dict(),
     }
+    if config.init_from:
+        provenance["weights_started_from"] = config.init_from
     record = make_record(
         model_config(config, data),
         data,

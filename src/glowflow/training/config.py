@@ -21,7 +21,7 @@ from typing import Any, Mapping, Optional, Union
 from ..config_base import FlowConfig, option
 from ..dequantization import DEQUANTIZATIONS
 from ..errors import ConfigError, MissingFileError
-from ..families import DEFAULT_FAMILY, FAMILIES, PRESETS, get_family
+from ..families import BEST_RECIPES, DEFAULT_FAMILY, FAMILIES, PRESETS, RECIPES, get_family
 from ..precision import PRECISIONS
 
 RETIRED_FIELDS = ("test_split",)
@@ -127,11 +127,21 @@ class TrainConfig:
     )
     max_grad_norm: float = option(50.0, "clip the gradient norm to this (<= 0: no clipping)")
     batch_size: int = option(64, "training images per step and process")
-    max_steps: int = option(1000, "optimizer steps to train for")
+    max_steps: int = option(
+        1000,
+        "optimizer steps to train for (0: no step limit, the max_time budget alone; a "
+        "max_time given without max_steps lifts the preset's step limit)",
+    )
     max_time: float = option(
         0.0,
         "wall-clock budget in seconds (0: none): training stops when it is spent, and the "
         "learning-rate schedule follows the fraction spent; a resumed run continues it",
+    )
+    init_from: str = option(
+        "",
+        "start from the weights of MODEL (a run folder, checkpoint, model folder, "
+        "pretrained:NAME or hub id) instead of the data-dependent initialization: a new run "
+        "with its own settings, the same architecture ('' : from scratch)",
     )
     init_images: int = option(512, "training images for the data-dependent ActNorm initialization")
     ema_decay: float = option(
@@ -146,6 +156,17 @@ class TrainConfig:
     eval_batch_size: int = option(512, "images per evaluation batch")
     eval_every: int = option(
         100, "steps between validation evaluations (each may write the best checkpoint)"
+    )
+    validations: int = option(
+        10,
+        "validations spread evenly over the budget (max_steps or max_time, whichever is "
+        "further along), each with a checkpoint and sample grids, so that a model is chosen "
+        "however fast the machine; eval_every adds its own (0: eval_every alone)",
+    )
+    final_iw_samples: int = option(
+        0,
+        "K of the importance-weighted bound also measured in the final test evaluation (0: "
+        "not); the tightest bound measured is the headline",
     )
     eval_draws: int = option(1, "dequantization draws per image in the validation evaluations")
     early_stopping: int = option(
@@ -186,7 +207,6 @@ class TrainConfig:
         positive = (
             "batch_size",
             "eval_batch_size",
-            "max_steps",
             "init_images",
             "log_every",
             "eval_every",
@@ -204,7 +224,15 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("threads", "val_size", "early_stopping", "test_every"):
+        for name in (
+            "threads",
+            "val_size",
+            "early_stopping",
+            "test_every",
+            "max_steps",
+            "validations",
+            "final_iw_samples",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         for f in dataclasses.fields(self):
@@ -216,6 +244,8 @@ class TrainConfig:
             raise ConfigError(f"noise_augment must be >= 0, got {self.noise_augment}")
         if self.max_time < 0:
             raise ConfigError(f"max_time must be >= 0 seconds, got {self.max_time}")
+        if not (self.max_steps or self.max_time):
+            raise ConfigError("max_steps 0 (no step limit) needs a max_time budget")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if min(self.sample_temperatures, default=0.0) < 0:
@@ -477,13 +507,21 @@ def read_config_file(path: Union[str, Path]) -> dict[str, Any]:
     return values
 
 
-def preset_settings(preset: str, family: Optional[str] = None) -> dict[str, Any]:
+def preset_settings(
+    preset: str, family: Optional[str] = None, recipe: str = "best"
+) -> dict[str, Any]:
     """The settings of ``preset`` for a ``family`` run: all of them when the preset is of that
     family (or ``family`` is ``None``), else its run settings alone (``--preset mnist
-    --family realnvp`` trains RealNVP with the mnist preset's data and schedule)."""
+    --family realnvp`` trains RealNVP with the mnist preset's data and schedule). The
+    ``"best"`` recipe adds what the recipe search chose for the preset
+    (:data:`~glowflow.families.BEST_RECIPES`); ``"paper"`` leaves the paper's settings."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    if recipe not in RECIPES:
+        raise ConfigError(f"unknown recipe {recipe!r}; choose from {sorted(RECIPES)}")
     settings = dict(PRESETS[preset])
+    if recipe == "best":
+        settings.update(BEST_RECIPES.get(preset, {}))
     if family is not None and settings["family"] != family:
         settings = {k: v for k, v in settings.items() if k in run_field_types()}
         settings["family"] = family
@@ -494,21 +532,29 @@ def resolve_config(
     preset: Optional[str] = None,
     config_file: Optional[Union[str, Path]] = None,
     overrides: Optional[Mapping[str, Any]] = None,
+    recipe: Optional[str] = None,
 ) -> TrainConfig:
-    """Defaults <- preset (``digits`` unless given or named by the file) <- file <- overrides.
+    """Defaults <- preset (``digits`` unless given or named by the file) and its ``recipe``
+    (``"best"`` unless given or named by the file) <- file <- overrides.
 
     The run's family is the one the overrides, else the file, else the preset names; a preset
-    of another family lends only its run settings (:func:`preset_settings`)."""
+    of another family lends only its run settings (:func:`preset_settings`). A ``max_time``
+    budget given by the file or the overrides without a ``max_steps`` lifts the step limit
+    (``max_steps`` 0): the budget is the user's, not the preset's step count."""
     file_values = read_config_file(config_file) if config_file is not None else {}
     preset = preset or file_values.pop("preset", None) or "digits"
+    recipe = recipe or file_values.pop("recipe", None) or "best"
     file_values.pop("preset", None)
+    file_values.pop("recipe", None)
     overrides = dict(overrides or {})
     family = overrides.get("family", file_values.get("family"))
-    settings = preset_settings(preset, family)
+    settings = preset_settings(preset, family, recipe)
     family = family_named_in(settings, f"preset {preset}")
     run, model = check_values(settings, f"preset {preset}", family)
     for source, where in ((file_values, str(config_file)), (overrides, "overrides")):
         more_run, more_model = check_values(source, where, family)
         run.update(more_run)
         model.update(more_model)
+        if more_run.get("max_time") and "max_steps" not in more_run:
+            run["max_steps"] = 0
     return TrainConfig.from_dict({**run, "model": model}, where=f"preset {preset}")

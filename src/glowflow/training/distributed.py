@@ -69,6 +69,16 @@ def all_reduce_sum(tensor: torch.Tensor, process: Process) -> torch.Tensor:
     return tensor
 
 
+def rank0_value(value: float, process: Process) -> float:
+    """Rank 0's ``value`` on every process (a broadcast; ``value`` itself when alone), so
+    that decisions taken on it, a spent time budget say, are the same on every rank."""
+    if not process.distributed:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=process.device)
+    dist.broadcast(tensor, src=0)
+    return float(tensor.item())
+
+
 def barrier(process: Process) -> None:
     if process.distributed:
         dist.barrier()

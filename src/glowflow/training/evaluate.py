@@ -33,6 +33,40 @@ class BpdResult:
         return asdict(self)
 
 
+BOUND_KINDS = ("uniform", "variational", "importance-weighted")
+"""The bounds on ``-log2 P(x) / D`` a bits/dim figure can be: the uniform-dequantization bound
+``E_u[-log2 p(x + u)] / D``, the variational bound ``E_q[-log2 (p(x + u) / q(u | x))] / D`` of a
+learned ``q``, and the importance-weighted bound ``-log2 (1/K sum_k p(x + u_k) / q(u_k | x)) / D``
+(Burda et al. 2016) over ``K`` draws of either, which tightens as ``K`` grows."""
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A bits/dim figure and the bound it is: ``kind`` one of :data:`BOUND_KINDS`, over
+    ``result.draws`` dequantization draws per image (``K`` for the importance-weighted one)."""
+
+    kind: str
+    result: BpdResult
+
+    @property
+    def name(self) -> str:
+        """``"variational bound, 8 draws"``, ``"importance-weighted bound, K=16"``, ..."""
+        if self.kind == "importance-weighted":
+            return f"importance-weighted bound, K={self.result.draws}"
+        kind = "uniform-dequantization" if self.kind == "uniform" else self.kind
+        draws = self.result.draws
+        return f"{kind} bound, {draws} draw{'s' * (draws != 1)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bound": self.kind, **self.result.to_dict()}
+
+
+def tightest(bounds: Sequence[Bound]) -> Bound:
+    """The smallest figure of ``bounds``: every one is a valid upper bound on the bits/dim of
+    the discrete data, so the smallest measured is the tightest."""
+    return min(bounds, key=lambda bound: bound.result.bpd)
+
+
 def bpd_sums(
     flow: Flow,
     dataset: Dataset,
@@ -138,10 +172,12 @@ def shared_bpd(
     draws: int,
     config: TrainConfig,
     process: distributed.Process,
+    importance_weighted: bool = False,
 ) -> BpdResult:
-    """Bits/dim (the dequantization bound) of ``flow`` and ``dequantizer`` on ``dataset``
-    during a run, each process taking every ``world``-th image and the sums added over them;
-    the run's ``eval_batch_size``, ``seed`` and ``conditional``."""
+    """Bits/dim (the dequantization bound, or with ``importance_weighted`` that bound with
+    ``K = draws``) of ``flow`` and ``dequantizer`` on ``dataset`` during a run, each process
+    taking every ``world``-th image and the sums added over them; the run's
+    ``eval_batch_size``, ``seed`` and ``conditional``."""
     indices = range(process.rank, len(dataset), process.world_size)
     sums = bpd_sums(
         flow,
@@ -153,5 +189,6 @@ def shared_bpd(
         seed=config.seed,
         conditional=config.conditional,
         indices=indices,
+        importance_weighted=importance_weighted,
     )
     return summarize(distributed.all_reduce_sum(sums, process), draws)

@@ -13,7 +13,7 @@ import torch
 
 from ..machine import machine_description
 from ..store.atomic import write_text_atomically
-from .evaluate import BpdResult
+from .evaluate import Bound, tightest
 from .plots import plot_bpd_curves
 from .run_log import read_metrics
 
@@ -25,15 +25,18 @@ class TrainResult:
     Attributes:
         run_dir: the run folder.
         steps: optimizer steps taken in total (skipped ones included).
-        test_bpd: test bits/dim of the best checkpoint, averaged over
-            ``config.final_eval_draws`` draws (NaN when the dataset has no test split).
+        test_bpd: test bits/dim of the best checkpoint, the tightest bound measured (NaN when
+            the dataset has no test split).
         test_bpd_stderr: its standard error over test images.
         wall_time_s: wall time of the run, resumed sessions added up.
         checkpoint: the final checkpoint folder.
         metrics: the rows of ``metrics.csv`` (rank 0; empty on other ranks).
         best_checkpoint: the checkpoint chosen by validation bits/dim (``checkpoints/best``;
             the final one when the run has no validation split).
-        last_test_bpd: the final checkpoint's test bits/dim.
+        last_test_bpd: the final checkpoint's test bits/dim (its tightest bound).
+        test_bounds: every bound measured on the best checkpoint, the headline first.
+        validations: the validations run, which chose the best checkpoint (0: none did, the
+            best is the last).
     """
 
     run_dir: Path
@@ -45,21 +48,55 @@ class TrainResult:
     metrics: list[dict[str, Optional[float]]]
     best_checkpoint: Path
     last_test_bpd: float
+    test_bounds: tuple[Bound, ...]
+    validations: int
+
+    def bounds_said(self) -> str:
+        """``"importance-weighted bound, K=16; variational bound, 8 draws: 2.1897"``: the
+        headline's bound, then each other bound with its figure."""
+        if not self.test_bounds:
+            return "no test split"
+        head, *others = self.test_bounds
+        return "; ".join([head.name, *(f"{b.name}: {b.result.bpd:.4f}" for b in others)])
+
+    def chosen_by(self) -> str:
+        """How the best checkpoint was chosen, for the final line."""
+        if not self.validations:
+            return "no validation ran: the last checkpoint"
+        return f"chosen by {self.validations} validation{'s' * (self.validations > 1)}"
 
 
 @dataclass(frozen=True)
 class Evaluated:
-    """A checkpoint and its final test bits/dim (``None`` without a test split)."""
+    """A checkpoint and the bounds measured on its test split (none without one)."""
 
     step: int
     folder: Path
-    result: Optional[BpdResult]
+    bounds: tuple[Bound, ...] = ()
+
+    @property
+    def headline(self) -> Optional[Bound]:
+        """The tightest bound measured (``None`` without a test split)."""
+        return tightest(self.bounds) if self.bounds else None
+
+    def ordered(self) -> tuple[Bound, ...]:
+        """The bounds, the headline first."""
+        head = self.headline
+        return tuple(b for b in self.bounds if b is head) + tuple(
+            b for b in self.bounds if b is not head
+        )
 
     def entry(self) -> dict[str, Any]:
+        head = self.headline
         scores = (
             {}
-            if self.result is None
-            else {"test_bpd": self.result.bpd, "test_bpd_stderr": self.result.stderr}
+            if head is None
+            else {
+                "test_bpd": head.result.bpd,
+                "test_bpd_stderr": head.result.stderr,
+                "test_bound": head.name,
+                "test_bounds": [bound.to_dict() for bound in self.ordered()],
+            }
         )
         return {"step": self.step, "checkpoint": str(self.folder), **scores}
 
@@ -72,15 +109,17 @@ def write_report(
     run: dict[str, Any],
     device: torch.device,
 ) -> list[dict[str, Optional[float]]]:
-    """Write ``result.json`` (the best checkpoint's test bits/dim first, the last's beside it,
+    """Write ``result.json`` (the best checkpoint's test bits/dim first, the tightest bound
+    measured, and the bound it is; every bound of the best and the last checkpoints beside it,
     ``run``'s entries, the machine) and ``bpd.png``; returns the rows of ``metrics.csv``."""
-    result = best.result
+    head = best.headline
     summary = {
-        "test_bpd": None if result is None else result.bpd,
-        "test_bpd_stderr": None if result is None else result.stderr,
+        "test_bpd": None if head is None else head.result.bpd,
+        "test_bpd_stderr": None if head is None else head.result.stderr,
+        "test_bound": None if head is None else head.name,
         "best": {**best.entry(), "val_bpd": run.pop("best_val_bpd", None)},
         "last": last.entry(),
-        "num_images": None if last.result is None else last.result.num_images,
+        "num_images": None if head is None else head.result.num_images,
         **run,
         "device": str(device),
         "torch": torch.__version__,
@@ -101,16 +140,20 @@ def train_result(
     best: Evaluated,
     last: Evaluated,
     metrics: list[dict[str, Optional[float]]],
+    validations: int,
 ) -> TrainResult:
     """The :class:`TrainResult` of a finished run."""
+    head, last_head = best.headline, last.headline
     return TrainResult(
         run_dir,
         steps,
-        math.nan if best.result is None else best.result.bpd,
-        math.nan if best.result is None else best.result.stderr,
+        math.nan if head is None else head.result.bpd,
+        math.nan if head is None else head.result.stderr,
         wall,
         last.folder,
         metrics,
         best.folder,
-        math.nan if last.result is None else last.result.bpd,
+        math.nan if last_head is None else last_head.result.bpd,
+        best.ordered(),
+        validations,
     )

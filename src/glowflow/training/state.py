@@ -17,11 +17,13 @@ from .window import StepWindow
 
 @dataclass
 class BestRecord:
-    """The best validation result so far: its step, bits/dim, and the validations since."""
+    """The best validation result so far: its step, bits/dim, the validations since, and the
+    validations run in all (every one of which could have chosen it)."""
 
     step: int = -1
     val_bpd: float = math.inf
     evals_since: int = 0
+    validations: int = 0
 
 
 class TrainingState:

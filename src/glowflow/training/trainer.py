@@ -5,8 +5,10 @@ dequantizer, initializes ActNorm from data (or resumes a checkpoint), then steps
 (:func:`.step.training_step`) until ``max_steps`` or the ``max_time`` budget is spent. Every
 ``log_every`` steps a metrics row, every ``eval_every`` a validation (a new best writes
 ``checkpoints/best``), every ``sample_every`` sample grids, every ``checkpoint_every`` a
-checkpoint (known-good states only; the NaN guard's bookkeeping is :mod:`.recovery`). At the end
-the best and the last checkpoints are evaluated on the test set (:mod:`.report`). Only rank 0
+checkpoint (known-good states only; the NaN guard's bookkeeping is :mod:`.recovery`); and at each
+of the budget's ``validations`` marks (:mod:`.budget`) all three, so a run chooses its model
+however fast the machine, the last at the end of the budget. At the end the best and the last
+checkpoints are evaluated on the test set, each bound named (:mod:`.report`). Only rank 0
 writes; a run folder has one writer (:mod:`.run_lock`).
 """
 
@@ -34,6 +36,7 @@ from ..store.loader import (
 )
 from . import distributed
 from .batches import noise_generator, step_loader, take_images
+from .budget import Budget
 from .checkpoint import (
     STATE_FILE,
     checkpoint_path,
@@ -51,8 +54,9 @@ from .checkpoint import (
 from .config import RESUME_MAY_CHANGE, TrainConfig, resume_conflicts
 from .ema import EMA
 from .environment import TorchSettings
-from .evaluate import BpdResult, shared_bpd
+from .evaluate import Bound, BpdResult, shared_bpd
 from .images import save_run_samples
+from .init_from import start_from
 from .model import build_dequantizer, build_flow, run_data
 from .recovery import Recovery, TrainingDiverged
 from .report import Evaluated, TrainResult, train_result, write_report
@@ -96,6 +100,8 @@ class Trainer:
         self.device = self.process.device
         self.torch_settings = TorchSettings(config)
         self.started = time.perf_counter()
+        self.budget = Budget(config.max_steps, config.max_time, config.validations)
+        self.now = 0.0  # the agreed clock (:meth:`_tick`)
         self.run_dir = run_dir_of(config)
         self.lock: Optional[RunLock] = None
         self.recovery = Recovery(config.nan_max_restores)
@@ -137,12 +143,17 @@ class Trainer:
         self.window = StepWindow(self.device)
         self.state = TrainingState(self.optimizer, self.schedule, self.scaler, self.window)
         self.lr = config.lr
-        if start is None:
+        if start is None and config.init_from:
+            said = start_from(config.init_from, self.flow, self.dequantizer, self.data, self.device)
+            self._say(said)
+        elif start is None:
             self._initialize()
         self.ema = EMA(self.flow, config.ema_decay) if config.ema_decay > 0 else None
         if start is not None:
             self._restore(start, resume=True)
             self._say(f"resumed from {start} at step {self.state.step}")
+        self._tick()
+        self.budget_mark = self.budget.mark(self.state.step, self.now)
         self._say(self._summary())
         self.model: torch.nn.Module = self.objective
         if self.process.distributed:
@@ -281,7 +292,17 @@ class Trainer:
 
     # ---------------------------------------------------------------------------- stepping
     def elapsed(self) -> float:
+        """This process's training wall time, resumed sessions added up."""
         return self.state.elapsed_before + time.perf_counter() - self.started
+
+    def _tick(self) -> None:
+        """Read the clock the budget's decisions take (:attr:`now`): every step when alone;
+        under torchrun rank 0's every ``log_every`` steps, so every rank stops, validates and
+        anneals its learning rate at the same step."""
+        if not self.process.distributed:
+            self.now = self.elapsed()
+        elif self.state.step % self.config.log_every == 0:
+            self.now = distributed.rank0_value(self.elapsed(), self.process)
 
     @property
     def eval_flow(self) -> Flow:
@@ -342,28 +363,25 @@ class Trainer:
         only); returns the metrics-row entries."""
         assert self.val_set is not None
         result = self.evaluate(self.val_set, self.config.eval_draws)
-        if math.isfinite(result.bpd) and result.bpd < self.state.best.val_bpd:
+        best = self.state.best
+        best.validations += 1
+        if math.isfinite(result.bpd) and result.bpd < best.val_bpd:
             if self._known_good() is None:
-                self.state.best = BestRecord(self.state.step, result.bpd, 0)
+                self.state.best = BestRecord(self.state.step, result.bpd, 0, best.validations)
                 self._write_checkpoint(BEST)
         else:
-            self.state.best.evals_since += 1
+            best.evals_since += 1
         return {"val_bpd": result.bpd, "val_bpd_stderr": result.stderr}
 
     def progress(self) -> float:
-        """The fraction of the run done: of ``max_steps``, or of the ``max_time`` budget when
-        that is further along (so a budgeted run anneals its learning rate in time)."""
-        fraction = self.state.step / self.config.max_steps
-        if self.config.max_time:
-            fraction = max(fraction, self.elapsed() / self.config.max_time)
-        return min(fraction, 1.0)
+        """The fraction of the budget spent (:meth:`.Budget.progress`): a budgeted run anneals
+        its learning rate in time."""
+        return self.budget.progress(self.state.step, self.now)
 
     @property
     def done(self) -> bool:
         """``max_steps`` taken, or the ``max_time`` budget spent."""
-        return self.state.step >= self.config.max_steps or (
-            bool(self.config.max_time) and self.elapsed() >= self.config.max_time
-        )
+        return self.budget.spent(self.state.step, self.now)
 
     @property
     def early_stop(self) -> bool:
@@ -381,8 +399,10 @@ class Trainer:
         """Metrics row, test evaluation, sample grids and checkpoint when due; the only place
         the host reads the step's results."""
         config, step, window = self.config, self.state.step, self.window
-        final = self.done
-        due = lambda every: step % every == 0 or final  # noqa: E731
+        mark = self.budget.mark(step, self.now)
+        final, marked = self.done, mark > self.budget_mark  # a budget validation is due
+        self.budget_mark = mark
+        due = lambda every: step % every == 0 or final or marked  # noqa: E731
         validate = self.val_set is not None and due(config.eval_every)
         test = self.test_set is not None and config.test_every and due(config.test_every)
         cadences = [config.log_every, config.eval_every, config.sample_every]
@@ -419,19 +439,24 @@ class Trainer:
         config, process = self.config, self.process
         batches = iter(step_loader(self.train_set, config, process, self.state.step, self.device))
         bar = tqdm(
-            total=config.max_steps,
+            total=config.max_steps or None,
             initial=self.state.step,
             unit="step",
             dynamic_ncols=True,
             disable=not (process.is_main and config.progress),
             file=sys.stderr,
         )
+        if config.init_from and self.state.step == 0 and self.val_set is not None:
+            row = self._validate()  # the starting weights are a candidate too
+            if self.log is not None:
+                self.log.write(step=0, lr=0.0, elapsed_s=self.elapsed(), **row)
         self.flow.train()
         self.window.resume()
         while not (self.done or self.early_stop):
             levels, labels = next(batches)
             self.window.add(self.train_step(levels, labels), levels.shape[0])
             self.state.step += 1
+            self._tick()
             bar.update(1)
             self._periodic(bar)
         bar.close()
@@ -440,17 +465,37 @@ class Trainer:
     # ------------------------------------------------------------------------------ finish
     def _final_test(
         self, flow: Flow, dequantizer: torch.nn.Module, label: str
-    ) -> Optional[BpdResult]:
-        """Test bits/dim with ``final_eval_draws``; an error if it is not finite."""
+    ) -> tuple[Bound, ...]:
+        """Test bits/dim: the run's dequantization bound with ``final_eval_draws``, and the
+        importance-weighted bound with ``K = final_iw_samples`` when asked; an error if one is
+        not finite. Nothing without a test split."""
+        config = self.config
         if self.test_set is None:
-            return None
-        result = self.evaluate(self.test_set, self.config.final_eval_draws, flow, dequantizer)
-        if not math.isfinite(result.bpd):
-            raise TrainingDiverged(
-                f"the {label} checkpoint's test bits/dim is {result.bpd}; start a fresh run with "
-                f"a lower --lr (this run: {self.config.lr:g})"
+            return ()
+        bounds = [
+            Bound(
+                config.dequantization,
+                self.evaluate(self.test_set, config.final_eval_draws, flow, dequantizer),
             )
-        return result
+        ]
+        if config.final_iw_samples:
+            weighted = shared_bpd(
+                flow,
+                self.test_set,
+                dequantizer,
+                config.final_iw_samples,
+                config,
+                self.process,
+                importance_weighted=True,
+            )
+            bounds.append(Bound("importance-weighted", weighted))
+        for bound in bounds:
+            if not math.isfinite(bound.result.bpd):
+                raise TrainingDiverged(
+                    f"the {label} checkpoint's test bits/dim ({bound.name}) is {bound.result.bpd}; "
+                    f"start a fresh run with a lower --lr (this run: {config.lr:g})"
+                )
+        return tuple(bounds)
 
     def _finish(self) -> TrainResult:
         """Checkpoint the final state, evaluate the last and the best checkpoints on the test
@@ -474,6 +519,12 @@ class Trainer:
                 "noise_augment": self.config.noise_augment,
                 "draws": self.config.final_eval_draws,
                 "steps": self.state.step,
+                "validations": self.state.best.validations,
+                "best_chosen_by": (
+                    f"{self.state.best.validations} validations"
+                    if self.state.best.step >= 0
+                    else "no validation: the best checkpoint is the last"
+                ),
                 "early_stopped": self.early_stop,
                 "skipped_steps": self.state.skipped,
                 "wall_time_s": wall,
@@ -482,7 +533,8 @@ class Trainer:
                 "world_size": self.process.world_size,
             }
             metrics = write_report(self.run_dir, self.config.name, best, last, run, self.device)
-        return train_result(self.run_dir, self.state.step, wall, best, last, metrics)
+        chosen = self.state.best.validations if self.state.best.step >= 0 else 0
+        return train_result(self.run_dir, self.state.step, wall, best, last, metrics, chosen)
 
     def close(self) -> None:
         if self.log is not None:
