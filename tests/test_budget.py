@@ -15,7 +15,7 @@ from glowflow.training.config import (
     resolve_config,
     run_field_types,
 )
-from glowflow.training.evaluate import BpdResult, Bound, tightest
+from glowflow.training.evaluate import Bound, BpdResult, tightest
 from glowflow.training.trainer import train
 from runs import TINY_TRAINING
 from test_train import single_thread  # noqa: F401  (autouse fixture)
