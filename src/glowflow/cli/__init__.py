@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -69,9 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``glowflow`` console script and ``python -m glowflow``."""
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(arguments)
+    args._arguments = arguments  # what a launcher hands its workers
     try:
         return int(args._subcommand_run(args) or 0)
     except GlowflowError as error:  # a user's mistake: one line; anything else is a bug
-        print(f"glowflow {args.command}: error: {error}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun: once, from rank 0
+            print(f"glowflow {args.command}: error: {error}", file=sys.stderr)
         return 2

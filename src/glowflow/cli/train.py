@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import typing
 
+from ..errors import ConfigError
 from ..families import RECIPES
 from ..training.config import (
     PRESETS,
@@ -95,6 +97,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "if it has none) or a given checkpoint (default: a fresh run, and "
         "an error if the run folder already has checkpoints)",
     )
+    parser.add_argument(
+        "--nproc-per-node",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train data-parallel in N processes on this machine (DDP: torchrun --standalone "
+        "run by glowflow, so a mistake is one line); --batch-size is per process",
+    )
     for name, (kind, families) in settable_fields().items():
         _flag_for(parser, name, kind, families)
 
@@ -135,9 +145,21 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training.trainer import train
+    from ..training.checkpoint import start_checkpoint
+    from ..training.launch import LaunchFailed, is_worker, launch_local
+    from ..training.trainer import run_dir_of, train
 
+    if args.nproc_per_node < 1:
+        raise ConfigError(f"--nproc-per-node must be >= 1, got {args.nproc_per_node}")
     config = config_from_args(args)
+    if args.nproc_per_node > 1 and not is_worker():
+        if getattr(args, "resume", None) is None:  # checked once, before any process starts
+            start_checkpoint(run_dir_of(config), None, lambda _: None)
+        try:
+            return launch_local(args.nproc_per_node, args._arguments)
+        except LaunchFailed as error:
+            print(f"glowflow train: error: {error}", file=sys.stderr)
+            return 1
     result = train(config, resume=getattr(args, "resume", None))
     if os.environ.get("RANK", "0") == "0":
         noisy = (

@@ -57,8 +57,13 @@ def setup(device_choice: str) -> Process:
     return Process(rank, local_rank, world_size, device)
 
 
-def teardown(process: Process) -> None:
+def teardown(process: Process, finished: bool = False) -> None:
+    """End the process group. After a ``finished`` run every rank waits for the others first
+    (gloo aborts a process whose peer destroys the group under it); after a failure it does
+    not wait, since a peer may never arrive."""
     if process.distributed and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -85,9 +85,12 @@ def train(config: TrainConfig, resume: Optional[str] = None) -> TrainResult:
     """
     trainer = Trainer(config, resume)
     try:
-        return trainer.run()
-    finally:
+        result = trainer.run()
+    except BaseException:
         trainer.close()
+        raise
+    trainer.close(finished=True)
+    return result
 
 
 class Trainer:
@@ -536,10 +539,12 @@ class Trainer:
         chosen = self.state.best.validations if self.state.best.step >= 0 else 0
         return train_result(self.run_dir, self.state.step, wall, best, last, metrics, chosen)
 
-    def close(self) -> None:
+    def close(self, finished: bool = False) -> None:
+        """Close the log, release the run folder and torch's settings, end the process group
+        (waiting for the other ranks when the run ``finished``)."""
         if self.log is not None:
             self.log.close()
         if self.lock is not None:
             self.lock.release()
         self.torch_settings.restore()
-        distributed.teardown(self.process)
+        distributed.teardown(self.process, finished)
