@@ -194,3 +194,23 @@ def test_sample_grids_are_enlarged_with_nearest_neighbour(run_dir):
 def test_missing_dataset_error_names_the_flag(tmp_path, capsys):
     assert train_cli(tmp_path / "run", "--dataset", "mnist", "--data-root", str(tmp_path)) == 2
     assert "--download" in capsys.readouterr().err
+
+
+def test_tensorboard_gets_sample_grids_hyperparameters_and_the_final_test_bpd(run_dir):
+    """Scalars, the sample grids by temperature, and the HParams view with the results."""
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    events = accumulator.EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert "train_bpd" in tags["scalars"] and "val_bpd" in tags["scalars"]
+    assert {f"samples/T={t}" for t in ("0", "0.5", "0.7", "1")} <= set(tags["images"])
+    picture = events.Images("samples/T=0.7")[-1]
+    assert picture.step == 2 and picture.width >= 256
+    hparams = accumulator.EventAccumulator(str(run_dir / "tb" / "hparams"))
+    hparams.Reload()
+    result = json.loads((run_dir / "result.json").read_text())
+    final = hparams.Scalars("hparam/test_bpd")[-1].value
+    assert final == pytest.approx(result["test_bpd"], rel=1e-6)
+    assert "_hparams_/session_start_info" in hparams.Tags()["tensors"] + list(
+        hparams.summary_metadata
+    )

@@ -17,7 +17,7 @@ import io
 import math
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 from ..errors import ConfigError, ModelFileError
 from ..store.atomic import write_text_atomically, writing
@@ -119,6 +119,35 @@ class RunLog:
                 if key != "step" and value is not None:
                     self.writer.add_scalar(key, value, row["step"])
             self.writer.flush()
+
+    def images(self, paths: Sequence[Path], step: int) -> None:
+        """Show the sample grids at ``paths`` (``...step-N_tT.png``) in TensorBoard, tagged
+        by temperature (``samples/T=0.7``); nothing without TensorBoard."""
+        if self.writer is None:
+            return
+        import numpy as np
+        from PIL import Image
+
+        for path in paths:
+            with Image.open(path) as picture:
+                pixels = np.asarray(picture.convert("RGB"))
+            temperature = path.stem.rsplit("_t", 1)[-1]
+            self.writer.add_image(f"samples/T={temperature}", pixels, step, dataformats="HWC")
+        self.writer.flush()
+
+    def finish(self, settings: Mapping[str, Any], results: Mapping[str, Optional[float]]) -> None:
+        """Record the run's hyper-parameters (``settings``, the flat config; lists as text)
+        beside its final ``results`` (test bits/dim, best validation bits/dim) in
+        TensorBoard's HParams view (``tb/hparams``); nothing without TensorBoard."""
+        if self.writer is None:
+            return
+        shown = {
+            key: value if isinstance(value, (bool, int, float, str)) else str(value)
+            for key, value in settings.items()
+        }
+        numbers = {f"hparam/{k}": v for k, v in results.items() if v is not None}
+        self.writer.add_hparams(shown, numbers, run_name="hparams")
+        self.writer.flush()
 
     def close(self) -> None:
         if self.writer is not None:

@@ -395,8 +395,10 @@ class Trainer:
     def _samples(self) -> None:
         flow, was_training = self.eval_flow, self.eval_flow.training
         flow.eval()
-        save_run_samples(flow, self.config, self.data, self.state.step, self.run_dir)
+        paths = save_run_samples(flow, self.config, self.data, self.state.step, self.run_dir)
         flow.train(was_training)
+        if self.log is not None:
+            self.log.images(paths, self.state.step)
 
     def _periodic(self, bar: tqdm) -> None:
         """Metrics row, test evaluation, sample grids and checkpoint when due; the only place
@@ -535,7 +537,14 @@ class Trainer:
                 "n_bins": self.data.n_bins,
                 "world_size": self.process.world_size,
             }
+            best_val = run["best_val_bpd"]
             metrics = write_report(self.run_dir, self.config.name, best, last, run, self.device)
+            if self.log is not None:
+                head = best.headline
+                test_bpd = None if head is None else head.result.bpd
+                settings = {**self.config.to_dict(), **self.config.to_dict()["model"]}
+                settings.pop("model")
+                self.log.finish(settings, {"test_bpd": test_bpd, "best_val_bpd": best_val})
         chosen = self.state.best.validations if self.state.best.step >= 0 else 0
         return train_result(self.run_dir, self.state.step, wall, best, last, metrics, chosen)
 
