@@ -107,6 +107,13 @@ def test_flow_over_a_plain_chain() -> None:
     assert flow.sample(3).shape == (3, 4)
 
 
+def test_a_chain_without_a_shape_says_to_pass_event_shape() -> None:
+    chain = gf.Chain(gf.ActNorm(4), gf.InvertibleConv1x1(4))
+    with pytest.raises(ValueError, match=r"event_shape=\(1, 8, 8\)"):
+        gf.Flow(chain)
+    assert gf.Flow(chain, event_shape=(4,)).event_shape == (4,)
+
+
 def test_validate_args_on_flow() -> None:
     flow = gf.Flow(gf.Glow((1, 8, 8), 1, 1, hidden_channels=4), validate_args=True)
     with pytest.raises(ValueError, match=r"Flow.forward: input must have shape \(B, 1, 8, 8\)"):

@@ -74,7 +74,11 @@ class Flow(nn.Module):
         super().__init__()
         shape = event_shape if event_shape is not None else bijector.event_shape
         if shape is None:
-            raise ConfigError("Flow needs an event_shape: the bijector does not declare one")
+            raise ConfigError(
+                f"Flow needs the data's shape: a {type(bijector).__name__} does not declare "
+                f"one, so pass it, e.g. gf.Flow(bijector, event_shape=(1, 8, 8)) for (C, H, W) "
+                f"images"
+            )
         self.bijector = bijector
         self.config = getattr(bijector, "complete_config", None)
         self.event_shape: Shape = tuple(int(s) for s in shape)
