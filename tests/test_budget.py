@@ -134,3 +134,18 @@ def test_the_paper_recipe_undoes_exactly_the_searched_settings():
     with pytest.raises(ConfigError, match="unknown recipe"):
         preset_settings("digits", recipe="fancy")
     assert math.isfinite(resolve_config(recipe="paper").lr)
+
+
+def test_eval_names_its_bounds_and_leads_with_the_tightest(tmp_path, capsys):
+    folder = tmp_path / "run"
+    assert main(["train", "--max-steps", "2", "--run-dir", str(folder), *TINY_TRAINING]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(folder), "--draws", "2", "--iw-samples", "3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["bound"] == "uniform-dequantization bound, 2 draws"
+    assert report["iw_bound"] == "importance-weighted bound, K=3"
+    assert report["headline_bpd"] == min(report["bpd"], report["iw_bpd"])
+    assert main(["eval", str(folder), "--draws", "2", "--iw-samples", "3"]) == 0
+    captured = capsys.readouterr()
+    assert f"bits/dim {report['headline_bpd']:.4f}" in captured.out
+    assert report["headline_bound"] in captured.out and "K=3" in captured.err  # progress bars

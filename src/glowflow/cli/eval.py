@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training.evaluate import evaluate_bpd
+    from ..training.evaluate import Bound, evaluate_bpd, tightest
 
     if args.draws < 1 or (args.batch_size is not None and args.batch_size < 1):
         raise ConfigError("--draws and --batch-size must be >= 1")
@@ -91,7 +91,10 @@ def run(args: argparse.Namespace) -> int:
         conditional=loaded.conditional,
         precision=args.precision,
     )
-    result = evaluate_bpd(loaded.flow, dataset, loaded.dequantizer, draws=args.draws, **options)
+    label = f"{args.split} bits/dim, {args.draws} draw{'s' * (args.draws != 1)}"
+    result = evaluate_bpd(
+        loaded.flow, dataset, loaded.dequantizer, draws=args.draws, progress=label, **options
+    )
     report = {
         "checkpoint": str(loaded.source),
         "step": loaded.step,
@@ -104,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
         "precision": args.precision,
         **result.to_dict(),
     }
+    bounds = [Bound(report["dequantization"], result)]
+    report["bound"] = bounds[0].name
     if args.iw_samples:
         weighted = evaluate_bpd(
             loaded.flow,
@@ -111,21 +116,22 @@ def run(args: argparse.Namespace) -> int:
             loaded.dequantizer,
             draws=args.iw_samples,
             importance_weighted=True,
+            progress=f"importance-weighted bound, K={args.iw_samples}",
             **options,
         )
+        bounds.append(Bound("importance-weighted", weighted))
         report["iw_bpd"], report["iw_bpd_stderr"] = weighted.bpd, weighted.stderr
         report["iw_samples"] = args.iw_samples
+        report["iw_bound"] = bounds[1].name
+    head = tightest(bounds)
+    report["headline_bpd"], report["headline_bound"] = head.result.bpd, head.name
     if args.json:
         print(json.dumps(report, indent=2))
     else:
+        others = "".join(f"; {b.name}: {b.result.bpd:.4f}" for b in bounds if b is not head)
         print(
-            f"{args.split} bits/dim {result.bpd:.4f} +- {result.stderr:.4f} "
-            f"({result.num_images} images x {result.draws} draws; {loaded.source}, "
+            f"{args.split} bits/dim {head.result.bpd:.4f} +- {head.result.stderr:.4f} "
+            f"[{head.name}{others}] ({result.num_images} images; {loaded.source}, "
             f"step {loaded.step})"
         )
-        if args.iw_samples:
-            print(
-                f"importance-weighted bound ({args.iw_samples} draws) {report['iw_bpd']:.4f} "
-                f"+- {report['iw_bpd_stderr']:.4f}"
-            )
     return 0

@@ -4,12 +4,14 @@ draws (the variational bound) or combined by importance weighting."""
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import asdict, dataclass
 from typing import Any, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm import tqdm
 
 from ..errors import ConfigError
 from ..flow import Flow
@@ -80,6 +82,7 @@ def bpd_sums(
     indices: Optional[Sequence[int]] = None,
     importance_weighted: bool = False,
     precision: str = "fp32",
+    progress: Optional[str] = None,
 ) -> Tensor:
     """``[sum_i b_i, sum_i b_i^2, N]`` (float64, on ``device``) over the images ``indices``.
 
@@ -89,7 +92,8 @@ def bpd_sums(
     ``bits_per_dim(log mean_d exp w_id)`` (the importance-weighted bound with ``K = draws``).
     Summed (not averaged) so shards of a distributed evaluation combine by ``all_reduce``.
     Runs in eval mode, then restores the modes; the networks compute in ``precision``
-    (:mod:`glowflow.precision`), the log-dets and prior terms in float32.
+    (:mod:`glowflow.precision`), the log-dets and prior terms in float32. ``progress``: a label
+    for a progress bar over the batches on stderr (``None``: silent).
     """
     subset = Subset(dataset, list(indices)) if indices is not None else dataset
     loader = DataLoader(subset, batch_size=batch_size, shuffle=False)
@@ -100,7 +104,12 @@ def bpd_sums(
     dequantizer.eval()
     n_bins = dequantizer.n_bins
     with torch.no_grad(), network_precision(precision, device):
-        for levels, labels in loader:
+        batches = (
+            loader
+            if progress is None
+            else tqdm(loader, desc=progress, unit="batch", file=sys.stderr, leave=False)
+        )
+        for levels, labels in batches:
             levels = levels.to(device)
             y = labels.to(device) if conditional else None
             weights = []
@@ -148,6 +157,7 @@ def evaluate_bpd(
     conditional: bool = False,
     importance_weighted: bool = False,
     precision: str = "fp32",
+    progress: Optional[str] = None,
 ) -> BpdResult:
     """Bits/dim of ``flow`` on ``dataset`` in one process (see :func:`bpd_sums`)."""
     sums = bpd_sums(
@@ -161,6 +171,7 @@ def evaluate_bpd(
         conditional=conditional,
         importance_weighted=importance_weighted,
         precision=precision,
+        progress=progress,
     )
     return summarize(sums, draws)
 

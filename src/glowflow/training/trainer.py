@@ -167,6 +167,7 @@ class Trainer:
             )
         if config.compile:  # forward and backward of the objective; the step stays eager
             self.model = torch.compile(self.model)
+            self._say("compiling with torch.compile: the first steps take a minute or more")
         if self.process.is_main:
             text = json.dumps(config.to_dict(), indent=2)
             write_text_atomically(self.run_dir / "config.json", text)
