@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+TUTORIAL = README.parent / "docs" / "tutorial.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
 
 
@@ -21,3 +22,13 @@ def test_readme_python_block_runs(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # any files an example writes land here
     exec(compile(BLOCKS[index], f"README.md python block {index}", "exec"), {})
+
+
+def test_the_tutorial_runs_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/tutorial.md's blocks build on each other: one namespace, in order."""
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    blocks = re.findall(r"```python\n(.*?)```", TUTORIAL.read_text(), re.S)
+    assert len(blocks) >= 5
+    for index, block in enumerate(blocks):
+        exec(compile(block, f"docs/tutorial.md python block {index}", "exec"), namespace)

@@ -16,11 +16,15 @@ __version__ = "0.1.0"
 _HOMES = {
     "Flow": ".flow",
     "Glow": ".glow",
+    "TrainConfig": ".training.config",
     "bits_per_dim": ".metrics",
     "from_pretrained": ".store",
+    "load_dataset": ".data",
     "load_model": ".store",
     "models": ".models",
+    "resolve_config": ".training.config",
     "save_model": ".store",
+    "train": ".training.trainer",
 }
 """Where each torch-backed top-level name lives; the bijectors come from :mod:`.bijectors`."""
 

@@ -177,7 +177,8 @@ class MaskedAutoregressive(_AffineAutoregressive):
 
     Args:
         features: ``D``.
-        hidden, num_hidden_layers: size of the MADE network.
+        hidden: the MADE network's hidden width.
+        num_hidden_layers: its hidden layers.
         context_features: ``K`` for a conditional flow, which then needs a ``(B, K)`` context.
         scale_fn: ``"exp"`` (``log s = raw``) or ``"sigmoid"`` (``s = sigmoid(raw + 2)``).
     """

@@ -107,7 +107,10 @@ class JetCoupling(Bijector):
         permutation: ``(D,)`` (channels) or ``(T,)`` (spatial) order; the first half of the
             permuted axis conditions, the rest is transformed. Stored as buffers ``perm`` and
             ``inverse_perm``, so it survives ``state_dict``.
-        width, depth, head_dim, expansion: the ViT's.
+        width: the ViT's token width.
+        depth: its blocks.
+        head_dim: channels per attention head.
+        expansion: its MLP's expansion factor.
     """
 
     def __init__(

@@ -412,7 +412,8 @@ def load_model(
         path_or_id: what to load (see :func:`resolve`).
         device: where to put the flow.
         ema: for checkpoints, use the EMA weights (``None``: when the checkpoint has them).
-        revision, cache_dir: for repo ids: the git revision and the download cache.
+        revision: for repo ids: the git revision.
+        cache_dir: for repo ids: the download cache.
 
     The ActNorm layers come back initialized, so the flow never re-initializes from data.
     """
