@@ -32,3 +32,12 @@ def test_the_tutorial_runs_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert len(blocks) >= 5
     for index, block in enumerate(blocks):
         exec(compile(block, f"docs/tutorial.md python block {index}", "exec"), namespace)
+
+
+def test_the_readme_lists_exactly_the_settings_a_resume_may_change() -> None:
+    from glowflow.training.config import RESUME_MAY_CHANGE
+
+    text = " ".join(README.read_text().split())
+    start = text.index("`--resume` may change only")
+    listed = re.findall(r"`(\w+)`", text[start : text.index(";", start)])
+    assert listed == list(RESUME_MAY_CHANGE)

@@ -64,13 +64,22 @@ def _result_metrics(run_dir: Path, checkpoint: Path, step: int) -> dict[str, Any
         return {}
     if entry.get("test_bpd") is None:
         return {}
+    others = (entry.get("test_bounds") or [])[1:]
     return {
         "test_bpd": entry["test_bpd"],
         "test_bpd_stderr": entry.get("test_bpd_stderr"),
-        "bound": "the run's dequantization bound (uniform noise, or its learned q(u | x))",
-        "measured": f"mean over {result.get('num_images')} test images x {result.get('draws')} "
-        f"dequantization draws, eval mode, at step {step}, from the run's result.json; "
-        f"bpd = (-log p(x) + D log n_bins) / (D log 2)",
+        "bound": entry.get("test_bound") or "the run's dequantization bound",
+        **(
+            {
+                "other_bounds": "; ".join(
+                    f"{b['bound']}, {b['draws']} draws: {b['bpd']:.4f}" for b in others
+                )
+            }
+            if others
+            else {}
+        ),
+        "measured": f"mean over {result.get('num_images')} test images, eval mode, at step "
+        f"{step}, from the run's result.json; bpd = (-log p(x) + D log n_bins) / (D log 2)",
         "wall_time_s": round(float(result.get("wall_time_s", 0.0)), 1),
         "machine": f"{result.get('machine')}, torch {result.get('torch')}",
     }
