@@ -41,3 +41,37 @@ def test_the_readme_lists_exactly_the_settings_a_resume_may_change() -> None:
     start = text.index("`--resume` may change only")
     listed = re.findall(r"`(\w+)`", text[start : text.index(";", start)])
     assert listed == list(RESUME_MAY_CHANGE)
+
+
+SHORT = ["--max-steps", "2", "--final-eval-draws", "1", "--sample-count", "4", "--no-progress"]
+SMALL = ["--hidden-channels", "8", "--num-steps-per-block", "1", "--init-images", "32"]
+
+
+def test_the_training_commands_work_in_the_order_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's command-line block, line by line in one folder: each training shortened
+    to two steps (and a small model, where the line does not take another model's weights).
+    The line that downloads CIFAR-10 for a GPU is left out; nothing else is."""
+    from glowflow.cli import main
+
+    text = README.read_text()
+    start = text.index("## Training from the command line")
+    block = re.search(r"```bash\n(.*?)```", text[start:], re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my.toml").write_text('preset = "digits"\ncoupling_dropout = 0.2\n')
+    ran = 0
+    for line in block.splitlines():
+        command = line.split("#")[0].split()
+        if "--download" in command:
+            continue
+        assert command[0] == "glowflow", line
+        arguments = command[1:]
+        if arguments[0] == "train":
+            keeps_model = "--resume" in arguments or "--init-from" in arguments
+            arguments += SHORT if keeps_model else [*SHORT, *SMALL]
+            if "--resume" in arguments:
+                arguments[arguments.index("--max-steps") + 1] = "4"
+        assert main(arguments) == 0, line
+        ran += 1
+    assert ran >= 12
