@@ -47,6 +47,15 @@ TRIALS: dict[str, tuple[str, ...]] = {
     "dropout 0.1 + variational + lr 2e-3": (
         *("--coupling-dropout", "0.1", "--dequantization", "variational", "--lr", "2e-3"),
     ),
+    "dropout 0.1 + variational + lr 3e-3": (
+        *("--coupling-dropout", "0.1", "--dequantization", "variational", "--lr", "3e-3"),
+    ),
+    "dropout 0.1 + variational + lr 5e-3": (
+        *("--coupling-dropout", "0.1", "--dequantization", "variational", "--lr", "5e-3"),
+    ),
+    "dropout 0.2 + variational + lr 2e-3": (
+        *("--coupling-dropout", "0.2", "--dequantization", "variational", "--lr", "2e-3"),
+    ),
     "dropout 0.1 + variational + width 96": (
         *("--coupling-dropout", "0.1", "--dequantization", "variational"),
         *("--hidden-channels", "96"),

@@ -161,7 +161,7 @@ class Glow(nn.Module):  # y0ast's model.Glow interface, one 1x1 convolution insi
 
 
 def test_peer_runners_ship_in_the_package(tmp_path: Path, monkeypatch) -> None:
-    assert known_peers() == ["rosinality", "y0ast"]
+    assert known_peers() == ["rosinality", "tarflow", "y0ast"]
     checkout = tmp_path / "y0ast"
     checkout.mkdir()
     (checkout / "model.py").write_text(FAKE_Y0AST)
@@ -261,3 +261,58 @@ def test_every_family_has_a_benchmark_config_that_round_trips_through_its_spec()
         spec = {"config": config.to_dict(), "family": spec_family(config), "mode": "none"}
         assert spec_config(spec).architecture() == config.architecture(), name
         assert build_model(config).event_shape == event_shape(config), name
+
+
+FAKE_TARFLOW = """
+import torch
+from torch import nn
+
+
+class MetaBlock:
+    def __init__(self, in_channels, channels, num_patches, permutation, num_layers=1,
+                 head_dim=64, expansion=4, nvp=True, num_classes=0):
+        pass
+
+
+class Model(nn.Module):
+    def __init__(self, in_channels, img_size, patch_size, channels, num_blocks,
+                 layers_per_block, nvp=True, num_classes=0):
+        super().__init__()
+        head_dim, expansion = MetaBlock.__init__.__defaults__[1:3]
+        self.head = nn.Linear(head_dim, expansion, bias=False)  # sizes tell the defaults
+        self.num_patches = (img_size // patch_size) ** 2
+        self.p = patch_size
+        features = in_channels * patch_size**2
+        self.mix = nn.Linear(features, features, bias=False)
+
+    def forward(self, x, y=None):
+        tokens = nn.functional.unfold(x, self.p, stride=self.p).transpose(1, 2)
+        z = self.mix(tokens)
+        return z, [z], torch.zeros((), device=x.device)
+
+    def get_loss(self, z, logdets):
+        return 0.5 * z.pow(2).mean() - logdets.mean()
+
+    def reverse(self, z):
+        return z
+"""
+
+
+def test_the_tarflow_runner_builds_ml_tarflows_model_for_the_config(tmp_path: Path) -> None:
+    """A stand-in for ml-tarflow's transformer_flow.py: the runner builds its Model with the
+    benchmark config's patch size and, through the blocks' defaults, its head width and
+    expansion, and times it beside glowflow's TarFlow."""
+    checkout = tmp_path / "ml-tarflow"
+    checkout.mkdir()
+    (checkout / "transformer_flow.py").write_text(FAKE_TARFLOW)
+    config = get_config("tarflow-digits")
+    settings = BenchSettings(batch=2, threads=1, warmup=0, repeats=1, iterations=1)
+    document = run_benchmark(
+        {"tarflow-digits": config}, ["none"], ["cpu"], settings, peers={"tarflow": str(checkout)}
+    )
+    _, peer = document["results"]
+    features = config.event_shape[0] * config.patch_size**2 if config.event_shape else 4
+    assert peer["implementation"] == "tarflow" and peer["loss_finite"]
+    assert peer["parameters"] == config.head_dim * config.expansion + features**2
+    (ratio,) = document["peer_ratios"]
+    assert ratio["peer"] == "tarflow" and set(ratio) >= {"train", "sample", "encode"}

@@ -106,15 +106,13 @@ def test_the_headline_is_the_tightest_bound_and_each_is_named(tmp_path, capsys):
     line = capsys.readouterr().out
     result = json.loads((folder / "result.json").read_text())
     bounds = result["best"]["test_bounds"]
-    assert [b["bound"] for b in bounds] == ["importance-weighted", "uniform"] or [
-        b["bound"] for b in bounds
-    ] == ["uniform", "importance-weighted"]
+    assert {b["bound"] for b in bounds} == {"importance-weighted", "variational"}
     assert result["test_bpd"] == min(b["bpd"] for b in bounds) == bounds[0]["bpd"]
     by_kind = {b["bound"]: b for b in bounds}
-    assert by_kind["importance-weighted"]["draws"] == 4 and by_kind["uniform"]["draws"] == 2
+    assert by_kind["importance-weighted"]["draws"] == 4 and by_kind["variational"]["draws"] == 2
     assert result["test_bound"] in (
         "importance-weighted bound, K=4",
-        "uniform-dequantization bound, 2 draws",
+        "variational bound, 2 draws",
     )
     assert f"[{result['test_bound']}; " in line and "bound, " in line.split(";")[1]
 
@@ -142,10 +140,25 @@ def test_eval_names_its_bounds_and_leads_with_the_tightest(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(folder), "--draws", "2", "--iw-samples", "3", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["bound"] == "uniform-dequantization bound, 2 draws"
+    assert report["bound"] == "variational bound, 2 draws"  # the digits preset's best recipe
     assert report["iw_bound"] == "importance-weighted bound, K=3"
     assert report["headline_bpd"] == min(report["bpd"], report["iw_bpd"])
     assert main(["eval", str(folder), "--draws", "2", "--iw-samples", "3"]) == 0
     captured = capsys.readouterr()
     assert f"bits/dim {report['headline_bpd']:.4f}" in captured.out
     assert report["headline_bound"] in captured.out and "K=3" in captured.err  # progress bars
+
+
+def test_a_time_budget_takes_the_recipe_searched_for_one():
+    from glowflow.families import TIME_RECIPES
+
+    timed = resolve_config(overrides={"max_time": 300.0})
+    assert timed.max_steps == 0 and timed.lr == TIME_RECIPES["digits"]["lr"]
+    assert (
+        resolve_config(overrides={"max_time": 300.0, "max_steps": 5000}).lr
+        == (BEST_RECIPES["digits"]["lr"])
+    )  # a step budget keeps the default budget's recipe
+    assert resolve_config(overrides={"max_time": 300.0, "lr": 5e-4}).lr == 5e-4
+    assert resolve_config(recipe="paper", overrides={"max_time": 300.0}).lr == 1e-3
+    other = resolve_config(overrides={"max_time": 300.0, "family": "realnvp"})
+    assert other.lr == 1e-3  # a recipe searched for Glow stays Glow's

@@ -60,7 +60,9 @@ def test_eval_json_is_well_formed(run_dir, capsys):
     assert report["step"] == 2 and report["n_bins"] == 17
     assert main(["eval", str(run_dir), "--json", "--draws", "1", "--device", "cpu"]) == 0
     again = json.loads(capsys.readouterr().out)  # the run's seed, batches and draws
-    assert again["bpd"] == json.loads((run_dir / "result.json").read_text())["test_bpd"]
+    bounds = json.loads((run_dir / "result.json").read_text())["best"]["test_bounds"]
+    (same,) = [b for b in bounds if b["bound"] == again["dequantization"]]
+    assert again["bpd"] == same["bpd"] and same["draws"] == 1
 
 
 def test_sample_is_seedable_and_one_grid_per_temperature(run_dir, tmp_path, capsys):

@@ -36,6 +36,8 @@ def paper_like_train(config: TrainConfig, resume: str | None = None) -> TrainRes
         metrics,
         Path(config.run_dir),
         bpd,
+        (),
+        2,
     )
 
 

@@ -19,13 +19,18 @@ def test_validation_chooses_the_best_checkpoint_and_the_test_set_chooses_nothing
     tmp_path, monkeypatch
 ):
     evaluated = []
-    original = Trainer.evaluate
+    during, final = Trainer._bpd, Trainer._final_test
 
-    def recording(self, dataset, draws, flow=None, dequantizer=None):
+    def recording(self, dataset, draws):  # validations, and test rows asked for
         evaluated.append((self.state.step, "val" if dataset is self.val_set else "test"))
-        return original(self, dataset, draws, flow, dequantizer)
+        return during(self, dataset, draws)
 
-    monkeypatch.setattr(Trainer, "evaluate", recording)
+    def final_recording(self, flow, dequantizer, label):  # the last and the best checkpoints
+        evaluated.append((self.state.step, "test"))
+        return final(self, flow, dequantizer, label)
+
+    monkeypatch.setattr(Trainer, "_bpd", recording)
+    monkeypatch.setattr(Trainer, "_final_test", final_recording)
     result = train(tiny(tmp_path, max_steps=6, eval_every=2, val_size=100))
     # validations at steps 2, 4, 6; the test set only at the end (last and best checkpoints)
     assert [e for e in evaluated if e[1] == "val"] == [(2, "val"), (4, "val"), (6, "val")]

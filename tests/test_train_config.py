@@ -1,5 +1,6 @@
 """TrainConfig: presets, config files, type checks, and the LR schedule."""
 
+import dataclasses
 import json
 import math
 
@@ -11,8 +12,17 @@ from glowflow.training.schedule import LRSchedule
 
 
 def test_digits_preset_is_the_default():
-    assert resolve_config() == TrainConfig()
-    assert resolve_config("digits") == TrainConfig()
+    """The paper recipe of digits is TrainConfig's defaults (plus the importance-weighted final
+    bound); the best recipe adds exactly the searched settings."""
+    from glowflow.families import BEST_RECIPES
+
+    paper = resolve_config(recipe="paper")
+    assert paper == dataclasses.replace(TrainConfig(), final_iw_samples=16)
+    assert (
+        resolve_config()
+        == resolve_config("digits")
+        == resolve_config(recipe="paper", overrides=BEST_RECIPES["digits"])
+    )
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

@@ -1,8 +1,9 @@
-"""Argument checks for ``validate_args=True``: clear ``ValueError``s that name the layer."""
+"""Argument checks for ``validate_args=True``: clear ``ValueError``s that name the layer; and
+the search for a non-finite tensor that guards every weights file and checkpoint."""
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -54,3 +55,24 @@ def check_event_shape(
             f"{where}: {what} must have shape (B, {', '.join(map(str, expected))}), "
             f"got {tuple(x.shape)}"
         )
+
+
+def _tensors_in(value: Any, where: str) -> Iterator[tuple[str, Tensor]]:
+    """``(dotted path, tensor)`` for every tensor in nested dicts, lists and tuples."""
+    if isinstance(value, Tensor):
+        yield where, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _tensors_in(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _tensors_in(item, f"{where}.{index}" if where else str(index))
+
+
+def first_non_finite(value: Any, where: str = "") -> Optional[str]:
+    """The dotted path (under ``where``) of the first floating or complex tensor in ``value``
+    (a tensor, or nested dicts, lists and tuples of them) holding a NaN or inf; ``None``."""
+    for path, tensor in _tensors_in(value, where):
+        if (tensor.is_floating_point() or tensor.is_complex()) and not torch.isfinite(tensor).all():
+            return path
+    return None

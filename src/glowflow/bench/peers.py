@@ -1,8 +1,9 @@
-"""Other Glow implementations timed beside glowflow: their runners and the per-round ratios.
+"""Other implementations timed beside glowflow: their runners and the per-round ratios.
 
-A peer is another project's checkout (y0ast/Glow-PyTorch, rosinality/glow-pytorch), never a
-dependency and never copied here. Its runner, the module ``glowflow.bench.runners.NAME``
-(shipped with glowflow, so an installed copy has it too), is called as
+A peer is another project's checkout (y0ast/Glow-PyTorch, rosinality/glow-pytorch for Glow;
+apple/ml-tarflow for TarFlow), never a dependency and never copied here. Its runner, the
+module ``glowflow.bench.runners.NAME`` (shipped with glowflow, so an installed copy has it
+too), is called as
 ``python -m glowflow.bench.runners.NAME PEER_PATH SPEC_JSON``: it imports the peer's modules
 from ``PEER_PATH``, builds the peer's model for the benchmark configuration in ``SPEC_JSON``
 and times it with glowflow's own measuring code (:func:`glowflow.bench.measure.measure_tasks`),
@@ -29,7 +30,7 @@ def known_peers() -> list[str]:
     """The peers with a runner: the modules of :mod:`glowflow.bench.runners` but ``common``.
 
     >>> known_peers()
-    ['rosinality', 'y0ast']
+    ['rosinality', 'tarflow', 'y0ast']
     """
     return sorted(m.name for m in pkgutil.iter_modules(runners.__path__) if m.name != "common")
 

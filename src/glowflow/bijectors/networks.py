@@ -83,8 +83,10 @@ def glow_network(
     :class:`ZeroConv2d` (border ``padding``), so the coupling it drives starts as the
     identity. ``hidden="glow_actnorm"`` makes the two hidden convolutions bias-free, each
     followed by a :class:`HiddenActNorm` (the official code's ``conv2d`` with actnorm).
-    ``dropout > 0`` adds channel dropout (``nn.Dropout2d``) after each ReLU; it acts in
-    training mode only, so encoding and decoding in eval mode stay exact inverses.
+    ``dropout > 0`` adds channel dropout (``nn.Dropout2d``) after each ReLU, in the ReLU's
+    place of the sequence (neither has weights), so the state-dict keys are the same with and
+    without it and a model trained one way loads the other; it acts in training mode only, so
+    encoding and decoding in eval mode stay exact inverses.
     """
     if hidden not in HIDDEN_LAYERS:
         raise ConfigError(f"coupling network must be one of {HIDDEN_LAYERS}, got {hidden!r}")
@@ -101,7 +103,7 @@ def glow_network(
         return [conv, HiddenActNorm(hidden_channels)] if actnorm else [conv]
 
     def activation() -> list[nn.Module]:
-        return [nn.ReLU(), nn.Dropout2d(dropout)] if dropout else [nn.ReLU()]
+        return [nn.Sequential(nn.ReLU(), nn.Dropout2d(dropout)) if dropout else nn.ReLU()]
 
     return nn.Sequential(
         *convolution(in_channels, 3),

@@ -25,7 +25,7 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..families import DEFAULT_FAMILY
+    from ..families import DEFAULT_FAMILY, RECIPES
     from ..training.config import PRESETS
 
     parser.add_argument(
@@ -33,6 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=sorted(k for k, v in PRESETS.items() if v.get("family") == DEFAULT_FAMILY),
         default="digits",
         help="Glow configuration every variant starts from",
+    )
+    parser.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default="paper",
+        help="the preset's recipe every variant starts from (paper: the plain Glow, so the "
+        "variants differ only where the paper's comparison does)",
     )
     parser.add_argument(
         "--max-steps",
@@ -96,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     from ..experiments.ablation import plot_curves, run_ablation, summarize, write_table
     from ..training.config import resolve_config
 
-    base = resolve_config(args.preset, None, _overrides(args))
+    base = resolve_config(args.preset, None, _overrides(args), args.recipe)
     eval_every = args.eval_every or max(1, base.max_steps // 10)
     base = dataclasses.replace(
         base,

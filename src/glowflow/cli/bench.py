@@ -68,7 +68,8 @@ def _run_options() -> tuple[tuple[tuple[str, ...], dict[str, Any]], ...]:
                 default=[],
                 metavar="NAME=PATH",
                 help=f"also time a peer implementation (NAME: {', '.join(known_peers())}; "
-                "PATH: a checkout of y0ast/Glow-PyTorch or rosinality/glow-pytorch) in "
+                "PATH: a checkout of y0ast/Glow-PyTorch, rosinality/glow-pytorch or "
+                "apple/ml-tarflow, for a Glow or a TarFlow config) in "
                 "alternating processes through glowflow.bench.runners.NAME, and report "
                 "glowflow's rate over the peer's per round and their median; repeatable",
             ),

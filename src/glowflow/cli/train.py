@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import typing
@@ -28,14 +29,30 @@ HELP = (
 )
 
 
-def _default_of(name: str, families: tuple[str, ...]) -> object:
-    """What a field is when no preset, file or flag sets it, for the first family that has it."""
-    from ..families import FAMILIES
+@functools.lru_cache(maxsize=None)
+def _resolved(family: str, recipe: str, timed: bool = False) -> TrainConfig:
+    """``glowflow train --family FAMILY --recipe RECIPE`` with nothing else given (``timed``:
+    but a ``--max-time``)."""
+    from ..training.config import resolve_config
 
-    defaults = TrainConfig()
-    if name in defaults.__dataclass_fields__:
-        return defaults.value(name)
-    return getattr(FAMILIES[families[0]].template, name)
+    budget = {"max_time": 1.0} if timed else {}
+    return resolve_config(overrides={"family": family, **budget}, recipe=recipe)
+
+
+def _default_text(name: str, families: tuple[str, ...]) -> str:
+    """What a field is when no preset, file or flag sets it (the digits preset's best recipe,
+    for the first family that has the field), and what the paper recipe makes it where that
+    differs: ``"0.002; --recipe paper or another family: 0.001"``."""
+    shown = lambda value: repr(value) if value == "" else str(value)  # noqa: E731
+    best = _resolved(families[0], "best").value(name)
+    paper = _resolved(families[0], "paper").value(name)
+    timed = _resolved(families[0], "best", True).value(name)
+    text = shown(best)
+    if timed != best and name not in ("max_time", "max_steps"):
+        text += f"; with --max-time alone: {shown(timed)}"
+    if paper != best:
+        text += f"; --recipe paper or another family: {shown(paper)}"
+    return text
 
 
 def _flag_for(
@@ -46,10 +63,9 @@ def _flag_for(
     from ..families import FAMILIES
 
     flag = "--" + name.replace("_", "-")
-    default = _default_of(name, families)
-    shown = repr(default) if default == "" else default
     scope = "" if len(families) == len(FAMILIES) else f"[{', '.join(families)}] "
-    text = f"{scope}{help_text(name, families[0])} (default: {shown})".replace("%", "%%")
+    default = _default_text(name, families)
+    text = f"{scope}{help_text(name, families[0])} (default: {default})".replace("%", "%%")
     options: dict[str, typing.Any] = {"default": argparse.SUPPRESS, "help": text, "dest": name}
     if kind is bool:
         parser.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
@@ -115,7 +131,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     :data:`~glowflow.training.config.RESUME_MAY_CHANGE` lists."""
     from ..store.loader import checkpoint_folder, list_checkpoints
     from ..training.checkpoint import read_run_config
-    from ..training.config import preset_settings, read_config_file, resolve_config, resume_config
+    from ..training.config import (
+        is_time_budget,
+        preset_settings,
+        read_config_file,
+        resolve_config,
+        resume_config,
+    )
     from ..training.trainer import run_dir_of
 
     preset, config_file = getattr(args, "preset", None), getattr(args, "config", None)
@@ -136,8 +158,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     file_values = read_config_file(config_file) if config_file is not None else {}
     file_values.pop("preset", None)
     family = overrides.get("family", file_values.get("family", saved.family))
+    timed = is_time_budget(file_values, overrides)
     given: dict[str, typing.Any] = (
-        preset_settings(preset, family, recipe or "best") if preset else {}
+        preset_settings(preset, family, recipe or "best", timed) if preset else {}
     )
     given.update(file_values)
     given.update(overrides)

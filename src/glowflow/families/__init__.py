@@ -53,9 +53,18 @@ BEST_RECIPES: dict[str, dict[str, Any]] = {
 """What the recipe search (``benchmarks/recipe_search.py``) chose for a preset, by preset name:
 settings applied over the preset's unless ``--recipe paper``."""
 
+TIME_RECIPES: dict[str, dict[str, Any]] = {
+    name: dict(settings)
+    for family in FAMILIES.values()
+    for name, settings in family.time_recipes.items()
+}
+"""What the recipe search chose for a preset under a wall-clock budget (``--max-time`` without
+``--max-steps``), by preset name: applied over :data:`BEST_RECIPES` then."""
+
 RECIPES: dict[str, str] = {
     "best": "the preset with the settings the recipe search chose on validation for its "
-    "default budget (where it was searched: the README's recipe table)",
+    "default budget, or for a --max-time budget given without --max-steps (where it was "
+    "searched: the README's recipe tables)",
     "paper": "the preset's paper settings alone (the plain Glow of the paper for digits), "
     "for ablations and the paper's hyper-parameters",
 }
@@ -97,6 +106,7 @@ __all__ = [
     "PRESETS",
     "BEST_RECIPES",
     "RECIPES",
+    "TIME_RECIPES",
     "Family",
     "build",
     "config_from_dict",

@@ -44,7 +44,10 @@ class Family:
             names (see :mod:`glowflow.training.config`).
         converters: the ``glowflow convert --from`` sources that produce this family.
         best_recipes: ``{preset: settings}`` the recipe search chose on validation for some of
-            the presets, applied over them unless the paper recipe is asked for.
+            the presets at their default budget, applied over them unless the paper recipe is
+            asked for.
+        time_recipes: ``{preset: settings}`` the search chose for a wall-clock budget
+            (``--max-time`` without ``--max-steps``), applied over the best recipe then.
     """
 
     name: str
@@ -55,6 +58,7 @@ class Family:
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     converters: tuple[str, ...] = ()
     best_recipes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    time_recipes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def build(self, config: FlowConfig) -> Flow:
         """The :class:`~glowflow.Flow` of ``config`` (which must be this family's), with

@@ -6,12 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Optional, Union
+from typing import Union
 
 import torch
 from safetensors import safe_open
 
 from ..errors import MissingFileError, ModelFileError
+from ..validation import first_non_finite
 
 
 def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
@@ -22,13 +23,6 @@ def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
         digest.update(json.dumps([name, str(tensor.dtype), list(tensor.shape)]).encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
-
-
-def _first_non_finite(tensors: dict[str, torch.Tensor]) -> Optional[str]:
-    for name, tensor in tensors.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            return name
-    return None
 
 
 def read_signed_weights(
@@ -67,7 +61,7 @@ def read_signed_weights(
     if stored is None:
         if not unsigned_ok:
             raise ModelFileError(f"{path} lacks the sha256 of its tensors{suffix}")
-        bad = _first_non_finite(tensors)
+        bad = first_non_finite(tensors)
         if bad is not None:
             raise ModelFileError(f"{path} holds non-finite values (NaN or inf) in {bad}{suffix}")
         return tensors, metadata

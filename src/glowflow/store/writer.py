@@ -20,6 +20,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from ..errors import ConfigError
 from ..flow import Flow
+from ..validation import first_non_finite
 from .atomic import fsync_path
 from .card import model_card
 from .data import DataSpec
@@ -40,14 +41,6 @@ PathLike = Union[str, Path]
 def weights_of(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """``module``'s state dict as contiguous CPU tensors (what a weights file holds)."""
     return {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-
-
-def first_non_finite(tensors: Mapping[str, torch.Tensor]) -> Optional[str]:
-    """The name of the first floating tensor holding a NaN or inf."""
-    for name, tensor in tensors.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            return name
-    return None
 
 
 def signed_bytes(

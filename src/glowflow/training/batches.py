@@ -64,13 +64,27 @@ def take_images(dataset: Dataset, count: int, seed: int) -> tuple[Tensor, Tensor
     return levels, torch.stack([torch.as_tensor(y) for _, y in items])
 
 
+def step_seed(seed: int, step: int, rank: int, world_size: int) -> int:
+    """The seed of one step of one process: ``(seed * 1000003 + step * world + rank) mod 2^63``."""
+    return (seed * 1_000_003 + step * world_size + rank) % (2**63)
+
+
 def noise_generator(
     device: torch.device, seed: int, step: int, rank: int, world_size: int
 ) -> torch.Generator:
     """The dequantization generator of one step of one process, seeded from all three."""
-    return torch.Generator(device=device).manual_seed(
-        (seed * 1_000_003 + step * world_size + rank) % (2**63)
-    )
+    return torch.Generator(device=device).manual_seed(step_seed(seed, step, rank, world_size))
+
+
+DROPOUT_STREAM = 2**62
+"""Offset of the global generators' seeds from the dequantization noise's (another stream)."""
+
+
+def seed_step_randomness(seed: int, step: int, rank: int, world_size: int) -> None:
+    """Seed torch's global generators (a step's dropout masks) from the step alone, so that a
+    resumed run draws the masks an uninterrupted one draws, whatever used the generators since
+    the checkpoint (validations, sample grids, the best checkpoint's writing)."""
+    torch.manual_seed((step_seed(seed, step, rank, world_size) + DROPOUT_STREAM) % (2**63))
 
 
 def step_loader(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -42,3 +43,45 @@ class Budget:
         """``floor(p * V)``: how many of the budget's validations are due by now; one is due
         whenever this grows past its value at the last check."""
         return math.floor(self.progress(step, elapsed) * self.validations + 1e-9)
+
+
+@dataclass(frozen=True)
+class Due:
+    """What is due after a step: a metrics row, a validation, a test evaluation (rows asked
+    for with ``test_every``), sample grids, a checkpoint."""
+
+    log: bool
+    validate: bool
+    test: bool
+    sample: bool
+    checkpoint: bool
+
+    @property
+    def anything(self) -> bool:
+        return self.log or self.validate or self.test or self.sample or self.checkpoint
+
+
+class Cadence:
+    """When a run's periodic work is due: every ``log_every``, ``eval_every``,
+    ``test_every``, ``sample_every`` and ``checkpoint_every`` steps, at each of the
+    :class:`Budget`'s validation marks (all of them), and at the end of the budget (all)."""
+
+    def __init__(self, config: Any, budget: Budget, step: int, elapsed: float) -> None:
+        self.config, self.budget = config, budget
+        self.mark = budget.mark(step, elapsed)  # the marks passed by the last check
+
+    def due(self, step: int, elapsed: float, has_val: bool, has_test: bool) -> Due:
+        """What is due after ``step`` at ``elapsed`` seconds (``has_val``, ``has_test``: the
+        run has those splits); a budget mark counts once."""
+        config = self.config
+        mark = self.budget.mark(step, elapsed)
+        every = self.budget.spent(step, elapsed) or mark > self.mark
+        self.mark = mark
+        due = lambda cadence: every or step % cadence == 0  # noqa: E731
+        return Due(
+            log=due(config.log_every),
+            validate=has_val and due(config.eval_every),
+            test=has_test and bool(config.test_every) and due(config.test_every),
+            sample=due(config.sample_every),
+            checkpoint=due(config.checkpoint_every),
+        )

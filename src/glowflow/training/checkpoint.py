@@ -32,7 +32,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import torch
 
@@ -59,6 +59,7 @@ from ..store.record import (
     read_record,
 )
 from ..store.writer import replace_folder, signed_bytes, weights_of, write_model_files
+from ..validation import first_non_finite
 from .config import TrainConfig
 from .model import model_config
 
@@ -87,26 +88,6 @@ def checkpoint_path(run_dir: PathLike, step: int) -> Path:
 
 class NonFiniteStateError(RuntimeError):
     """:func:`save_checkpoint` refused to write a NaN or infinite weight or optimizer state."""
-
-
-def _tensors_in(value: Any, where: str) -> Iterator[tuple[str, torch.Tensor]]:
-    """``(dotted path, tensor)`` for every tensor in nested dicts, lists and tuples."""
-    if isinstance(value, torch.Tensor):
-        yield where, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _tensors_in(item, f"{where}.{key}" if where else str(key))
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            yield from _tensors_in(item, f"{where}.{index}" if where else str(index))
-
-
-def first_non_finite(value: Any, where: str) -> Optional[str]:
-    """The dotted path of the first floating tensor in ``value`` holding a NaN or inf."""
-    for path, tensor in _tensors_in(value, where):
-        if (tensor.is_floating_point() or tensor.is_complex()) and not torch.isfinite(tensor).all():
-            return path
-    return None
 
 
 def _torch_bytes(value: Any) -> bytes:

@@ -21,7 +21,15 @@ from typing import Any, Mapping, Optional, Union
 from ..config_base import FlowConfig, option
 from ..dequantization import DEQUANTIZATIONS
 from ..errors import ConfigError, MissingFileError
-from ..families import BEST_RECIPES, DEFAULT_FAMILY, FAMILIES, PRESETS, RECIPES, get_family
+from ..families import (
+    BEST_RECIPES,
+    DEFAULT_FAMILY,
+    FAMILIES,
+    PRESETS,
+    RECIPES,
+    TIME_RECIPES,
+    get_family,
+)
 from ..precision import PRECISIONS
 
 RETIRED_FIELDS = ("test_split",)
@@ -349,6 +357,17 @@ def resume_conflicts(saved: TrainConfig, config: TrainConfig) -> list[str]:
     ]
 
 
+def check_resumable(saved: TrainConfig, config: TrainConfig, folder: Any) -> None:
+    """A ``ConfigError`` naming ``folder`` and every setting in which ``config`` differs from
+    the run's ``saved`` one where a resume may not change it."""
+    conflicts = resume_conflicts(saved, config)
+    if conflicts:
+        raise ConfigError(
+            f"{folder} was trained with other settings ({'; '.join(conflicts)}); a resumed "
+            f"run keeps the run's settings except {', '.join(RESUME_MAY_CHANGE)}"
+        )
+
+
 def help_text(name: str, family: str = DEFAULT_FAMILY) -> str:
     """The help of a settable field: a run field of :class:`TrainConfig` or a model field of
     ``family``'s config."""
@@ -508,21 +527,27 @@ def read_config_file(path: Union[str, Path]) -> dict[str, Any]:
 
 
 def preset_settings(
-    preset: str, family: Optional[str] = None, recipe: str = "best"
+    preset: str, family: Optional[str] = None, recipe: str = "best", time_budget: bool = False
 ) -> dict[str, Any]:
     """The settings of ``preset`` for a ``family`` run: all of them when the preset is of that
     family (or ``family`` is ``None``), else its run settings alone (``--preset mnist
     --family realnvp`` trains RealNVP with the mnist preset's data and schedule). The
     ``"best"`` recipe adds what the recipe search chose for the preset
-    (:data:`~glowflow.families.BEST_RECIPES`); ``"paper"`` leaves the paper's settings."""
+    (:data:`~glowflow.families.BEST_RECIPES`), and with ``time_budget`` (a ``max_time`` given
+    without ``max_steps``) what it chose for a wall-clock budget
+    (:data:`~glowflow.families.TIME_RECIPES`), for the preset's own family only; ``"paper"``
+    leaves the paper's settings."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
     if recipe not in RECIPES:
         raise ConfigError(f"unknown recipe {recipe!r}; choose from {sorted(RECIPES)}")
     settings = dict(PRESETS[preset])
-    if recipe == "best":
+    own = family is None or settings["family"] == family
+    if recipe == "best" and own:  # a recipe searched for the preset's own family
         settings.update(BEST_RECIPES.get(preset, {}))
-    if family is not None and settings["family"] != family:
+        if time_budget:
+            settings.update(TIME_RECIPES.get(preset, {}))
+    if not own:
         settings = {k: v for k, v in settings.items() if k in run_field_types()}
         settings["family"] = family
     return settings
@@ -548,13 +573,20 @@ def resolve_config(
     file_values.pop("recipe", None)
     overrides = dict(overrides or {})
     family = overrides.get("family", file_values.get("family"))
-    settings = preset_settings(preset, family, recipe)
+    settings = preset_settings(preset, family, recipe, is_time_budget(file_values, overrides))
     family = family_named_in(settings, f"preset {preset}")
     run, model = check_values(settings, f"preset {preset}", family)
     for source, where in ((file_values, str(config_file)), (overrides, "overrides")):
         more_run, more_model = check_values(source, where, family)
         run.update(more_run)
         model.update(more_model)
-        if more_run.get("max_time") and "max_steps" not in more_run:
-            run["max_steps"] = 0
+    if is_time_budget(file_values, overrides):
+        run["max_steps"] = 0
     return TrainConfig.from_dict({**run, "model": model}, where=f"preset {preset}")
+
+
+def is_time_budget(*sources: Mapping[str, Any]) -> bool:
+    """Whether the user's settings (a file's, the flags') give a ``max_time`` budget and no
+    ``max_steps``: the budget is then the time alone."""
+    given = {key: value for source in sources for key, value in source.items()}
+    return bool(given.get("max_time")) and "max_steps" not in given

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any, Optional, Sequence
 
 import torch
+from torch import nn
 
 from .config import TrainConfig
 
@@ -28,3 +31,21 @@ class TorchSettings:
     def restore(self) -> None:
         torch.use_deterministic_algorithms(self._deterministic_before)
         torch.set_num_threads(self._threads_before)
+
+
+def startup_line(
+    config: TrainConfig,
+    flow: nn.Module,
+    device: torch.device,
+    world_size: int,
+    splits: Sequence[tuple[str, Optional[Any]]],
+    run_dir: Path,
+) -> str:
+    """The start-up line: family, parameters, device and threads, split sizes, run folder."""
+    sizes = ", ".join(f"{name} {len(split)}" for name, split in splits if split is not None)
+    parameters = sum(p.numel() for p in flow.parameters())
+    return (
+        f"{config.family} with {parameters:,} parameters on {device} "
+        f"({torch.get_num_threads()} threads, world {world_size}); "
+        f"{config.dataset}: {sizes} images; run folder {run_dir}"
+    )

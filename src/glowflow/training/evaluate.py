@@ -19,6 +19,7 @@ from ..metrics import bits_per_dim
 from ..precision import network_precision
 from . import distributed
 from .config import TrainConfig
+from .recovery import TrainingDiverged
 
 
 @dataclass(frozen=True)
@@ -203,3 +204,33 @@ def shared_bpd(
         importance_weighted=importance_weighted,
     )
     return summarize(distributed.all_reduce_sum(sums, process), draws)
+
+
+def test_bounds(
+    flow: Flow,
+    dequantizer: nn.Module,
+    dataset: Dataset,
+    config: TrainConfig,
+    process: distributed.Process,
+    label: str,
+) -> tuple[Bound, ...]:
+    """A run's final test bits/dim of one checkpoint (``label``: ``"best"``, ``"last"``): the
+    run's dequantization bound with ``final_eval_draws`` draws, and the importance-weighted
+    bound with ``K = final_iw_samples`` when asked. A
+    :class:`~.recovery.TrainingDiverged` naming the checkpoint when one is not finite."""
+    draws = config.final_eval_draws
+    bounds = [
+        Bound(config.dequantization, shared_bpd(flow, dataset, dequantizer, draws, config, process))
+    ]
+    if config.final_iw_samples:
+        weighted = shared_bpd(
+            flow, dataset, dequantizer, config.final_iw_samples, config, process, True
+        )
+        bounds.append(Bound("importance-weighted", weighted))
+    for bound in bounds:
+        if not math.isfinite(bound.result.bpd):
+            raise TrainingDiverged(
+                f"the {label} checkpoint's test bits/dim ({bound.name}) is {bound.result.bpd}; "
+                f"start a fresh run with a lower --lr (this run: {config.lr:g})"
+            )
+    return tuple(bounds)

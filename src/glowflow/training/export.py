@@ -20,7 +20,7 @@ from ..store.loader import BEST, EMA_FILE, checkpoint_dir, checkpoint_folder, lo
 from ..store.record import DEQUANTIZER_FILE, WEIGHTS_FILE, is_model_folder, read_record
 from ..store.writer import replace_folder, save_model, write_record
 from .checkpoint import read_run_config
-from .config import TrainConfig, field_types
+from .config import TrainConfig, field_types, resolve_config
 
 PathLike = Union[str, Path]
 
@@ -34,8 +34,9 @@ def best_checkpoint(run_dir: PathLike) -> Path:
 
 def command_of(config: TrainConfig) -> str:
     """A ``glowflow train`` command line that trains ``config``: its family and every setting
-    that differs from the defaults (where it runs left out)."""
-    defaults = TrainConfig.from_dict({"family": config.family})
+    that differs from what ``glowflow train --family FAMILY`` trains (the default preset and
+    recipe; where it runs left out)."""
+    defaults = resolve_config(overrides={"family": config.family})
     parts = ["glowflow train", f"--family {config.family}"]
     for name in field_types(config.family):
         if name in ("run_dir", "device", "threads", "progress", "family", "data_root"):

@@ -1,17 +1,21 @@
-"""Building the flow a :class:`~glowflow.training.config.TrainConfig` describes."""
+"""Building the flow a :class:`~glowflow.training.config.TrainConfig` describes, and its
+data-dependent initialization."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..config_base import FlowConfig
+from ..data import dequantize
 from ..dequantization import make_dequantizer
 from ..errors import ConfigError
 from ..families import build
 from ..flow import Flow
 from ..store.data import DataSpec
+from .batches import noise_generator, take_images
 from .config import TrainConfig
 
 
@@ -64,3 +68,14 @@ def run_data(config: TrainConfig, dataset: Any) -> DataSpec:
         val_size=config.val_size,
         data_root=config.data_root,
     )
+
+
+def initialize_from_data(
+    flow: Flow, train_set: Any, config: TrainConfig, n_bins: int, device: torch.device
+) -> None:
+    """Data-dependent ActNorm initialization on ``config.init_images`` seeded training images
+    (the labels too for a conditional run), dequantized with a generator of their own."""
+    levels, labels = take_images(train_set, config.init_images, config.seed)
+    generator = noise_generator(device, config.seed, -1, 0, 1)
+    x = dequantize(levels.to(device), n_bins, generator=generator)
+    flow.initialize(x, labels.to(device) if config.conditional else None)

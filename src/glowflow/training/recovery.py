@@ -3,7 +3,10 @@ and when a run that keeps diverging must stop."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 from ..errors import GlowflowError
+from ..validation import first_non_finite
 
 
 class TrainingDiverged(GlowflowError, RuntimeError):
@@ -33,3 +36,13 @@ class Recovery:
         if self.restores > self.max_restores:
             raise TrainingDiverged(f"training diverged: {reason}, and {advice}")
         self.restored_at = (step, skipped)
+
+
+def checkpoint_problem(
+    last_step_skipped: bool, step: int, model_state: dict, optimizer_state: dict
+) -> Optional[str]:
+    """Why the current state may not be checkpointed (``None``: it may): a last step that was
+    skipped, or a non-finite weight or optimizer state (named)."""
+    if last_step_skipped:
+        return f"step {step} was skipped (non-finite loss or gradient)"
+    return first_non_finite({"model": model_state, "optimizer": optimizer_state}, "")

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from tqdm import tqdm
 
 from ..machine import machine_description
 from ..store.atomic import write_text_atomically
@@ -99,6 +101,55 @@ class Evaluated:
             }
         )
         return {"step": self.step, "checkpoint": str(self.folder), **scores}
+
+
+def progress_bar(config: Any, is_main: bool, step: int) -> tqdm:
+    """The run's progress bar on stderr, from ``step`` to ``max_steps`` (no total under a
+    time budget alone), shown by rank 0 with ``progress``."""
+    return tqdm(
+        total=config.max_steps or None,
+        initial=step,
+        unit="step",
+        dynamic_ncols=True,
+        disable=not (is_main and config.progress),
+        file=sys.stderr,
+    )
+
+
+def bar_postfix(row: dict[str, Any]) -> dict[str, str]:
+    """The progress bar's figures from a metrics row: train and validation bits/dim, img/s."""
+    postfix = {k: f"{row[k]:.3f}" for k in ("train_bpd", "val_bpd") if row.get(k)}
+    if row.get("images_per_s"):
+        postfix["img/s"] = f"{row['images_per_s']:.0f}"
+    return postfix
+
+
+def run_entries(
+    config: Any, state: Any, data: Any, wall: float, early_stopped: bool, world_size: int
+) -> dict[str, Any]:
+    """``result.json``'s entries about the run itself: from its ``config``, its
+    :class:`~.state.TrainingState` ``state`` (steps, skips, the best validation and how many
+    validations chose it) and its ``data`` record."""
+    chosen = state.best.step >= 0
+    return {
+        "best_val_bpd": state.best.val_bpd if chosen else None,
+        "family": config.family,
+        "noise_augment": config.noise_augment,
+        "draws": config.final_eval_draws,
+        "steps": state.step,
+        "validations": state.best.validations,
+        "best_chosen_by": (
+            f"{state.best.validations} validations"
+            if chosen
+            else "no validation: the best checkpoint is the last"
+        ),
+        "early_stopped": early_stopped,
+        "skipped_steps": state.skipped,
+        "wall_time_s": wall,
+        "dataset": data.dataset,
+        "n_bins": data.n_bins,
+        "world_size": world_size,
+    }
 
 
 def write_report(

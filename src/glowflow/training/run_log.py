@@ -135,12 +135,15 @@ class RunLog:
             self.writer.add_image(f"samples/T={temperature}", pixels, step, dataformats="HWC")
         self.writer.flush()
 
-    def finish(self, settings: Mapping[str, Any], results: Mapping[str, Optional[float]]) -> None:
-        """Record the run's hyper-parameters (``settings``, the flat config; lists as text)
-        beside its final ``results`` (test bits/dim, best validation bits/dim) in
-        TensorBoard's HParams view (``tb/hparams``); nothing without TensorBoard."""
+    def finish(self, config: Any, results: Mapping[str, Optional[float]]) -> None:
+        """Record the run's hyper-parameters (the :class:`~.config.TrainConfig` ``config``,
+        flat: run and model fields, lists as text) beside its final ``results`` (test bits/dim,
+        best validation bits/dim) in TensorBoard's HParams view (``tb/hparams``); nothing
+        without TensorBoard."""
         if self.writer is None:
             return
+        values = config.to_dict()
+        settings = {**values, **values.pop("model")}
         shown = {
             key: value if isinstance(value, (bool, int, float, str)) else str(value)
             for key, value in settings.items()

@@ -30,12 +30,16 @@ from typing import NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ..errors import ConfigError
 from ..flow import Flow, log_prob_of
 from ..metrics import bits_per_dim
-from ..precision import check_precision, network_precision
+from ..precision import check_precision, make_grad_scaler, network_precision
+from .batches import noise_generator, seed_step_randomness
+from .config import TrainConfig
 from .ema import EMA
+from .schedule import LRSchedule
 
 
 class Objective(nn.Module):
@@ -167,3 +171,67 @@ def _unwrap(model: nn.Module) -> Objective:
     inner = getattr(inner, "module", inner)  # DistributedDataParallel keeps it as .module
     assert isinstance(inner, Objective)
     return inner
+
+
+class TrainingParts(NamedTuple):
+    """What a run optimizes: the objective over ``flow`` and ``dequantizer``, its optimizer,
+    the learning-rate schedule and the fp16 loss scaler (``None`` in other precisions)."""
+
+    objective: Objective
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    scaler: Optional[torch.amp.GradScaler]
+
+
+def training_parts(
+    flow: Flow, dequantizer: nn.Module, config: TrainConfig, device: torch.device
+) -> TrainingParts:
+    """The :class:`TrainingParts` of a run's ``config`` (loss weights, precision, noise,
+    optimizer, schedule) for its ``flow`` and ``dequantizer``, on ``device``."""
+    objective = Objective(
+        flow, dequantizer, config.class_loss_weight, config.precision, config.noise_augment
+    )
+    optimizer = make_optimizer(
+        config.optimizer, list(objective.parameters()), config.lr, device, config.weight_decay
+    )
+    schedule = LRSchedule(config.lr, config.warmup_steps, config.max_steps, config.lr_schedule)
+    return TrainingParts(objective, optimizer, schedule, make_grad_scaler(config.precision, device))
+
+
+def wrapped(objective: Objective, config: TrainConfig, distributed_run: bool) -> nn.Module:
+    """The module the steps call: the objective, under DDP when ``distributed_run``, compiled
+    (forward and backward; the optimizer step stays eager) with ``config.compile``."""
+    model: nn.Module = objective
+    if distributed_run:
+        device = next(objective.parameters()).device
+        model = DistributedDataParallel(
+            objective,
+            device_ids=[device] if device.type == "cuda" else None,
+            find_unused_parameters=config.conditional and config.class_loss_weight == 0,
+        )
+    return torch.compile(model) if config.compile else model
+
+
+def step_inputs(
+    levels: Tensor,
+    labels: Tensor,
+    dequantizer: nn.Module,
+    config: TrainConfig,
+    step: int,
+    rank: int,
+    world_size: int,
+) -> tuple[Optional[Tensor], ...]:
+    """The objective's inputs for one step of one process: the ``levels`` (on the run's
+    device) and, for conditional runs, the labels moved there, the step's dequantization draws and, with
+    ``noise_augment``, its Gaussian noise. The step's randomness comes from the step alone
+    (:func:`~.batches.seed_step_randomness`, :func:`~.batches.noise_generator`), so a resumed
+    run repeats an uninterrupted one."""
+    device = levels.device
+    where = (config.seed, step, rank, world_size)
+    seed_step_randomness(*where)
+    generator = noise_generator(device, *where)
+    y = labels.to(device, non_blocking=True) if config.conditional else None
+    inputs: tuple[Optional[Tensor], ...] = (levels, y, dequantizer.noise(levels, generator))
+    if config.noise_augment:
+        inputs += (torch.randn(levels.shape, generator=generator, device=device),)
+    return inputs

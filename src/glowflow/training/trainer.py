@@ -22,25 +22,17 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..data import dequantize
-from ..errors import ConfigError
 from ..flow import Flow
-from ..precision import make_grad_scaler
 from ..store.atomic import write_text_atomically
-from ..store.loader import (
-    BEST,
-    checkpoint_dir,
-)
+from ..store.loader import BEST, checkpoint_dir
 from . import distributed
-from .batches import noise_generator, step_loader, take_images
-from .budget import Budget
+from .batches import step_loader
+from .budget import Budget, Cadence
 from .checkpoint import (
     STATE_FILE,
     checkpoint_path,
-    first_non_finite,
     load_checkpoint_weights,
     load_run,
     prune_checkpoints,
@@ -51,21 +43,28 @@ from .checkpoint import (
     save_checkpoint,
     start_checkpoint,
 )
-from .config import RESUME_MAY_CHANGE, TrainConfig, resume_conflicts
+from .config import TrainConfig, check_resumable
 from .ema import EMA
-from .environment import TorchSettings
-from .evaluate import Bound, BpdResult, shared_bpd
+from .environment import TorchSettings, startup_line
+from .evaluate import BpdResult, shared_bpd, test_bounds
 from .images import save_run_samples
 from .init_from import start_from
-from .model import build_dequantizer, build_flow, run_data
-from .recovery import Recovery, TrainingDiverged
-from .report import Evaluated, TrainResult, train_result, write_report
+from .model import build_dequantizer, build_flow, initialize_from_data, run_data
+from .recovery import Recovery, TrainingDiverged, checkpoint_problem
+from .report import (
+    Evaluated,
+    TrainResult,
+    bar_postfix,
+    progress_bar,
+    run_entries,
+    train_result,
+    write_report,
+)
 from .run_lock import RunLock
 from .run_log import RunLog
-from .schedule import LRSchedule
 from .splits import load_splits
 from .state import BestRecord, TrainingState
-from .step import Objective, StepOutput, make_optimizer, training_step
+from .step import StepOutput, step_inputs, training_parts, training_step, wrapped
 from .window import StepWindow
 
 
@@ -128,21 +127,8 @@ class Trainer:
         self.data = run_data(config, self.train_set)
         self.flow: Flow = build_flow(config, self.data).to(self.device)
         self.dequantizer = build_dequantizer(config, self.data).to(self.device)
-        self.objective = Objective(
-            self.flow,
-            self.dequantizer,
-            config.class_loss_weight,
-            config.precision,
-            config.noise_augment,
-        )
-        self.scaler = make_grad_scaler(config.precision, self.device)  # fp16 only
-        parameters = list(self.objective.parameters())
-        self.optimizer = make_optimizer(
-            config.optimizer, parameters, config.lr, self.device, config.weight_decay
-        )
-        self.schedule = LRSchedule(
-            config.lr, config.warmup_steps, config.max_steps, config.lr_schedule
-        )
+        parts = training_parts(self.flow, self.dequantizer, config, self.device)
+        self.objective, self.optimizer, self.schedule, self.scaler = parts
         self.window = StepWindow(self.device)
         self.state = TrainingState(self.optimizer, self.schedule, self.scaler, self.window)
         self.lr = config.lr
@@ -150,23 +136,18 @@ class Trainer:
             said = start_from(config.init_from, self.flow, self.dequantizer, self.data, self.device)
             self._say(said)
         elif start is None:
-            self._initialize()
+            initialize_from_data(self.flow, self.train_set, config, self.data.n_bins, self.device)
         self.ema = EMA(self.flow, config.ema_decay) if config.ema_decay > 0 else None
         if start is not None:
             self._restore(start, resume=True)
             self._say(f"resumed from {start} at step {self.state.step}")
         self._tick()
-        self.budget_mark = self.budget.mark(self.state.step, self.now)
-        self._say(self._summary())
-        self.model: torch.nn.Module = self.objective
-        if self.process.distributed:
-            self.model = DistributedDataParallel(
-                self.objective,
-                device_ids=[self.device] if self.device.type == "cuda" else None,
-                find_unused_parameters=config.conditional and config.class_loss_weight == 0,
-            )
-        if config.compile:  # forward and backward of the objective; the step stays eager
-            self.model = torch.compile(self.model)
+        self.cadence = Cadence(config, self.budget, self.state.step, self.now)
+        splits = (("train", self.train_set), ("val", self.val_set), ("test", self.test_set))
+        world = self.process.world_size
+        self._say(startup_line(config, self.flow, self.device, world, splits, self.run_dir))
+        self.model = wrapped(self.objective, config, self.process.distributed)
+        if config.compile:
             self._say("compiling with torch.compile: the first steps take a minute or more")
         if self.process.is_main:
             text = json.dumps(config.to_dict(), indent=2)
@@ -182,62 +163,29 @@ class Trainer:
         self.last_checkpoint: Path = start
 
     # ------------------------------------------------------------------------------ set-up
-    def _summary(self) -> str:
-        """The start-up line: family, parameters, device and threads, split sizes, folder."""
-        sizes = ", ".join(
-            f"{name} {len(split)}"
-            for name, split in (
-                ("train", self.train_set),
-                ("val", self.val_set),
-                ("test", self.test_set),
-            )
-            if split is not None
-        )
-        parameters = sum(p.numel() for p in self.flow.parameters())
-        return (
-            f"{self.config.family} with {parameters:,} parameters on {self.device} "
-            f"({torch.get_num_threads()} threads, world {self.process.world_size}); "
-            f"{self.config.dataset}: {sizes} images; run folder {self.run_dir}"
-        )
-
     def _say(self, message: str) -> None:
         if self.process.is_main:
             tqdm.write(f"glowflow train: {message}", file=sys.stderr)
-
-    def _initialize(self) -> None:
-        """Data-dependent ActNorm initialization on ``init_images`` seeded training images."""
-        levels, labels = take_images(self.train_set, self.config.init_images, self.config.seed)
-        generator = noise_generator(self.device, self.config.seed, -1, 0, 1)
-        x = dequantize(levels.to(self.device), self.data.n_bins, generator=generator)
-        self.flow.initialize(x, labels.to(self.device) if self.config.conditional else None)
 
     def _restore(self, folder: Path, resume: bool) -> None:
         """Load weights, EMA and optimizer from a checkpoint; on ``resume`` also the step,
         counters, schedule and RNG states (the NaN guard keeps its own step and lr)."""
         state = read_state(folder)
         if resume:
-            conflicts = resume_conflicts(read_run_config(folder), self.config)
-            if conflicts:
-                raise ConfigError(
-                    f"{folder} was trained with other settings ({'; '.join(conflicts)}); a "
-                    f"resumed run keeps the run's settings except {', '.join(RESUME_MAY_CHANGE)}"
-                )
+            check_resumable(read_run_config(folder), self.config, folder)
         ema = self.ema.module if self.ema is not None else None
         load_checkpoint_weights(folder, self.flow, self.dequantizer, ema)
         self.state.load(state, self.device, resume, folder / STATE_FILE)
 
     # ------------------------------------------------------------------------- checkpoints
     def _known_good(self) -> Optional[str]:
-        """Why the current state may not be checkpointed (``None``: it may): a non-finite
-        weight or optimizer state, or a last step that was skipped. The same on every rank."""
-        if int(self.window.bad_run):
-            return f"step {self.state.step} was skipped (non-finite loss or gradient)"
-        return first_non_finite(
-            {
-                "model": self.objective.state_dict(),
-                "optimizer": self.optimizer.state_dict()["state"],
-            },
-            "",
+        """Why the current state may not be checkpointed (``None``: it may); the same on every
+        rank (:func:`~.recovery.checkpoint_problem`)."""
+        return checkpoint_problem(
+            bool(int(self.window.bad_run)),
+            self.state.step,
+            self.objective.state_dict(),
+            self.optimizer.state_dict()["state"],
         )
 
     def _save(self) -> Optional[Path]:
@@ -318,14 +266,8 @@ class Trainer:
         config, process = self.config, self.process
         self.lr = self.schedule.apply(self.optimizer, self.state.step, self.progress())
         levels = levels.to(self.device, non_blocking=True)
-        y = labels.to(self.device, non_blocking=True) if config.conditional else None
-        generator = noise_generator(
-            self.device, config.seed, self.state.step, process.rank, process.world_size
-        )
-        noise = self.dequantizer.noise(levels, generator)
-        inputs: tuple[Optional[torch.Tensor], ...] = (levels, y, noise)
-        if config.noise_augment:
-            inputs += (torch.randn(levels.shape, generator=generator, device=self.device),)
+        where = (self.state.step, process.rank, process.world_size)
+        inputs = step_inputs(levels, labels, self.dequantizer, config, *where)
         return training_step(
             self.model,
             self.optimizer,
@@ -349,24 +291,18 @@ class Trainer:
         if worst >= self.config.nan_patience:
             self._recover(f"{worst} non-finite steps in a row")
 
-    def evaluate(
-        self,
-        dataset: Any,
-        draws: int,
-        flow: Optional[Flow] = None,
-        dequantizer: Optional[torch.nn.Module] = None,
-    ) -> BpdResult:
-        """Bits/dim (the dequantization bound) of ``flow`` and ``dequantizer`` (default: the
-        run's :attr:`eval_flow` and dequantizer) on ``dataset``, each process taking every
-        ``world``-th image."""
-        flow, dequantizer = flow or self.eval_flow, dequantizer or self.dequantizer
-        return shared_bpd(flow, dataset, dequantizer, draws, self.config, self.process)
+    def _bpd(self, dataset: Any, draws: int) -> BpdResult:
+        """Bits/dim (the dequantization bound) of the :attr:`eval_flow` on ``dataset``, each
+        process taking every ``world``-th image."""
+        return shared_bpd(
+            self.eval_flow, dataset, self.dequantizer, draws, self.config, self.process
+        )
 
     def _validate(self) -> dict[str, Any]:
         """Validation bits/dim; a new best writes ``checkpoints/best`` (known-good states
         only); returns the metrics-row entries."""
         assert self.val_set is not None
-        result = self.evaluate(self.val_set, self.config.eval_draws)
+        result = self._bpd(self.val_set, self.config.eval_draws)
         best = self.state.best
         best.validations += 1
         if math.isfinite(result.bpd) and result.bpd < best.val_bpd:
@@ -404,38 +340,28 @@ class Trainer:
     def _periodic(self, bar: tqdm) -> None:
         """Metrics row, test evaluation, sample grids and checkpoint when due; the only place
         the host reads the step's results."""
-        config, step, window = self.config, self.state.step, self.window
-        mark = self.budget.mark(step, self.now)
-        final, marked = self.done, mark > self.budget_mark  # a budget validation is due
-        self.budget_mark = mark
-        due = lambda every: step % every == 0 or final or marked  # noqa: E731
-        validate = self.val_set is not None and due(config.eval_every)
-        test = self.test_set is not None and config.test_every and due(config.test_every)
-        cadences = [config.log_every, config.eval_every, config.sample_every]
-        cadences += [config.checkpoint_every] + ([config.test_every] if config.test_every else [])
-        if not any(due(every) for every in cadences):
+        step, window = self.state.step, self.window
+        due = self.cadence.due(step, self.now, self.val_set is not None, self.test_set is not None)
+        if not due.anything:
             return
         window.pause()
         self._check_skips()
-        if due(config.log_every) or validate or test:
+        if due.log or due.validate or due.test:
             row: dict[str, Any] = window.row(self.process)
-            if validate:
+            if due.validate:
                 row.update(self._validate())
-            if test:
-                result = self.evaluate(self.test_set, config.eval_draws)
+            if due.test:
+                result = self._bpd(self.test_set, self.config.eval_draws)
                 row.update(test_bpd=result.bpd, test_bpd_stderr=result.stderr)
             row.update(
                 step=step, lr=self.lr, skipped_steps=self.state.skipped, elapsed_s=self.elapsed()
             )
             if self.log is not None:
                 self.log.write(**row)
-            postfix = {k: f"{row[k]:.3f}" for k in ("train_bpd", "val_bpd") if row.get(k)}
-            if row.get("images_per_s"):
-                postfix["img/s"] = f"{row['images_per_s']:.0f}"
-            bar.set_postfix(postfix)
-        if self.process.is_main and due(config.sample_every):
+            bar.set_postfix(bar_postfix(row))
+        if self.process.is_main and due.sample:
             self._samples()
-        if due(config.checkpoint_every):
+        if due.checkpoint:
             self.last_checkpoint = self._save() or self.last_checkpoint
         window.resume()
 
@@ -444,14 +370,7 @@ class Trainer:
         run folder (``result.json``, ``bpd.png``)."""
         config, process = self.config, self.process
         batches = iter(step_loader(self.train_set, config, process, self.state.step, self.device))
-        bar = tqdm(
-            total=config.max_steps or None,
-            initial=self.state.step,
-            unit="step",
-            dynamic_ncols=True,
-            disable=not (process.is_main and config.progress),
-            file=sys.stderr,
-        )
+        bar = progress_bar(config, process.is_main, self.state.step)
         if config.init_from and self.state.step == 0 and self.val_set is not None:
             row = self._validate()  # the starting weights are a candidate too
             if self.log is not None:
@@ -469,49 +388,21 @@ class Trainer:
         return self._finish()
 
     # ------------------------------------------------------------------------------ finish
-    def _final_test(
-        self, flow: Flow, dequantizer: torch.nn.Module, label: str
-    ) -> tuple[Bound, ...]:
-        """Test bits/dim: the run's dequantization bound with ``final_eval_draws``, and the
-        importance-weighted bound with ``K = final_iw_samples`` when asked; an error if one is
-        not finite. Nothing without a test split."""
-        config = self.config
+    def _final_test(self, flow: Flow, dequantizer: torch.nn.Module, label: str) -> tuple:
+        """The bounds measured on the test split (:func:`~.evaluate.test_bounds`)."""
         if self.test_set is None:
             return ()
-        bounds = [
-            Bound(
-                config.dequantization,
-                self.evaluate(self.test_set, config.final_eval_draws, flow, dequantizer),
-            )
-        ]
-        if config.final_iw_samples:
-            weighted = shared_bpd(
-                flow,
-                self.test_set,
-                dequantizer,
-                config.final_iw_samples,
-                config,
-                self.process,
-                importance_weighted=True,
-            )
-            bounds.append(Bound("importance-weighted", weighted))
-        for bound in bounds:
-            if not math.isfinite(bound.result.bpd):
-                raise TrainingDiverged(
-                    f"the {label} checkpoint's test bits/dim ({bound.name}) is {bound.result.bpd}; "
-                    f"start a fresh run with a lower --lr (this run: {config.lr:g})"
-                )
-        return tuple(bounds)
+        return test_bounds(flow, dequantizer, self.test_set, self.config, self.process, label)
 
     def _finish(self) -> TrainResult:
         """Checkpoint the final state, evaluate the last and the best checkpoints on the test
-        set, and write ``result.json`` and ``bpd.png``."""
+        set, and write ``result.json``, ``bpd.png`` and TensorBoard's hyper-parameters."""
         if self.last_checkpoint != checkpoint_path(self.run_dir, self.state.step):
             self.last_checkpoint = self._save() or self.last_checkpoint
         tested = self._final_test(self.eval_flow, self.dequantizer, "last")
-        last = Evaluated(self.state.step, self.last_checkpoint, tested)
-        best = last
-        if self.val_set is not None and self.state.best.step >= 0:  # else the last is the best
+        last = best = Evaluated(self.state.step, self.last_checkpoint, tested)
+        chosen = self.state.best.step >= 0  # by a validation; else the last is the best
+        if self.val_set is not None and chosen:
             folder = checkpoint_dir(self.run_dir) / BEST
             loaded, _ = load_run(folder, self.device)
             tested = self._final_test(loaded.flow, loaded.dequantizer, "best")
@@ -519,35 +410,18 @@ class Trainer:
         wall = self.elapsed()
         metrics: list[dict[str, Optional[float]]] = []
         if self.process.is_main:
-            run = {
-                "best_val_bpd": self.state.best.val_bpd if self.state.best.step >= 0 else None,
-                "family": self.config.family,
-                "noise_augment": self.config.noise_augment,
-                "draws": self.config.final_eval_draws,
-                "steps": self.state.step,
-                "validations": self.state.best.validations,
-                "best_chosen_by": (
-                    f"{self.state.best.validations} validations"
-                    if self.state.best.step >= 0
-                    else "no validation: the best checkpoint is the last"
-                ),
-                "early_stopped": self.early_stop,
-                "skipped_steps": self.state.skipped,
-                "wall_time_s": wall,
-                "dataset": self.data.dataset,
-                "n_bins": self.data.n_bins,
-                "world_size": self.process.world_size,
-            }
-            best_val = run["best_val_bpd"]
+            run = run_entries(
+                self.config, self.state, self.data, wall, self.early_stop, self.process.world_size
+            )
             metrics = write_report(self.run_dir, self.config.name, best, last, run, self.device)
             if self.log is not None:
                 head = best.headline
-                test_bpd = None if head is None else head.result.bpd
-                settings = {**self.config.to_dict(), **self.config.to_dict()["model"]}
-                settings.pop("model")
-                self.log.finish(settings, {"test_bpd": test_bpd, "best_val_bpd": best_val})
-        chosen = self.state.best.validations if self.state.best.step >= 0 else 0
-        return train_result(self.run_dir, self.state.step, wall, best, last, metrics, chosen)
+                val = self.state.best.val_bpd if chosen else None
+                self.log.finish(
+                    self.config, {"test_bpd": head and head.result.bpd, "best_val_bpd": val}
+                )
+        validations = self.state.best.validations if chosen else 0
+        return train_result(self.run_dir, self.state.step, wall, best, last, metrics, validations)
 
     def close(self, finished: bool = False) -> None:
         """Close the log, release the run folder and torch's settings, end the process group
