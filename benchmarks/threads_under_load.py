@@ -1,10 +1,12 @@
 """Training speed by torch thread count while other processes load the machine (the
 README's note on shared machines).
 
-    python benchmarks/threads_under_load.py --output benchmarks/results/threads-under-load.json
+    python benchmarks/threads_under_load.py --burner torch \\
+        --output benchmarks/results/threads-under-load-torch.json
 
 For each background load (0, 1, 2 busy processes at the lowest priority, ``nice -n 19``, as a
-shared machine's other jobs) and each ``--threads`` choice, a fresh ``glowflow train --preset
+shared machine's other jobs: one-thread torch matmul loops, ``--burner torch``, or Python busy
+loops, ``--burner python``) and each ``--threads`` choice, a fresh ``glowflow train --preset
 digits --recipe paper`` of ``--steps`` steps (validation and samples out of the way) is timed,
 the choices alternating within each load and repeated ``--rounds`` times; the figure is the
 median over rows of ``metrics.csv``'s training images/s, its first row (warm-up) left out.
@@ -26,7 +28,12 @@ import torch
 from glowflow.machine import machine_description
 from trials import glowflow_command
 
-BURNER = "while True: pass"
+BURNERS = {
+    "python": "while True: pass",
+    "torch": "import torch\ntorch.set_num_threads(1)\na = torch.randn(256, 256)\nwhile True: a @ a",
+}
+"""What a background process runs: a Python busy loop, or a one-thread torch matmul loop (as
+another training on the machine)."""
 
 
 def images_per_s(run_dir: Path) -> float:
@@ -53,13 +60,14 @@ def main() -> None:
     parser.add_argument("--loads", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--burner", choices=sorted(BURNERS), default="torch")
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as work:
         for load in args.loads:
             burners = [
-                subprocess.Popen(["nice", "-n", "19", sys.executable, "-c", BURNER])
+                subprocess.Popen(["nice", "-n", "19", sys.executable, "-c", BURNERS[args.burner]])
                 for _ in range(load)
             ]
             try:
@@ -75,6 +83,7 @@ def main() -> None:
             for threads, values in rates.items():
                 rows.append(
                     {
+                        "background": args.burner,
                         "background_processes": load,
                         "threads": threads,
                         "images_per_s": statistics.median(values),
@@ -87,8 +96,8 @@ def main() -> None:
         "torch": torch.__version__,
         "steps": args.steps,
         "rounds": args.rounds,
-        "command": "glowflow train --preset digits --recipe paper --threads T (background: "
-        "nice -n 19 busy loops)",
+        "command": f"glowflow train --preset digits --recipe paper --threads T (background: "
+        f"nice -n 19 {args.burner} loops)",
         "rows": rows,
     }
     Path(args.output).write_text(json.dumps(output, indent=2) + "\n")

@@ -51,7 +51,18 @@ def build(spec: Result, x: torch.Tensor) -> Tasks:
         return model.get_loss(z, logdets)
 
     def sample() -> torch.Tensor:
-        return model.reverse(torch.randn(x.shape[0], tokens, features, device=x.device))
+        # As ml-tarflow's own sampling, without gradients; its blocks take a parameter (the
+        # positional embedding) as a module input, which torch's FLOP counter cannot follow
+        # under no_grad unless the parameters leave autograd for the call.
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        try:
+            for parameter in parameters:
+                parameter.requires_grad_(False)
+            with torch.no_grad():
+                return model.reverse(torch.randn(x.shape[0], tokens, features, device=x.device))
+        finally:
+            for parameter in parameters:
+                parameter.requires_grad_(True)
 
     return Tasks(model, train_step(model, loss, x.device), sample, lambda: model(x))
 
