@@ -5,8 +5,8 @@ dequantizer, initializes ActNorm from data (or resumes a checkpoint), then steps
 (:func:`.step.training_step`) until ``max_steps`` or the ``max_time`` budget is spent. Every
 ``log_every`` steps a metrics row, every ``eval_every`` a validation (a new best writes
 ``checkpoints/best``), every ``sample_every`` sample grids, every ``checkpoint_every`` a
-checkpoint (known-good states only; the NaN guard's bookkeeping is :mod:`.recovery`); and at each
-of the budget's ``validations`` marks (:mod:`.budget`) all three, so a run chooses its model
+checkpoint (known-good states only, the NaN guard falling back on them: :mod:`.keeper`); and
+at each of the budget's ``validations`` marks (:mod:`.budget`) all three, so a run chooses its model
 however fast the machine, the last at the end of the budget. At the end the best and the last
 checkpoints are evaluated on the test set, each bound named (:mod:`.report`). Only rank 0
 writes; a run folder has one writer (:mod:`.run_lock`).
@@ -31,26 +31,21 @@ from . import distributed
 from .batches import step_loader
 from .budget import Budget, Cadence
 from .checkpoint import (
-    STATE_FILE,
     checkpoint_path,
-    load_checkpoint_weights,
     load_run,
-    prune_checkpoints,
-    read_run_config,
-    read_state,
     remove_if_unused,
     remove_stale_temporaries,
-    save_checkpoint,
     start_checkpoint,
 )
-from .config import TrainConfig, check_resumable
+from .config import TrainConfig
 from .ema import EMA
 from .environment import TorchSettings, startup_line
 from .evaluate import BpdResult, shared_bpd, test_bounds
 from .images import save_run_samples
 from .init_from import start_from
+from .keeper import CheckpointKeeper, Modules
 from .model import build_dequantizer, build_flow, initialize_from_data, run_data
-from .recovery import Recovery, TrainingDiverged, checkpoint_problem
+from .recovery import TrainingDiverged
 from .report import (
     Evaluated,
     TrainResult,
@@ -106,7 +101,6 @@ class Trainer:
         self.now = 0.0  # the agreed clock (:meth:`_tick`)
         self.run_dir = run_dir_of(config)
         self.lock: Optional[RunLock] = None
-        self.recovery = Recovery(config.nan_max_restores)
         try:
             if self.process.is_main:  # one writer per run folder; leftovers of killed writes go
                 self.lock = RunLock(self.run_dir).acquire()
@@ -138,8 +132,20 @@ class Trainer:
         elif start is None:
             initialize_from_data(self.flow, self.train_set, config, self.data.n_bins, self.device)
         self.ema = EMA(self.flow, config.ema_decay) if config.ema_decay > 0 else None
+        modules = Modules(self.flow, self.dequantizer, self.ema, self.objective, self.optimizer)
+        self.keeper = CheckpointKeeper(
+            self.run_dir,
+            config,
+            self.data,
+            self.process,
+            modules,
+            self.state,
+            self.elapsed,
+            self._say,
+        )
         if start is not None:
-            self._restore(start, resume=True)
+            self.keeper.restore(start, resume=True)
+            self.keeper.last = start
             self._say(f"resumed from {start} at step {self.state.step}")
         self._tick()
         self.cadence = Cadence(config, self.budget, self.state.step, self.now)
@@ -153,94 +159,18 @@ class Trainer:
             text = json.dumps(config.to_dict(), indent=2)
             write_text_atomically(self.run_dir / "config.json", text)
             self.log = RunLog(self.run_dir, self.state.step if start else None, config.tensorboard)
+        if start is None and self.keeper.problem() is not None:
+            raise TrainingDiverged(
+                "the initialized model is not finite: check the data (constant images?) and "
+                "--init-images"
+            )
         if start is None:
-            start = self._save()
-            if start is None:
-                raise TrainingDiverged(
-                    "the initialized model is not finite: check the data "
-                    "(constant images?) and --init-images"
-                )
-        self.last_checkpoint: Path = start
+            self.keeper.save()
 
     # ------------------------------------------------------------------------------ set-up
     def _say(self, message: str) -> None:
         if self.process.is_main:
             tqdm.write(f"glowflow train: {message}", file=sys.stderr)
-
-    def _restore(self, folder: Path, resume: bool) -> None:
-        """Load weights, EMA and optimizer from a checkpoint; on ``resume`` also the step,
-        counters, schedule and RNG states (the NaN guard keeps its own step and lr)."""
-        state = read_state(folder)
-        if resume:
-            check_resumable(read_run_config(folder), self.config, folder)
-        ema = self.ema.module if self.ema is not None else None
-        load_checkpoint_weights(folder, self.flow, self.dequantizer, ema)
-        self.state.load(state, self.device, resume, folder / STATE_FILE)
-
-    # ------------------------------------------------------------------------- checkpoints
-    def _known_good(self) -> Optional[str]:
-        """Why the current state may not be checkpointed (``None``: it may); the same on every
-        rank (:func:`~.recovery.checkpoint_problem`)."""
-        return checkpoint_problem(
-            bool(int(self.window.bad_run)),
-            self.state.step,
-            self.objective.state_dict(),
-            self.optimizer.state_dict()["state"],
-        )
-
-    def _save(self) -> Optional[Path]:
-        """Checkpoint the current step if it is known-good (rank 0 writes, everyone waits);
-        returns its folder, or ``None`` after recovering from a bad state instead."""
-        problem = self._known_good()
-        if problem is not None:
-            self._recover(f"not checkpointing step {self.state.step}: {problem}")
-            return None
-        folder = self._write_checkpoint()
-        self.recovery.checkpointed(self.state.step, self.state.skipped)
-        return folder
-
-    def _write_checkpoint(self, name: Optional[str] = None) -> Path:
-        """Write the current state as checkpoint ``name`` (default: this step's, pruning old
-        ones); rank 0 writes, everyone waits. Returns its folder."""
-        if self.process.is_main:
-            state = self.state.state_dict(self.elapsed(), self.device)
-            ema = self.ema.module if self.ema is not None else None
-            save_checkpoint(
-                self.run_dir,
-                self.state.step,
-                self.flow,
-                self.config,
-                self.data,
-                state,
-                ema,
-                name,
-                self.dequantizer,
-            )
-            if name is None:
-                prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
-        distributed.barrier(self.process)
-        root = checkpoint_dir(self.run_dir)
-        return root / name if name else checkpoint_path(self.run_dir, self.state.step)
-
-    def _recover(self, reason: str) -> None:
-        """Restore the last checkpoint (known-good: only such are written) and scale the
-        learning rate by ``nan_lr_factor``, or stop (:class:`~.recovery.Recovery`)."""
-        self.recovery.restore(
-            reason,
-            self.state.step,
-            self.state.skipped,
-            f"{self.config.nan_max_restores} restores of {self.last_checkpoint} with the "
-            f"learning rate lowered to {self.schedule(self.state.step):.3g} did not help. Start a "
-            f"fresh run with a lower --lr (this run: {self.config.lr:g}), more --warmup-steps "
-            f"or a --max-grad-norm",
-        )
-        self._restore(self.last_checkpoint, resume=False)
-        self.schedule.scale *= self.config.nan_lr_factor
-        self.window.clear_skips()
-        self._say(
-            f"{reason}: restored {self.last_checkpoint} and lowered the learning rate "
-            f"to {self.schedule(self.state.step):.3g}"
-        )
 
     # ---------------------------------------------------------------------------- stepping
     def elapsed(self) -> float:
@@ -278,19 +208,6 @@ class Trainer:
             self.scaler,
         )
 
-    def _check_skips(self) -> None:
-        """Count the skipped steps (a host read); after ``nan_patience`` in a row restore the
-        last checkpoint and lower the learning rate."""
-        skipped, worst = self.window.read_skips()
-        if not skipped:
-            return
-        self.state.skipped += skipped
-        self._say(
-            f"non-finite loss or gradient: step skipped ({skipped} up to step {self.state.step})"
-        )
-        if worst >= self.config.nan_patience:
-            self._recover(f"{worst} non-finite steps in a row")
-
     def _bpd(self, dataset: Any, draws: int) -> BpdResult:
         """Bits/dim (the dequantization bound) of the :attr:`eval_flow` on ``dataset``, each
         process taking every ``world``-th image."""
@@ -306,9 +223,9 @@ class Trainer:
         best = self.state.best
         best.validations += 1
         if math.isfinite(result.bpd) and result.bpd < best.val_bpd:
-            if self._known_good() is None:
+            if self.keeper.problem() is None:
                 self.state.best = BestRecord(self.state.step, result.bpd, 0, best.validations)
-                self._write_checkpoint(BEST)
+                self.keeper.write(BEST)
         else:
             best.evals_since += 1
         return {"val_bpd": result.bpd, "val_bpd_stderr": result.stderr}
@@ -345,7 +262,7 @@ class Trainer:
         if not due.anything:
             return
         window.pause()
-        self._check_skips()
+        self.keeper.check_skips()
         if due.log or due.validate or due.test:
             row: dict[str, Any] = window.row(self.process)
             if due.validate:
@@ -362,7 +279,7 @@ class Trainer:
         if self.process.is_main and due.sample:
             self._samples()
         if due.checkpoint:
-            self.last_checkpoint = self._save() or self.last_checkpoint
+            self.keeper.save()
         window.resume()
 
     def run(self) -> TrainResult:
@@ -397,10 +314,11 @@ class Trainer:
     def _finish(self) -> TrainResult:
         """Checkpoint the final state, evaluate the last and the best checkpoints on the test
         set, and write ``result.json``, ``bpd.png`` and TensorBoard's hyper-parameters."""
-        if self.last_checkpoint != checkpoint_path(self.run_dir, self.state.step):
-            self.last_checkpoint = self._save() or self.last_checkpoint
+        if self.keeper.last != checkpoint_path(self.run_dir, self.state.step):
+            self.keeper.save()
         tested = self._final_test(self.eval_flow, self.dequantizer, "last")
-        last = best = Evaluated(self.state.step, self.last_checkpoint, tested)
+        assert self.keeper.last is not None
+        last = best = Evaluated(self.state.step, self.keeper.last, tested)
         chosen = self.state.best.step >= 0  # by a validation; else the last is the best
         if self.val_set is not None and chosen:
             folder = checkpoint_dir(self.run_dir) / BEST
