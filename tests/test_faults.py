@@ -32,7 +32,7 @@ import glowflow as gf
 from glowflow.cli import main
 from glowflow.store.loader import read_weights
 from glowflow.store.signed_weights import tensors_sha256
-from glowflow.training import trainer as trainer_module
+from glowflow.training import keeper as keeper_module
 from glowflow.training.run_log import read_metrics
 from glowflow.training.trainer import Trainer
 from glowflow.validation import first_non_finite
@@ -391,7 +391,7 @@ DIVERGE = [
 def diverging_run(run_dir, monkeypatch, capsys, *extra):
     """Train with a learning rate that diverges, checking every checkpoint the moment it is
     written (the best one is rewritten in place); returns (exit status, error text)."""
-    real = trainer_module.save_checkpoint
+    real = keeper_module.save_checkpoint
     written = []
 
     def save_and_check(*args, **kwargs):
@@ -400,7 +400,7 @@ def diverging_run(run_dir, monkeypatch, capsys, *extra):
         written.append(folder)
         return folder
 
-    monkeypatch.setattr(trainer_module, "save_checkpoint", save_and_check)
+    monkeypatch.setattr(keeper_module, "save_checkpoint", save_and_check)
     status = main(["train", "--run-dir", str(run_dir), *TINY, *DIVERGE, *extra])
     monkeypatch.undo()
     assert written  # the initialization at least

@@ -25,7 +25,7 @@ import pytest
 
 from glowflow.cli import main
 from glowflow.store.loader import list_checkpoints
-from glowflow.training import trainer as trainer_module
+from glowflow.training import keeper as keeper_module
 from glowflow.training.run_log import read_metrics
 from test_faults import (
     RUN,
@@ -215,7 +215,7 @@ def issue_2_run(tmp_path_factory):
     --eval-every 50`` (every checkpoint kept, and each checked as it is written); returns
     ``(run folder, exit status, stderr, problems found in written checkpoints)``."""
     run_dir = tmp_path_factory.mktemp("issue2") / "run"
-    real = trainer_module.save_checkpoint
+    real = keeper_module.save_checkpoint
     problems = []
 
     def save_and_check(*args, **kwargs):
@@ -228,7 +228,7 @@ def issue_2_run(tmp_path_factory):
 
     err_path = run_dir.parent / "stderr.txt"
     with pytest.MonkeyPatch.context() as patch, open(err_path, "w") as err:
-        patch.setattr(trainer_module, "save_checkpoint", save_and_check)
+        patch.setattr(keeper_module, "save_checkpoint", save_and_check)
         patch.setattr(sys, "stderr", err)
         status = main(["train", "--run-dir", str(run_dir), *ISSUE_2])
     return run_dir, status, err_path.read_text(), problems
