@@ -7,9 +7,10 @@ set -euo pipefail
 RUNS=${RUNS:-runs}
 FIG=docs/figures
 
-# 1. Models: the digits preset, unconditional and class-conditional.
-glowflow train --preset digits --run-dir "$RUNS/digits" --no-progress
-glowflow train --preset digits --conditional --class-loss-weight 0.01 \
+# 1. Models: the digits preset's paper recipe (the figures were made with it), unconditional
+# and class-conditional.
+glowflow train --preset digits --recipe paper --run-dir "$RUNS/digits" --no-progress
+glowflow train --preset digits --recipe paper --conditional --class-loss-weight 0.01 \
     --name digits-cond --run-dir "$RUNS/digits-cond" --no-progress
 
 # 2. Temperature: one grid per temperature from the same latents.
