@@ -215,3 +215,42 @@ def test_tfp_checkpoint_dtype_is_its_floating_variables_one() -> None:
         float_dtype({**dtypes, "kernel": "float32"}, "ckpt-1")
     with pytest.raises(ModelFileError, match="ckpt-1: .*none"):
         float_dtype({"permutation": "int32"}, "ckpt-1")
+
+
+class _RunsCode:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo this must never run",))
+
+
+@pytest.mark.parametrize("source", ["y0ast", "rosinality", "chaiyujin", "tarflow"])
+@pytest.mark.parametrize("case", ["empty", "directory", "foreign zip", "garbage", "code"])
+def test_every_torch_source_refuses_a_hostile_file_in_one_line(source, case, tmp_path, capsys):
+    """An empty file, a directory, a zip that is not a torch file, random bytes and a pickle
+    that runs code: one line naming the file and the cause, never torch's advice to retry
+    with weights_only=False, and no output folder."""
+    import pickle
+    import zipfile
+
+    from glowflow.cli import main
+
+    path = tmp_path / "model.pt"
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case == "directory":
+        path.mkdir()
+    elif case == "foreign zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("notes.txt", "not a torch file")
+    elif case == "garbage":
+        path.write_bytes(bytes(range(256)) * 4)
+    else:
+        path.write_bytes(pickle.dumps(_RunsCode()))
+    out = tmp_path / "out"
+    assert main(["convert", "--from", source, str(path), "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("glowflow convert:")]
+    assert len(errors) == 1 and str(path) in errors[0], captured.err
+    assert "weights_only" not in captured.err and "must never run" not in captured.out
+    assert not out.exists()

@@ -490,7 +490,9 @@ def test_converter_reads_tensors_only(tmp_path: Path) -> None:
     with pytest.raises(MissingFileError, match="does not exist"):
         convert_tarflow(tmp_path / "absent.pth")
     torch.save({"blocks.0.proj_in.weight": _Payload()}, tmp_path / "code.pth")
-    with pytest.raises(ModelFileError, match="code.pth is not a readable torch file"):
+    with pytest.raises(
+        ModelFileError, match="code.pth is not a readable torch ml-tarflow checkpoint"
+    ):
         convert_tarflow(tmp_path / "code.pth")
     torch.save([torch.zeros(1)], tmp_path / "list.pth")
     with pytest.raises(ModelFileError, match="holds a list"):

@@ -11,6 +11,8 @@ split prior's network and ``bijector.top_prior.*`` the learned top prior.
 from __future__ import annotations
 
 import math
+import pickle
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -27,17 +29,37 @@ from ..store.data import DataSpec
 from ..store.writer import save_model
 
 
-def read_torch_file(path: Path) -> dict[str, Any]:
+def _unreadable_because(error: Exception) -> str:
+    """One line on why ``torch.load(weights_only=True)`` refused a file, never torch's advice
+    to load it with ``weights_only=False`` (the one thing not to do with an untrusted file)."""
+    text = str(error).strip()
+    if isinstance(error, pickle.UnpicklingError) or "weights_only" in text.lower():
+        return (
+            "it holds objects other than tensors (pickled code or classes), which are never loaded"
+        )
+    first = text.splitlines()[0] if text else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def read_torch_file(path: Path, what: str = "checkpoint") -> dict[str, Any]:
     """A ``torch.save``d dict read with the restricted unpickler (``weights_only=True``: tensors,
-    numbers, strings and containers only, never code); errors name the file."""
+    numbers, strings and containers only, never code). Errors are one line naming the file
+    (``what`` it should be) and the cause: missing, a directory, empty, not a torch file, or
+    holding objects other than tensors."""
+    path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{what} {path} is a directory, not a file")
     if not path.is_file():
-        raise MissingFileError(f"checkpoint {path} does not exist")
+        raise MissingFileError(f"{what} {path} does not exist")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"{what} {path} is empty")
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's legacy-format notes: the one line says it
+            warnings.simplefilter("ignore")
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip and torch errors alike
         raise ModelFileError(
-            f"{path} is not a readable torch checkpoint of tensors (it may hold "
-            f"pickled code, which is never loaded): {error}"
+            f"{path} is not a readable torch {what} of tensors: {_unreadable_because(error)}"
         ) from None
     if not isinstance(loaded, dict):
         raise ModelFileError(f"{path} holds a {type(loaded).__name__}, not a state dict")

@@ -36,8 +36,9 @@ from typing import Any, Optional, Union
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, MissingFileError, ModelFileError
+from ..errors import ConfigError, ModelFileError
 from ..models.tarflow import TarFlowModel, tarflow
+from .common import read_torch_file
 
 DATA_RANGES = {"glowflow": 2.0, "tarflow": 1.0}
 """The data range a converted model reads, and the input scale that maps it onto
@@ -87,18 +88,7 @@ def read_tarflow_state(path: Path) -> dict[str, Tensor]:
     (tensors, numbers, strings and containers only, never code; a ``module.`` prefix of
     ``DistributedDataParallel`` dropped); errors name the file."""
     path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"ml-tarflow checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle, zip and torch errors alike
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ModelFileError(
-            f"{path} is not a readable torch file of tensors (pickled code is never loaded): "
-            f"{first}"
-        ) from None
-    if not isinstance(state, dict):
-        raise ModelFileError(f"{path} holds a {type(state).__name__}, not a state dict")
+    state = read_torch_file(path, "ml-tarflow checkpoint")
     if state and all(isinstance(k, str) and k.startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
     for key, value in state.items():
