@@ -18,6 +18,7 @@ from glowflow.cli.convert import converter_options
 from glowflow.convert import REGISTRY
 from glowflow.errors import ConfigError
 from glowflow.families import FAMILIES
+from glowflow.precision import AUTO, SAMPLING_PRECISIONS
 from glowflow.training.config import resolve_config
 
 PARSER = build_parser()
@@ -100,8 +101,9 @@ def test_model_device_and_precision_are_one_definition():
         assert (device.choices, device.default, device.help) == tuple(
             DEVICE.settings[k] for k in ("choices", "default", "help")
         )
-    for command in ("eval", "sample"):
-        assert dests(command)["precision"].choices == PRECISION.settings["choices"]
+    assert dests("eval")["precision"].choices == PRECISION.settings["choices"]
+    sample = dests("sample")["precision"]  # sampling may pick its precision itself
+    assert (sample.choices, sample.default) == (SAMPLING_PRECISIONS, AUTO)
     assert MODEL.flags == ("model",)
 
 

@@ -519,7 +519,7 @@ def test_a_converted_tarflow_is_a_model_folder_that_loads_exactly(tmp_path):
         assert torch.equal(loaded.flow.log_prob(x, y), converted.model.log_prob(x, y))
 
 
-def test_sample_command_takes_tarflow_options_and_refuses_them_elsewhere(tmp_path, capsys):
+def test_sample_command_takes_tarflow_options_and_refuses_others(tmp_path, capsys):
     from glowflow.cli import main
 
     run = tmp_path / "run"
@@ -532,6 +532,8 @@ def test_sample_command_takes_tarflow_options_and_refuses_them_elsewhere(tmp_pat
     assert out.is_file()
     assert main(["sample", "pretrained:digits", "--inverse", "jacobi", "--out", str(out)]) == 2
     assert "--inverse: a glow model takes no such sampling option" in capsys.readouterr().err
+    assert main(["sample", str(run), "--compile", "--out", str(out)]) == 2  # sequential inverse
+    assert "--compile: a tarflow model takes no such sampling option" in capsys.readouterr().err
 
 
 def test_noise_augmented_training_is_recorded_and_its_samples_are_denoised(tmp_path, capsys):

@@ -39,6 +39,43 @@ DTYPES: dict[str, torch.dtype] = {
 """Each precision's dtype."""
 
 
+AUTO = "auto"
+"""The precision that picks itself: :func:`fast_precision` of the device."""
+
+SAMPLING_PRECISIONS = (AUTO, *PRECISIONS)
+"""What sampling may run its networks in (``Flow.sample(precision=...)``, ``glowflow sample
+--precision``): ``auto`` or one of :data:`PRECISIONS`."""
+
+
+def has_bf16_matrix_units(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bf16 matrices in hardware: a CUDA GPU that supports bf16,
+    or a CPU with AVX-512 BF16 or AMX tiles (where oneDNN's bf16 convolutions and matmuls
+    beat fp32's); ``False`` elsewhere (other CPUs emulate bf16 and run it slower than fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, probe, lambda: False)()) for probe in probes)
+
+
+def fast_precision(device: torch.device) -> str:
+    """The fastest precision ``device`` runs networks well in: ``"bf16"`` where it has bf16
+    matrix units (:func:`has_bf16_matrix_units`), else ``"fp32"``."""
+    return "bf16" if has_bf16_matrix_units(device) else "fp32"
+
+
+def sampling_precision(name: Optional[str], device: torch.device) -> str:
+    """The precision sampling runs in: ``name``, or for ``None`` / ``"auto"`` the device's
+    :func:`fast_precision`. A sample need not round-trip bit for bit, so it may take bf16;
+    ``decode`` of given latents, ``encode`` and evaluation keep their fp32 default."""
+    if name is None or name == AUTO:
+        return fast_precision(device)
+    if name not in SAMPLING_PRECISIONS:
+        raise ConfigError(f"sampling precision must be one of {SAMPLING_PRECISIONS}, got {name!r}")
+    return name
+
+
 def check_precision(name: str) -> str:
     """Return ``name`` if it is one of :data:`PRECISIONS`, else raise ``ValueError``."""
     if name not in PRECISIONS:

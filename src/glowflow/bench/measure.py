@@ -10,7 +10,8 @@ resident set size (``ru_maxrss``, which includes the PyTorch runtime itself), on
 ``torch.cuda.max_memory_allocated``. The limit: the FLOPs per image of one training step and one
 sampling call, counted by ``FlopCounterMode``, and the matmul rate of each precision used
 (:mod:`glowflow.bench.machine_limit`); each throughput is reported as a fraction of
-``rate / FLOPs``.
+``rate / FLOPs``. Where the time goes: the profiler's operator classes as fractions of a step
+(:mod:`glowflow.bench.breakdown`), so a regression shows where it is.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from torch import nn
 from ..config_base import FlowConfig
 from ..precision import DTYPES
 from .allocator import retain_freed_memory
+from .breakdown import time_breakdown
 from .configs import event_shape, spec_config
 from .machine_limit import count_flops, fraction_of_limit, matmul_rate
 
@@ -135,7 +137,9 @@ class Tasks:
 def measure_training(
     spec: Result, tasks: Tasks, batch: int, device: torch.device, sync: Callable[[], None]
 ) -> Result:
-    """Training images/s, FLOPs per image and peak memory (of this process so far).
+    """Training images/s, FLOPs per image, peak memory (of this process so far) and where a
+    step's time goes (``train_breakdown``, :func:`glowflow.bench.breakdown.time_breakdown` of
+    three profiled steps after the timing).
 
     On CPU: ``peak_rss_mb`` (the whole process), ``training_rss_mb`` (its growth from just
     before the first step) and ``activation_rss_mb`` (that growth less ``state_mb``, the
@@ -171,6 +175,7 @@ def measure_training(
             "activation_rss_mb": None if training is None else training - state,
             "page_faults_per_step": faults,
         }
+    breakdown = time_breakdown(step)
     finite = bool(torch.isfinite(torch.stack(losses)).all())
     with tasks.plain_autograd():
         flops = count_flops(tasks.train_step) / batch
@@ -181,12 +186,14 @@ def measure_training(
         "parameters": sum(p.numel() for p in parameters),
         "loss_finite": finite,
         "train_flops_per_image": flops,
+        "train_breakdown": breakdown,
     }
 
 
 def measure_generation(spec: Result, tasks: Tasks, batch: int, sync: Callable[[], None]) -> Result:
-    """Sampling and encoding images/s (eval mode, ``inference_mode``), the sampling FLOPs per
-    image and the round-trip error."""
+    """Sampling and encoding images/s (eval mode, ``inference_mode``), where their time goes
+    (``sample_breakdown``, ``encode_breakdown``), the sampling FLOPs per image and the
+    round-trip error."""
     allow_tf32(False)
     tasks.model.eval()
     result: Result = {}
@@ -195,6 +202,7 @@ def measure_generation(spec: Result, tasks: Tasks, batch: int, sync: Callable[[]
             _warm_up(fn, spec["warmup"], sync)
             rates = _rates(fn, batch, spec["repeats"], spec["iterations"], sync)
             result[f"{name}_images_per_s"] = _summary(rates)
+            result[f"{name}_breakdown"] = time_breakdown(fn)
         result["sample_flops_per_image"] = count_flops(tasks.sample) / batch
         if tasks.round_trip_error is not None:
             result["reconstruction_max_abs_error"] = tasks.round_trip_error()

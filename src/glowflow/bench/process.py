@@ -6,8 +6,8 @@ the flow's own arithmetic stays fp32, fp16 training scales its loss); ``allocato
 calls :func:`glowflow.bench.allocator.retain_freed_memory` in the process (the CPU heap is kept
 for reuse; ``"default"`` leaves glibc's malloc alone); ``channels_last`` stores the model's conv
 weights and the batch channels-last; ``compile`` wraps the training objective (forward and
-backward) in ``torch.compile`` (sampling and encoding stay eager: the 1x1 convolutions' weight
-cache is Python state that would make dynamo recompile per layer); ``tf32`` (CUDA) lets
+backward) in ``torch.compile`` and samples and encodes through :mod:`glowflow.compiled`
+(the round-trip error and TarFlow's sequential sampling stay eager); ``tf32`` (CUDA) lets
 training matmuls and convolutions use TF32 -- sampling and encoding always run without it, so
 no reconstruction or bits/dim figure depends on it.
 """
@@ -15,24 +15,27 @@ no reconstruction or bits/dim figure depends on it.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from typing import Any, Callable, Iterator
 
 import torch
 
+from ..compiled import compiled_call
 from ..dequantization import UniformDequantizer
 from ..flow import Flow
 from ..precision import make_grad_scaler, network_precision
 from ..training.config import TrainConfig
-from ..training.step import Objective, make_optimizer, training_step
+from ..training.step import Objective, fused_adam, make_optimizer, training_step
 from .configs import build_model
 from .measure import Result, Tasks, allow_tf32, measure_tasks, setup_process
 
 
 def glowflow_tasks(spec: Result, flow: Flow, x: torch.Tensor) -> Tasks:
     """glowflow's tasks: the trainer's own step
-    (:func:`glowflow.training.step.training_step`, Adam -- fused on CUDA --, the networks in
+    (:func:`glowflow.training.step.training_step`, Adam -- fused on CUDA and CPU --, the networks in
     ``spec["precision"]``, loss scaling in fp16, ``torch.compile`` with ``spec["compile"]``)
-    on a fixed uniform batch; :meth:`Flow.sample` and :meth:`Flow.encode` in that precision."""
+    on a fixed uniform batch; :meth:`Flow.sample` and :meth:`Flow.encode` in that precision,
+    compiled with ``spec["compile"]``."""
     device = x.device
     allow_tf32(spec["tf32"])
     optimizer = make_optimizer("adam", list(flow.parameters()), 1e-4, device)
@@ -70,11 +73,22 @@ def glowflow_tasks(spec: Result, flow: Flow, x: torch.Tensor) -> Tasks:
         finally:
             bijector.memory_mode = mode
 
+    # a family whose sampling decodes through Flow.decode compiles it (TarFlow's sequential
+    # inverse stays eager)
+    compiled = spec["compile"] and "compile" in inspect.signature(flow.sample).parameters
+    options = {"compile": True} if compiled else {}
+
+    def sample() -> Any:
+        return flow.sample(x.shape[0], precision=spec["precision"], **options)
+
+    def encode() -> Any:
+        return compiled_call(flow, "encode", x) if compiled else flow.encode(x)
+
     return Tasks(
         flow,
         train_step,
-        in_precision(lambda: flow.sample(x.shape[0])),
-        in_precision(lambda: flow.encode(x)),
+        sample,
+        in_precision(encode),
         in_precision(round_trip),
         plain_autograd,
     )
@@ -89,8 +103,7 @@ def measure(spec: Result) -> Result:
     if spec["channels_last"]:
         flow.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    fused = device.type == "cuda"
     return {
         **measure_tasks(spec, glowflow_tasks(spec, flow, x), x, sync),
-        "optimizer": f"Adam(fused={fused})",
+        "optimizer": f"Adam(fused={fused_adam(device)})",
     }

@@ -110,6 +110,7 @@ def run_in_subprocess(
 
 
 RATES = ("train_images_per_s", "sample_images_per_s", "encode_images_per_s")
+BREAKDOWNS = ("train_breakdown", "sample_breakdown", "encode_breakdown")
 WORST_CASE = (
     "peak_rss_mb",
     "training_rss_mb",
@@ -125,7 +126,7 @@ GROUP = ("implementation", "config", "device", "mode", "precision")
 def summarize(results: Sequence[Result]) -> list[Result]:
     """One entry per (implementation, config, device, mode, precision) over all rounds: each
     speed is the median (and best) of every timed run, with each round's median, and its
-    fraction of the machine limit (median over rounds); memory, ``other_load`` and the
+    fraction of the machine limit and time breakdown (medians over rounds); memory, ``other_load`` and the
     reconstruction error are the largest seen."""
     groups: dict[tuple[str, ...], list[Result]] = {}
     for entry in results:
@@ -146,6 +147,10 @@ def summarize(results: Sequence[Result]) -> list[Result]:
                     "best": max(runs),
                     "round_medians": [part["median"] for part in parts],
                 }
+        for key in BREAKDOWNS:
+            parts = [entry[key] for entry in entries if key in entry]
+            if parts:
+                line[key] = {cls: statistics.median(p[cls] for p in parts) for cls in parts[0]}
         for key in WORST_CASE:
             values = [entry[key] for entry in entries if entry.get(key) is not None]
             if values:

@@ -56,8 +56,8 @@ class BenchSettings:
     compile: bool = field(
         default=False,
         metadata=option(
-            "torch.compile the training objective, forward and backward "
-            "(sampling/encoding stay eager)"
+            "torch.compile the training objective (forward and backward), sampling's decoding "
+            "and encoding (glowflow.compiled)"
         ),
     )
     tf32: bool = field(

@@ -69,7 +69,8 @@ class _InvertibleChannelMap(Bijector):
     weights -- an optimizer step, ``load_state_dict``, a write through ``.data`` or in place
     under ``no_grad``, a reassigned parameter -- recomputes them, and cached results are
     identical to uncached ones. ``train()`` and device or dtype moves (``_apply``) drop the
-    cache outright.
+    cache outright. Inside ``torch.compile`` the matrices are computed from the parameters in
+    the graph (the cache's host-side comparison would break it; see :mod:`glowflow.compiled`).
     """
 
     def __init__(self, num_channels: int) -> None:
@@ -106,6 +107,8 @@ class _InvertibleChannelMap(Bijector):
         return True
 
     def _weights(self, need_inverse: bool) -> tuple[Tensor, Optional[Tensor], Tensor]:
+        if torch.compiler.is_compiling():
+            return self._matrices(need_inverse)  # the cache is host state: no graph break
         state = self._state()
         if torch.is_grad_enabled() and any(t.requires_grad for t in state):
             return self._matrices(need_inverse)

@@ -100,7 +100,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def format_table(document: dict[str, Any]) -> str:
     """The summary, one line per figure: images/s (median and best run), the fraction of the
-    machine's matmul limit and peak memory; then the ratios to each peer."""
+    machine's matmul limit and peak memory; where the time goes; then the ratios to each
+    peer."""
     lines = [
         f"{'implementation':<14} {'config':<20} {'device':<6} {'precision':<9} {'mode':<11} "
         f"{'task':<7} {'images/s':>8} {'(best)':>9} {'limit':>6}  peak memory"
@@ -125,6 +126,7 @@ def format_table(document: dict[str, Any]) -> str:
                     f"{rate['median']:>8.1f} ({rate['best']:>7.1f}) {fraction:>6.1%}  "
                     + (memory if task == "train" else "")
                 )
+    lines += breakdown_lines(document["summary"])
     for ratio in document["peer_ratios"]:
         parts = [
             f"{task} {ratio[task]['median']:.2f}x (rounds: "
@@ -138,6 +140,30 @@ def format_table(document: dict[str, Any]) -> str:
             f"({ratio['config']}, {ratio['device']}): " + "; ".join(parts)
         )
     return "\n".join(lines)
+
+
+def breakdown_lines(summary: list[dict[str, Any]]) -> list[str]:
+    """Where each task's time goes: one line per implementation, precision, mode and task,
+    each operator class's percentage of a step (:mod:`glowflow.bench.breakdown`)."""
+    from ..bench.breakdown import CLASSES, OUTSIDE
+
+    columns = (*CLASSES, OUTSIDE)
+    heads = [name.split()[0][:9] for name in columns]
+    lines = [
+        "",
+        "where the time goes (% of a step):",
+        f"{'implementation':<14} {'precision':<9} {'mode':<11} {'task':<7} "
+        + " ".join(f"{head:>9}" for head in heads),
+    ]
+    for entry in summary:
+        for task in ("train", "sample", "encode"):
+            shares = entry.get(f"{task}_breakdown")
+            if shares:
+                lines.append(
+                    f"{entry['implementation']:<14} {entry['precision']:<9} {entry['mode']:<11} "
+                    f"{task:<7} " + " ".join(f"{shares[c]:>9.1%}" for c in columns)
+                )
+    return lines
 
 
 def command_line(args: argparse.Namespace, devices: list[str], settings: BenchSettings) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from ..errors import ConfigError
+from ..precision import AUTO, SAMPLING_PRECISIONS
 from .common import DEVICE, MODEL, PRECISION, SEED, load, pick_device
 
 if TYPE_CHECKING:
@@ -120,7 +121,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "augmentation; none: whenever it was",
     )
     DEVICE.add(parser)
-    PRECISION.add(parser)
+    PRECISION.add(
+        parser,
+        default=AUTO,
+        choices=SAMPLING_PRECISIONS,
+        help="what the networks compute in; auto: bf16 where the device has bf16 matrix units "
+        "(GPUs, CPUs with AVX-512 BF16 or AMX), else fp32; the flow's own arithmetic stays fp32 "
+        "(see glowflow.precision)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,  # given or not: only a given flag is passed on, see sampling_options
+        help="decode through torch.compile (half a minute or more to compile on a CPU: pays "
+        "for many samples)",
+    )
 
 
 SAMPLING_OPTIONS = (
@@ -130,8 +145,10 @@ SAMPLING_OPTIONS = (
     "jacobi_tol",
     "jacobi_max_iter",
     "denoise",
+    "compile",
 )
-"""The flags that are the family's own sampling keywords (TarFlow's)."""
+"""The flags that are the family's own sampling keywords (TarFlow's; ``compile``: the families
+whose ``sample`` decodes through :meth:`Flow.decode`)."""
 
 
 def sampling_options(args: argparse.Namespace, loaded: LoadedModel) -> dict[str, object]:
@@ -149,7 +166,7 @@ def sampling_options(args: argparse.Namespace, loaded: LoadedModel) -> dict[str,
     if refused:
         flags = ", ".join("--" + name.replace("_", "-") for name in refused)
         raise ConfigError(f"{flags}: a {loaded.family} model takes no such sampling option")
-    return given
+    return {**given, "precision": args.precision}
 
 
 def file_tag(label: Optional[int], class_grid: bool) -> str:
@@ -200,7 +217,6 @@ def labels(args: argparse.Namespace, loaded: LoadedModel, count: int) -> Optiona
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..precision import network_precision
     from ..training.images import save_sample_grids
 
     count = args.n if args.n is not None else PER_CLASS if args.class_grid else SAMPLES
@@ -214,18 +230,17 @@ def run(args: argparse.Namespace) -> int:
     nrow = count if args.class_grid else args.nrow
     several = len(args.temperature) > 1
     tag = file_tag(args.label, args.class_grid)
-    with network_precision(args.precision, device):
-        paths = save_sample_grids(
-            loaded.flow,
-            len(y) if y is not None else count,
-            args.temperature,
-            loaded.data.n_bins,
-            args.seed,
-            lambda t: output_path(args.out, loaded.output_dir, t, several, tag),
-            None if y is None else y.to(device),
-            nrow,
-            options=sampling_options(args, loaded),
-        )
+    paths = save_sample_grids(
+        loaded.flow,
+        len(y) if y is not None else count,
+        args.temperature,
+        loaded.data.n_bins,
+        args.seed,
+        lambda t: output_path(args.out, loaded.output_dir, t, several, tag),
+        None if y is None else y.to(device),
+        nrow,
+        options=sampling_options(args, loaded),
+    )
     for path in paths:
         print(path)
     return 0

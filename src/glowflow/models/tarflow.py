@@ -144,6 +144,7 @@ class TarFlowModel(Flow):
         jacobi_max_iter: int = 32,
         jacobi_chunk: int = 16,
         denoise: bool = False,
+        precision: Optional[str] = None,
     ) -> Tensor:
         """``n`` images from ``N(0, T^2 I)`` latents through the inverse; with ``denoise``
         (for a model trained with noise augmentation, :attr:`noise_std` > 0) each then gets
@@ -155,7 +156,8 @@ class TarFlowModel(Flow):
         ``annealed_guidance`` ramps ``w`` over the tokens. ``inverse`` is ``"cached"`` (key/value
         cache), ``"plain"`` or ``"jacobi"`` (chunks of ``jacobi_chunk`` tokens iterated to a
         relative update ``<= jacobi_tol`` or ``jacobi_max_iter`` times). ``y``: ``(n,)`` labels,
-        ``-1`` or ``None`` for the null class.
+        ``-1`` or ``None`` for the null class. ``precision`` as in :meth:`Flow.sample` (the
+        denoising step's score runs in it too).
         """
         if temperature < 0:
             raise ConfigError(f"temperature must be >= 0, got {temperature}")
@@ -174,8 +176,9 @@ class TarFlowModel(Flow):
         latent = torch.randn(
             n, *shape, generator=generator, device=reference.device, dtype=reference.dtype
         ).mul_(temperature)
-        x = self.invert(latent, y, options).x
-        return self.denoise(x, y=y) if denoise and self.noise_std > 0 else x
+        with self.sampling_precision(precision):
+            x = self.invert(latent, y, options).x
+            return self.denoise(x, y=y) if denoise and self.noise_std > 0 else x
 
     def score(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         """``grad_x log p(x | y)`` of each example, ``x``'s shape (autograd, graph freed)."""

@@ -30,7 +30,7 @@ def train_step(
     model: nn.Module, bpd: Callable[[], torch.Tensor], device: torch.device
 ) -> Callable[[], torch.Tensor]:
     """The same step glowflow's trainer takes, for a peer's model: Adam (lr 1e-4, fused on
-    CUDA), mean bits/dim as the loss, gradient-norm clipping at glowflow's default, the step
+    CUDA and CPU), mean bits/dim as the loss, gradient-norm clipping at glowflow's default, the step
     skipped when the loss or the norm is not finite. Returns the loss."""
     optimizer = make_optimizer("adam", list(model.parameters()), 1e-4, device)
     parameters = [p for p in model.parameters() if p.requires_grad]
