@@ -21,7 +21,7 @@ from safetensors import safe_open
 from glowflow.cli import main
 from glowflow.convert import convert
 from glowflow.convert.tfp_order import from_tfp_latent
-from glowflow.errors import ModelFileError
+from glowflow.errors import GlowflowError, ModelFileError
 from glowflow.store import load_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -254,3 +254,125 @@ def test_every_torch_source_refuses_a_hostile_file_in_one_line(source, case, tmp
     assert len(errors) == 1 and str(path) in errors[0], captured.err
     assert "weights_only" not in captured.err and "must never run" not in captured.out
     assert not out.exists()
+
+
+ALTERED_SOURCES = {
+    "y0ast": ("y0ast/affine_lu_top_ycond/model.pt", "flow.layers.5.invconv.lower"),
+    "rosinality": (
+        "rosinality/affine_lu/model.pt",
+        "module.blocks.1.flows.0.coupling.net.2.weight",
+    ),
+    "chaiyujin": ("chaiyujin/affine_top/model.pkg", "flow.layers.3.conv.logs"),
+    "tarflow": ("tarflow/conditional/model.pth", "blocks.1.attn_blocks.0.attention.qkv.weight"),
+    "tfp": ("tfp/default_networks/variables.npz", "level1/step0/coupling/conv1/kernel"),
+}
+"""For every source: a fixture checkpoint and a tensor in the middle of its layout."""
+
+
+def read_source(checkpoint: Path) -> dict:
+    """A fixture checkpoint's contents: an ``.npz``'s arrays as tensors, else the torch file."""
+    if checkpoint.suffix == ".npz":
+        import numpy as np
+
+        with np.load(checkpoint) as arrays:
+            return {key: torch.from_numpy(arrays[key]) for key in arrays.files}
+    return torch.load(checkpoint, weights_only=True)
+
+
+def write_source(contents: dict, path: Path) -> Path:
+    """:func:`read_source`'s inverse, the file's kind by its suffix."""
+    if path.suffix == ".npz":
+        import numpy as np
+
+        np.savez(path, **{key: value.numpy() for key, value in contents.items()})
+    else:
+        torch.save(contents, path)
+    return path
+
+
+def altered(checkpoint: Path, key: str, change: str, out: Path) -> Path:
+    """``checkpoint`` written to ``out`` with tensor ``key`` of its state dict (chaiyujin's
+    ``graph`` inside its package) ``missing``, ``grown`` (one more entry on every axis),
+    ``NaN`` (its first entry), or with an ``extra`` tensor ``surplus.weight`` beside it."""
+    contents = read_source(checkpoint)
+    state = dict(contents.get("graph", contents))
+    if change == "missing":
+        del state[key]
+    elif change == "extra":
+        state["surplus.weight"] = torch.zeros(3)
+    elif change == "grown":
+        state[key] = torch.zeros(*(n + 1 for n in state[key].shape), dtype=state[key].dtype)
+    else:
+        state[key] = state[key].clone().contiguous()
+        state[key].view(-1)[0] = float("nan")
+    return write_source({**contents, "graph": state} if "graph" in contents else state, out)
+
+
+def refusal(source: str, path: Path, **settings) -> str:
+    """The one line converting ``path`` from ``source`` is refused with (what ``glowflow
+    convert`` prints, exit 2, before any output folder is written)."""
+    with pytest.raises(GlowflowError) as refused:
+        convert(source, path, **settings)
+    line = str(refused.value)
+    assert "\n" not in line and str(path) in line, line
+    return line
+
+
+@pytest.mark.parametrize("change", ["missing", "extra", "grown", "NaN"])
+@pytest.mark.parametrize("source", sorted(ALTERED_SOURCES))
+def test_every_source_refuses_an_altered_state_dict_in_one_line(source, change, tmp_path):
+    """A missing, an extra, a wrongly shaped and a NaN tensor in a real checkpoint: one line
+    naming the file and that tensor (by the source's own name).
+    ``tests/test_convert_slow.py`` does this for every tensor of every source."""
+    checkpoint = FIXTURES / ALTERED_SOURCES[source][0]
+    key = ALTERED_SOURCES[source][1]
+    path = altered(checkpoint, key, change, tmp_path / checkpoint.name)
+    folder = checkpoint.parent
+    line = refusal(source, path, **options(source, folder, expected(folder)[1]))
+    named = "surplus.weight" if change == "extra" else key.removeprefix("module.")
+    assert f"'{named}'" in line, line
+    assert {"grown": "shape", "NaN": "non-finite" if source == "tarflow" else "NaN"}.get(
+        change, ""
+    ) in line
+
+
+@pytest.mark.parametrize(
+    "case", ["empty", "directory", "garbage", "foreign zip", "pickled array", "text array"]
+)
+def test_tfp_variables_file_that_is_not_one_is_refused_in_one_line(case, tmp_path):
+    """An ``.npz`` that is empty, a directory, random bytes, a zip of something else, or holds
+    a pickled object array or text (numbers only are read, never pickles): one line naming
+    the file and the cause, never numpy's advice to allow pickles."""
+    import zipfile
+
+    import numpy as np
+
+    path = tmp_path / "variables.npz"
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case == "directory":
+        path.mkdir()
+    elif case == "garbage":
+        path.write_bytes(bytes(range(256)) * 4)
+    elif case == "foreign zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("notes.txt", "not an npz")
+    elif case == "pickled array":
+        np.savez(path, output_shape=np.array([_RunsCode()], dtype=object))
+    else:
+        np.savez(path, output_shape=np.array(["eight", "eight", "three"]))
+    line = refusal("tfp", path)
+    assert "allow_pickle" not in line and (case != "directory" or "is a directory" in line)
+
+
+@pytest.mark.parametrize("case", ["directory", "no index"])
+def test_tfp_checkpoint_prefix_that_is_not_one_is_refused_before_tensorflow(case, tmp_path):
+    """A directory, or a file without the ``.index`` a ``tf.train.Checkpoint`` prefix has, is
+    named in one line before TensorFlow is needed (so also without the tfp extra)."""
+    path = tmp_path / "glow-1"
+    if case == "directory":
+        path.mkdir()
+    else:
+        path.write_bytes(bytes(range(256)))
+    line = refusal("tfp", path, hparams=TFP_CASES[0] / "hparams.json")
+    assert ("is a directory" if case == "directory" else "glow-1.index does not exist") in line

@@ -137,3 +137,79 @@ def test_ood_reads_pretrained_folders(capsys, tmp_path, runs):
 def test_ood_names_the_problem(capsys, runs, argv, message):
     assert main(["ood", str(runs["model"]), *argv, "--device", "cpu"]) == 2
     assert message in capsys.readouterr().err
+
+
+def png_folder(folder: Path, images: list[np.ndarray]) -> str:
+    """``images`` (uint8 ``(H, W)`` grey or ``(H, W, 3)`` RGB) as PNGs in ``folder``; its SPEC."""
+    from PIL import Image
+
+    folder.mkdir()
+    for index, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"{index:02d}.png")
+    return f"folder:{folder}"
+
+
+def test_ood_fits_images_of_another_size_to_the_model(capsys, tmp_path, runs):
+    """Grey PNGs larger than the model's 8x8, or not square, are centre-cropped and resized to
+    it by design (:mod:`glowflow.ood.specs`): a constant 16x16 image comes out the same
+    constant, its 8-bit level taken to the model's levels; a 12x8 one comes out its centre 8x8;
+    and ``glowflow ood`` scores such a folder."""
+    from glowflow.ood.specs import load_set
+    from glowflow.store import load_model
+
+    data = load_model(runs["model"]).data
+    shape, n_bins = tuple(data.shape), data.n_bins
+    values = [0, 37, 128, 200, 255]
+    large = png_folder(tmp_path / "large", [np.full((16, 16), v, np.uint8) for v in values])
+    fitted = load_set(large, shape, n_bins)
+    expected = torch.tensor(values).mul(n_bins).div(256, rounding_mode="floor")
+    assert torch.equal(fitted.levels.long(), expected.reshape(-1, 1, 1, 1).expand(-1, *shape))
+    wide = np.random.default_rng(0).integers(0, 256, (4, 8, 12), dtype=np.uint8)
+    cropped = load_set(png_folder(tmp_path / "wide", list(wide)), shape, n_bins)
+    centre = torch.from_numpy(wide[:, None, :, 2:10].astype(np.int64)) * n_bins // 256
+    assert torch.equal(cropped.levels.long(), centre)
+    report = tmp_path / "report"
+    argv = ["ood", str(runs["model"]), "--in", "digits:test", "--out", large, "--limit", "20"]
+    assert main([*argv, "--report", str(report), "--device", "cpu"]) == 0
+    assert json.loads((report / "report.json").read_text())["sets"][large]["images"] == 5
+
+
+@pytest.fixture(scope="module")
+def rgb_model(tmp_path_factory) -> Path:
+    """A 3x8x8 model folder (ml-tarflow's converted fixture): another image shape than
+    ``runs``' 1x8x8 digits models."""
+    from glowflow.convert import convert
+
+    checkpoint = Path(__file__).parent / "fixtures" / "tarflow" / "conditional" / "model.pth"
+    return convert("tarflow", checkpoint).save(tmp_path_factory.mktemp("rgb") / "model")
+
+
+def one_error(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("glowflow ood:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_ood_refuses_images_of_another_channel_count_in_one_line(capsys, tmp_path, runs, rgb_model):
+    """RGB PNGs for the grey digits model, and grey PNGs for an RGB model: exit 2 and one line
+    naming the folder and both channel counts."""
+    rgb = png_folder(tmp_path / "rgb", [np.zeros((8, 8, 3), np.uint8)] * 3)
+    grey = png_folder(tmp_path / "grey", [np.zeros((8, 8), np.uint8)] * 3)
+    cases = [
+        (runs["model"], ["--in", "digits:test", "--out", rgb], rgb, "3-channel", "takes 1"),
+        (rgb_model, ["--in", grey, "--reference", grey, "--out", "hflip"], grey, "1-channel", "3"),
+    ]
+    for model, argv, spec, found, wanted in cases:
+        assert main(["ood", str(model), *argv, "--device", "cpu"]) == 2
+        line = one_error(capsys.readouterr().err)
+        assert spec in line and found in line and wanted in line, line
+
+
+def test_ood_refuses_a_background_of_another_image_shape_in_one_line(capsys, runs, rgb_model):
+    """A ``--background`` model of 3x8x8 images for a 1x8x8 model: exit 2, one line naming both
+    models and their shapes, before any image is scored."""
+    argv = ["ood", str(runs["model"]), "--in", "digits:test", "--out", "hflip"]
+    assert main([*argv, "--background", str(rgb_model), "--device", "cpu"]) == 2
+    line = one_error(capsys.readouterr().err)
+    assert str(rgb_model) in line and str(runs["model"]) in line
+    assert "(3, 8, 8)" in line and "(1, 8, 8)" in line

@@ -13,9 +13,10 @@ from __future__ import annotations
 import math
 import pickle
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -63,15 +64,25 @@ def read_torch_file(path: Path, what: str = "checkpoint") -> dict[str, Any]:
         ) from None
     if not isinstance(loaded, dict):
         raise ModelFileError(f"{path} holds a {type(loaded).__name__}, not a state dict")
+    names = [key for key in loaded if not isinstance(key, str)]
+    if names:
+        raise ModelFileError(f"{path} holds entries not named by strings, as {names[0]!r}")
     return loaded
 
 
-def strip_prefix(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
-    """``state`` without ``prefix`` on its keys when every key has it (``nn.DataParallel``'s
-    ``module.``)."""
-    if state and all(key.startswith(prefix) for key in state):
-        return {key[len(prefix) :]: value for key, value in state.items()}
-    return state
+def strip_prefix(state: dict[str, Tensor], prefix: str, path: Path) -> dict[str, Tensor]:
+    """``state`` without ``prefix`` (``nn.DataParallel``'s ``module.``) on the keys that have
+    it, when any has: a key without it stays as it is, so an extra tensor is named as such
+    rather than hiding the layout; a key present both ways is refused naming ``path``."""
+    if not any(key.startswith(prefix) for key in state):
+        return state
+    stripped = {key[len(prefix) :] if key.startswith(prefix) else key: key for key in state}
+    if len(stripped) < len(state):
+        twice = sorted(
+            key for key in state if key.startswith(prefix) and key[len(prefix) :] in state
+        )
+        raise ModelFileError(f"{path} holds tensors both with and without {prefix!r}: {twice[:5]}")
+    return {key: state[original] for key, original in stripped.items()}
 
 
 def layer(level: int, step: int, index: int) -> str:
@@ -87,31 +98,74 @@ def exit_network(level: int) -> str:
 
 class TensorMap:
     """A strict map from a foreign state dict onto glowflow's: every glowflow tensor must be
-    given once, and every source tensor used (or named as ignored), else a ``RuntimeError``
-    naming the source file and the tensors."""
+    given once, every source tensor used (or named as ignored) and finite, and every shape the
+    model's, else a :class:`~glowflow.errors.ModelFileError` naming the source file and the
+    tensors."""
 
     def __init__(self, source: dict[str, Tensor], path: Path) -> None:
         self.source = source
         self.path = path
         self.used: set[str] = set()
         self.target: dict[str, Tensor] = {}
+        self.origin: dict[str, tuple[str, ...]] = {}
+        """For each glowflow tensor, the source tensors taken since the previous :meth:`put`
+        (what a wrong shape is named by)."""
+        self._taken: list[str] = []  # every take, in order
+        self._put_mark = 0  # where the takes of the next put begin
 
     def has(self, key: str) -> bool:
         return key in self.source
 
-    def take(self, key: str) -> Tensor:
-        """A copy of source tensor ``key``, marked used."""
+    def shape(self, key: str, rank: Optional[int] = None) -> tuple[int, ...]:
+        """Source tensor ``key``'s shape (what a hyper-parameter is read from), without marking
+        it used; refused when it is missing or not of ``rank`` dimensions."""
         if key not in self.source:
             raise ModelFileError(
                 f"{self.path} lacks tensor {key!r}: not the checkpoint layout this converter reads"
             )
+        shape = tuple(self.source[key].shape)
+        if rank is not None and len(shape) != rank:
+            raise ModelFileError(
+                f"{self.path}: tensor {key!r} has shape {shape}, not {rank} dimensions"
+            )
+        return shape
+
+    def take(self, key: str) -> Tensor:
+        """A copy of source tensor ``key``, marked used; refused when it is missing or holds a
+        NaN or an infinity."""
+        self.shape(key)
+        value = self.source[key]
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ModelFileError(f"{self.path}: tensor {key!r} holds NaN or infinite values")
         self.used.add(key)
-        return self.source[key].detach().clone()
+        self._taken.append(key)
+        return value.detach().clone()
+
+    @contextmanager
+    def fitting(self, what: str) -> Iterator[None]:
+        """Compute ``what`` from several source tensors: torch's refusal of shapes that do not
+        fit together (a conv, a product) becomes one line naming the file and the tensors
+        taken for it."""
+        start = len(self._taken)
+        try:
+            yield
+        except (RuntimeError, IndexError) as error:
+            if isinstance(error, ModelFileError):
+                raise
+            taken = ", ".join(map(repr, self._taken[start:])) or "its tensors"
+            cause = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise ModelFileError(
+                f"{self.path}: tensors {taken} do not fit together for {what} ({cause})"
+            ) from None
 
     def put(self, key: str, value: Tensor) -> None:
+        """Give glowflow tensor ``key``, made from the source tensors taken since the last
+        ``put``."""
         if key in self.target:
             raise AssertionError(f"glowflow tensor {key} given twice")
         self.target[key] = value
+        self.origin[key] = tuple(self._taken[self._put_mark :])
+        self._put_mark = len(self._taken)
 
     def finish(self, config: GlowConfig, ignored: tuple[str, ...] = ()) -> dict[str, Tensor]:
         """The complete glowflow state dict for ``config``. ActNorm ``initialized`` flags are
@@ -135,8 +189,12 @@ class TensorMap:
             )
         for key, value in expected.items():
             if tuple(self.target[key].shape) != tuple(value.shape):
+                origin = self.origin.get(key)
+                named = (
+                    f"tensor {', '.join(map(repr, origin))}" if origin else f"the tensor for {key}"
+                )
                 raise ModelFileError(
-                    f"{self.path}: tensor for {key} has shape "
+                    f"{self.path}: {named} gives glowflow's {key} the shape "
                     f"{tuple(self.target[key].shape)}, the model needs "
                     f"{tuple(value.shape)} (hyper-parameters do not match)"
                 )

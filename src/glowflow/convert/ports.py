@@ -33,6 +33,7 @@ ActNorm, so ``log p(x) = log p_c(x_c) + D log(256/255)``.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,35 +173,36 @@ def _map_top(
     classes: Optional[int],
 ) -> None:
     """The learned (class-conditional) top prior and the classifier."""
-    channels = top_shape[0]
-    h = torch.zeros(2 * channels, *top_shape[1:])
-    if learn_top:
-        h = zero_conv_of_constant(
-            m.take(f"{naming.top}.{naming.conv}weight"),
-            m.take(f"{naming.top}.{naming.conv}bias"),
-            m.take(f"{naming.top}.logs"),
-            GAIN,
-            (2 * channels, *top_shape[1:]),
-            0.0,
-        )
-    if classes is not None:
-        weight = m.take(f"project_ycond.{naming.linear}weight")  # (2C, K)
-        gain = torch.exp(m.take("project_ycond.logs") * GAIN)  # (2C,)
-        h = h + (m.take(f"project_ycond.{naming.linear}bias") * gain)[:, None, None]
-        table = (weight * gain[:, None]).T.reshape(classes, 2, channels, 1, 1)
-        m.put("bijector.top_prior.class_table", table.expand(-1, -1, -1, *top_shape[1:]))
-        class_gain = torch.exp(m.take("project_class.logs") * GAIN)  # (K,)
-        m.put(
-            "bijector.top_prior.classifier.weight",
-            m.take(f"project_class.{naming.linear}weight") * class_gain[:, None],
-        )
-        m.put(
-            "bijector.top_prior.classifier.bias",
-            m.take(f"project_class.{naming.linear}bias") * class_gain,
-        )
-    if learn_top or classes is not None:
-        m.put("bijector.top_prior.mean", h[:channels].contiguous())
-        m.put("bijector.top_prior.log_sigma", h[channels:].contiguous())
+    with m.fitting("the learned top prior and the classifier"):
+        channels = top_shape[0]
+        h = torch.zeros(2 * channels, *top_shape[1:])
+        if learn_top:
+            h = zero_conv_of_constant(
+                m.take(f"{naming.top}.{naming.conv}weight"),
+                m.take(f"{naming.top}.{naming.conv}bias"),
+                m.take(f"{naming.top}.logs"),
+                GAIN,
+                (2 * channels, *top_shape[1:]),
+                0.0,
+            )
+        if classes is not None:
+            weight = m.take(f"project_ycond.{naming.linear}weight")  # (2C, K)
+            gain = torch.exp(m.take("project_ycond.logs") * GAIN)  # (2C,)
+            h = h + (m.take(f"project_ycond.{naming.linear}bias") * gain)[:, None, None]
+            table = (weight * gain[:, None]).T.reshape(classes, 2, channels, 1, 1)
+            m.put("bijector.top_prior.class_table", table.expand(-1, -1, -1, *top_shape[1:]))
+            class_gain = torch.exp(m.take("project_class.logs") * GAIN)  # (K,)
+            m.put(
+                "bijector.top_prior.classifier.weight",
+                m.take(f"project_class.{naming.linear}weight") * class_gain[:, None],
+            )
+            m.put(
+                "bijector.top_prior.classifier.bias",
+                m.take(f"project_class.{naming.linear}bias") * class_gain,
+            )
+        if learn_top or classes is not None:
+            m.put("bijector.top_prior.mean", h[:channels].contiguous())
+            m.put("bijector.top_prior.log_sigma", h[channels:].contiguous())
 
 
 def read_hparams(path: Optional[Path]) -> dict[str, Any]:
@@ -226,22 +228,29 @@ def convert_port(
     """Convert a y0ast or chaiyujin checkpoint (a state dict, or chaiyujin's ``{"graph":
     state_dict, ...}`` package) into a glowflow model; the layout is read off the tensors."""
     loaded = read_torch_file(path)
-    state = strip_prefix(loaded.get("graph", loaded), "module.")
+    state = strip_prefix(loaded.get("graph", loaded), "module.", path)
     hparams = read_hparams(hparams_path)
     m = TensorMap(state, path)
     levels, steps, splits = _layout(state, path)
     permutation = _permutation(m, naming, hparams)
-    first = m.source["flow.layers.1.actnorm.bias"]
-    prior_h = m.take("prior_h")
-    top_shape = (prior_h.shape[1] // 2, prior_h.shape[2], prior_h.shape[3])
-    image = (first.numel() // 4, top_shape[1] * 2**levels, top_shape[2] * 2**levels)
+    first = math.prod(m.shape("flow.layers.1.actnorm.bias"))
+    prior_h = m.shape("prior_h", 4)
+    m.take("prior_h")
+    top_channels = first // 4 * 2 ** (levels + 1)  # C 4^L channels, halved at L - 1 splits
+    if prior_h[1] != 2 * top_channels:
+        raise ModelFileError(
+            f"{path}: tensor 'prior_h' has shape {prior_h}, the top of {first // 4}-channel "
+            f"images after {levels} levels has {2 * top_channels} (mean and log-scale) channels"
+        )
+    top_shape = (top_channels, prior_h[2], prior_h[3])
+    image = (first // 4, top_shape[1] * 2**levels, top_shape[2] * 2**levels)
     hidden, out = (
-        m.source[f"flow.layers.1.{naming.network}.{i}.{naming.conv}weight"].shape[0] for i in (0, 4)
+        m.shape(f"flow.layers.1.{naming.network}.{i}.{naming.conv}weight", 4)[0] for i in (0, 4)
     )
     coupling = "affine" if out == 4 * image[0] else "additive"
     learn_top = m.has(f"{naming.top}.logs")
     classes = (
-        int(m.source[f"project_ycond.{naming.linear}weight"].shape[1])
+        m.shape(f"project_ycond.{naming.linear}weight", 2)[1]
         if m.has("project_ycond.logs")
         else None
     )

@@ -27,6 +27,8 @@ The state dict does not record the image size: give it (``--image-size``, defaul
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
 from pathlib import Path
 from typing import Optional
@@ -57,8 +59,26 @@ def _lu_weight(m: TensorMap, source: str) -> Tensor:
     log_s, sign = m.take(f"{source}.w_s").double(), m.take(f"{source}.s_sign").double()
     upper_mask = m.take(f"{source}.u_mask").double()
     lower_mask, eye = m.take(f"{source}.l_mask").double(), m.take(f"{source}.l_eye").double()
-    weight = p @ (lower * lower_mask + eye) @ (upper * upper_mask + torch.diag(sign * log_s.exp()))
+    with m.fitting(f"the 1x1 weight P L U of {source}"):
+        weight = (
+            p @ (lower * lower_mask + eye) @ (upper * upper_mask + torch.diag(sign * log_s.exp()))
+        )
     return weight.to(m.source[f"{source}.w_l"].dtype)
+
+
+def _check_masks(m: TensorMap, invconv: str) -> None:
+    """``InvConv2dLU``'s constant masks, which its forward pass multiplies in and glowflow's LU
+    convolution builds itself: they must be the strict upper and lower triangles and the
+    identity."""
+    channels = m.shape(f"{invconv}.w_l", 2)[0]
+    upper = torch.ones(channels, channels).triu(1)
+    for name, expected in (("u_mask", upper), ("l_mask", upper.T), ("l_eye", torch.eye(channels))):
+        value = m.take(f"{invconv}.{name}")
+        if value.shape != expected.shape or not torch.equal(value.to(expected.dtype), expected):
+            raise ModelFileError(
+                f"{m.path}: tensor '{invconv}.{name}' is not InvConv2dLU's constant mask "
+                f"({tuple(value.shape)}, not the {tuple(expected.shape)} it builds)"
+            )
 
 
 def _map_flow(m: TensorMap, source: str, level: int, step: int, permutation: str) -> None:
@@ -82,8 +102,7 @@ def _map_flow(m: TensorMap, source: str, level: int, step: int, permutation: str
             ("upper", "w_u"),
         ):
             m.put(f"{mixing}.{ours}", m.take(f"{invconv}.{theirs}"))
-        for mask in ("u_mask", "l_mask", "l_eye"):
-            m.take(f"{invconv}.{mask}")
+        _check_masks(m, invconv)
     elif m.has(f"{invconv}.w_p"):  # the last block's LU under --no_lu
         m.put(f"{mixing}.weight", _lu_weight(m, invconv))
     else:
@@ -104,7 +123,7 @@ def convert_rosinality(
     path: Path, image_size: int = 64, n_bits: int = 5, dataset: Optional[str] = None
 ) -> Converted:
     """Convert a rosinality/glow-pytorch ``model_*.pt`` into a glowflow model."""
-    state = strip_prefix(read_torch_file(path), "module.")
+    state = strip_prefix(read_torch_file(path), "module.", path)
     m = TensorMap(state, path)
     flows = sorted(
         {
@@ -121,11 +140,15 @@ def convert_rosinality(
     levels = max(b for b, _ in flows) + 1
     steps = max(f for _, f in flows) + 1
     if len(flows) != levels * steps:
-        raise ModelFileError(f"{path}: blocks hold different numbers of flows")
-    channels = m.source["blocks.0.flows.0.actnorm.loc"].numel() // 4
+        block, flow = min(set(itertools.product(range(levels), range(steps))) - set(flows))
+        raise ModelFileError(
+            f"{path} lacks tensor 'blocks.{block}.flows.{flow}.actnorm.loc': blocks hold "
+            f"different numbers of flows"
+        )
+    channels = math.prod(m.shape("blocks.0.flows.0.actnorm.loc")) // 4
     lu = m.has("blocks.0.flows.0.invconv.w_p")
-    net_out = m.source["blocks.0.flows.0.coupling.net.4.conv.weight"].shape[0]
-    hidden = m.source["blocks.0.flows.0.coupling.net.0.weight"].shape[0]
+    net_out = m.shape("blocks.0.flows.0.coupling.net.4.conv.weight", 4)[0]
+    hidden = m.shape("blocks.0.flows.0.coupling.net.0.weight", 4)[0]
     factor = 2**levels
     if image_size % factor:
         raise ConfigError(f"--image-size {image_size} is not divisible by 2**{levels}")
@@ -153,14 +176,15 @@ def convert_rosinality(
         m.put(f"{exit_network(block)}.log_gain", m.take(f"{prior}.scale").reshape(-1, 1, 1))
     top = glow.latent_shapes()[-1]
     prior = f"blocks.{levels - 1}.prior"
-    h = zero_conv_of_constant(
-        m.take(f"{prior}.conv.weight"),
-        m.take(f"{prior}.conv.bias"),
-        m.take(f"{prior}.scale"),
-        GAIN,
-        top,
-        1.0,
-    )
+    with m.fitting("the top prior"):
+        h = zero_conv_of_constant(
+            m.take(f"{prior}.conv.weight"),
+            m.take(f"{prior}.conv.bias"),
+            m.take(f"{prior}.scale"),
+            GAIN,
+            top,
+            1.0,
+        )
     m.put("bijector.top_prior.mean", h[: top[0]].contiguous())
     m.put("bijector.top_prior.log_sigma", h[top[0] :].contiguous())
     tensors = m.finish(glow)

@@ -38,7 +38,7 @@ from torch import Tensor
 
 from ..errors import ConfigError, ModelFileError
 from ..models.tarflow import TarFlowModel, tarflow
-from .common import read_torch_file
+from .common import read_torch_file, strip_prefix
 
 DATA_RANGES = {"glowflow": 2.0, "tarflow": 1.0}
 """The data range a converted model reads, and the input scale that maps it onto
@@ -89,12 +89,10 @@ def read_tarflow_state(path: Path) -> dict[str, Tensor]:
     ``DistributedDataParallel`` dropped); errors name the file."""
     path = Path(path)
     state = read_torch_file(path, "ml-tarflow checkpoint")
-    if state and all(isinstance(k, str) and k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
     for key, value in state.items():
         if not isinstance(value, Tensor):
             raise ModelFileError(f"{path}: entry {key!r} is a {type(value).__name__}, not a tensor")
-    return state
+    return strip_prefix(state, "module.", path)
 
 
 def _shape(state: dict[str, Tensor], key: str, path: Path) -> tuple[int, ...]:
@@ -114,13 +112,19 @@ def tarflow_settings(
         raise ModelFileError(
             f"{path}: no blocks.0 .. blocks.N proj_in tensors: not an ml-tarflow Model checkpoint"
         )
-    width, token_dim = _shape(state, "blocks.0.proj_in.weight", path)
+    proj_in = _shape(state, "blocks.0.proj_in.weight", path)
+    if len(proj_in) != 2:
+        raise ModelFileError(
+            f"{path}: tensor 'blocks.0.proj_in.weight' has shape {proj_in}, not (width, entries "
+            f"per token)"
+        )
+    width, token_dim = proj_in
     num_tokens = _shape(state, "blocks.0.pos_embed", path)[0]
     layers = []
     for block in blocks:
-        pattern = re.compile(rf"blocks\.{block}\.attn_blocks\.(\d+)\.attention\.qkv\.weight$")
-        count = len({m.group(1) for k in state if (m := pattern.match(k))})
-        if count == 0:
+        pattern = re.compile(rf"blocks\.{block}\.attn_blocks\.(\d+)\.")
+        count = 1 + max((int(m.group(1)) for k in state if (m := pattern.match(k))), default=-1)
+        if count == 0:  # a missing tensor of a layer that has others is named by the map
             raise ModelFileError(f"{path}: block {block} has no attention layers")
         layers.append(count)
     out_rows = _shape(state, "blocks.0.proj_out.weight", path)[0]

@@ -27,7 +27,7 @@ TFP's rank-1 latent orders the same numbers as :mod:`glowflow.convert.tfp_order`
 
 from __future__ import annotations
 
-import json
+import zipfile
 from pathlib import Path
 from typing import Optional
 
@@ -38,23 +38,65 @@ from ..config import GlowConfig
 from ..errors import ConfigError, MissingFileError, ModelFileError
 from ..store.data import DataSpec
 from .common import Converted, TensorMap, exit_network, layer
+from .ports import read_hparams
+
+
+def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The numeric arrays of an ``.npz`` read without unpickling (``allow_pickle=False``);
+    errors are one line naming the file and the cause, never numpy's advice to allow pickles."""
+    if path.is_dir():
+        raise ModelFileError(f"variables file {path} is a directory, not an .npz file")
+    if not path.is_file():
+        raise MissingFileError(f"variables file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"variables file {path} is empty")
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            loaded = {key: arrays[key] for key in arrays.files}
+    except ValueError as error:  # numpy's refusal of pickled (object) data
+        if "pickle" not in str(error):
+            raise ModelFileError(f"{path} is not a readable .npz of arrays: {error}") from None
+        raise ModelFileError(
+            f"{path} is not an .npz of arrays: it holds pickled objects, which are never loaded"
+        ) from None
+    except (OSError, EOFError, zipfile.BadZipFile) as error:
+        raise ModelFileError(
+            f"{path} is not a readable .npz of arrays: {type(error).__name__}: {error}"
+        ) from None
+    if not isinstance(loaded, dict):  # np.load reads a lone .npy as one array
+        raise ModelFileError(f"{path} holds one array, not an .npz of named variables")
+    for key, array in loaded.items():
+        if not isinstance(array, np.ndarray):  # a zip member that is no .npy
+            raise ModelFileError(f"{path}: entry {key!r} is not a numpy array")
+        if array.dtype.kind not in "biuf":
+            raise ModelFileError(f"{path}: entry {key!r} is {array.dtype} data, not numbers")
+    return loaded
 
 
 def _arrays(path: Path, hparams: Optional[Path]) -> dict[str, np.ndarray]:
     if path.suffix == ".npz":
-        if not path.is_file():
-            raise MissingFileError(f"variables file {path} does not exist")
-        with np.load(path, allow_pickle=False) as arrays:
-            return {key: arrays[key] for key in arrays.files}
+        return _npz_arrays(path)
+    if path.is_dir():
+        raise ModelFileError(
+            f"{path} is a directory: give a tf.train.Checkpoint's prefix (as ckpt/glow-1) "
+            f"or an .npz of its variables"
+        )
+    index = path.with_name(path.name + ".index")
+    if not index.is_file():
+        raise MissingFileError(
+            f"{path} is not a tf.train.Checkpoint prefix ({index.name} does not exist) "
+            f"nor an .npz of its variables"
+        )
     if hparams is None:
         raise ConfigError(
             f"{path}: a tf.train.Checkpoint does not record the Glow's arguments; "
             f"give them with --hparams (a JSON of tfb.Glow's arguments)"
         )
+    arguments = read_hparams(hparams)
     try:
         from .tfp_variables import checkpoint_variables
 
-        return checkpoint_variables(str(path), json.loads(hparams.read_text()))
+        return checkpoint_variables(str(path), arguments)
     except ModuleNotFoundError as error:
         raise ModuleNotFoundError(
             f"reading the TensorFlow checkpoint {path} needs the tfp "
@@ -65,10 +107,11 @@ def _arrays(path: Path, hparams: Optional[Path]) -> dict[str, np.ndarray]:
 def _lu(m: TensorMap, prefix: str, target: str) -> None:
     lower_upper = m.take(f"{prefix}/lower_upper")
     permutation = m.take(f"{prefix}/permutation").long()
-    rows = torch.argsort(permutation)  # W = (L U)[rows]: row i of W is row rows[i] of L U
-    matrix = torch.zeros_like(lower_upper)
-    matrix[torch.arange(len(rows)), rows] = 1.0
-    diagonal = torch.diagonal(lower_upper)
+    with m.fitting(f"the 1x1 convolution {prefix}"):
+        rows = torch.argsort(permutation)  # W = (L U)[rows]: row i of W is row rows[i] of L U
+        matrix = torch.zeros_like(lower_upper)
+        matrix[torch.arange(len(rows)), rows] = 1.0
+        diagonal = torch.diagonal(lower_upper)
     m.put(f"{target}.permutation", matrix)
     m.put(f"{target}.lower", torch.tril(lower_upper, -1))
     m.put(f"{target}.upper", torch.triu(lower_upper, 1))
@@ -78,6 +121,7 @@ def _lu(m: TensorMap, prefix: str, target: str) -> None:
 
 def _conv(m: TensorMap, prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
     """A Keras conv's HWIO kernel as torch's OIHW weight, and its bias."""
+    m.shape(f"{prefix}/kernel", 4)
     return m.take(f"{prefix}/kernel").permute(3, 2, 0, 1).contiguous(), m.take(f"{prefix}/bias")
 
 
@@ -98,21 +142,23 @@ def convert_tfp(
             f"{path} lacks output_shape or level0/step0/actnorm/loc: not the "
             f"variables of a tfb.Glow (see glowflow.convert.tfp_variables)"
         )
+    if m.shape("output_shape") != (3,):
+        raise ModelFileError(f"{path}: output_shape is not (height, width, channels)")
     height, width, channels = (int(s) for s in m.take("output_shape"))
     levels = sum(1 for k in arrays if k.endswith("/step0/actnorm/loc"))
     steps = sum(1 for k in arrays if k.startswith("level0/") and k.endswith("/actnorm/loc"))
-    hidden = int(arrays["level0/step0/coupling/conv0/kernel"].shape[3])
-    level_channels = int(arrays["level0/step0/actnorm/loc"].shape[0])
+    hidden = m.shape("level0/step0/coupling/conv0/kernel", 4)[3]
+    level_channels = m.shape("level0/step0/actnorm/loc", 1)[0]
     coupling = (
         "affine"
-        if arrays["level0/step0/coupling/conv2/kernel"].shape[3] == level_channels
+        if m.shape("level0/step0/coupling/conv2/kernel", 4)[3] == level_channels
         else "additive"
     )
     fractions = []
     for level in range(levels):
-        kernel = arrays.get(f"level{level}/exit/kernel")
-        total = int(arrays[f"level{level}/step0/actnorm/loc"].shape[0])
-        fractions.append(0.0 if kernel is None else kernel.shape[3] / 2 / total)
+        total = m.shape(f"level{level}/step0/actnorm/loc", 1)[0]
+        exit_kernel = f"level{level}/exit/kernel"
+        fractions.append(m.shape(exit_kernel, 4)[3] / 2 / total if m.has(exit_kernel) else 0.0)
     glow = GlowConfig(
         output_shape=(channels, height, width),
         num_glow_blocks=levels,
