@@ -17,8 +17,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from glowflow import Flow, Glow
-from glowflow.bench import get_config
+from glowflow import Flow
 from glowflow.bench.breakdown import CLASSES, OUTSIDE, operator_class, time_breakdown
 from glowflow.compiled import compiled_call
 from glowflow.errors import ConfigError
@@ -29,27 +28,15 @@ from glowflow.precision import (
     sampling_precision,
 )
 from glowflow.training.step import make_optimizer
+from test_precision import random_flow
 
 CPU = torch.device("cpu")
 
 
-def _random_glow(**options: object) -> Flow:
+def _random_glow() -> Flow:
     """A small Glow (LU 1x1, affine couplings, learned Gaussian exit priors and top prior)
     with every weight randomized, in eval mode."""
-    config = get_config("cifar10-small").replace(
-        num_steps_per_block=2,
-        hidden_channels=16,
-        learn_top_prior=True,
-        exit_prior="gaussian",
-        **options,
-    )
-    flow = Flow(Glow(config))
-    generator = torch.Generator().manual_seed(0)
-    flow.initialize(torch.rand(8, 3, 32, 32, generator=generator) - 0.5)
-    with torch.no_grad():
-        for parameter in flow.parameters():
-            parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
-    return flow.eval()
+    return random_flow(learn_top_prior=True, exit_prior="gaussian")
 
 
 def test_sampling_precision_defaults_to_the_devices_fast_one() -> None:
@@ -68,7 +55,9 @@ def test_fp32_samples_are_the_decoded_latents_and_the_default_is_the_fast_precis
         return flow.sample(6, 0.4, generator=torch.Generator().manual_seed(3), **options)
 
     generator = torch.Generator().manual_seed(3)
-    latents = [torch.randn(6, *shape, generator=generator).mul_(0.4) for shape in flow.latent_shapes]
+    latents = [
+        torch.randn(6, *shape, generator=generator).mul_(0.4) for shape in flow.latent_shapes
+    ]
     with torch.no_grad():
         decoded = flow.decode(latents)
     assert decoded.isfinite().all()  # random weights: higher temperatures may overflow

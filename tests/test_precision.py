@@ -36,7 +36,7 @@ CONTEXTS: dict[str, Callable[[str], object]] = {
 }
 
 
-def _random_flow(**options: object) -> Flow:
+def random_flow(**options: object) -> Flow:
     """A small Glow with every network weight randomized (zero-initialized convs would make
     the networks' precision irrelevant)."""
     config = get_config("cifar10-small").replace(
@@ -54,7 +54,7 @@ def _random_flow(**options: object) -> Flow:
 @pytest.mark.parametrize("context", list(CONTEXTS))
 @pytest.mark.parametrize("name", LOW)
 def test_every_layer_inverts_exactly_with_low_precision_networks(name: str, context: str) -> None:
-    flow = _random_flow(learn_top_prior=True, exit_prior="gaussian")
+    flow = random_flow(learn_top_prior=True, exit_prior="gaussian")
     glow = flow.bijector
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad(), CONTEXTS[context](name):  # type: ignore[attr-defined]
@@ -85,7 +85,7 @@ def test_the_flows_own_arithmetic_ignores_autocast(name: str) -> None:
     exact = apply_channel_matrix(x, matrix)
     with _user_autocast(name):
         assert torch.equal(apply_channel_matrix(x, matrix), exact)
-    flow = _random_flow()
+    flow = random_flow()
     step = flow.bijector.levels[0].steps[0]
     assert isinstance(step, Chain)
     actnorm, invconv, _ = step
@@ -98,7 +98,7 @@ def test_the_flows_own_arithmetic_ignores_autocast(name: str) -> None:
 
 @pytest.mark.parametrize("name", PRECISIONS)
 def test_log_prob_is_float32_and_close_to_fp32(name: str) -> None:
-    flow = _random_flow(learn_top_prior=True)
+    flow = random_flow(learn_top_prior=True)
     x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(2)) - 0.5
     with torch.no_grad():
         reference = flow.bits_per_dim(x, 256)
@@ -110,7 +110,7 @@ def test_log_prob_is_float32_and_close_to_fp32(name: str) -> None:
 
 
 def test_full_precision_round_trip_is_exact() -> None:
-    flow = _random_flow(learn_top_prior=True)
+    flow = random_flow(learn_top_prior=True)
     x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(3)) - 0.5
     with torch.no_grad():
         assert (flow.decode(flow.encode(x)) - x).abs().max() < 1e-5
