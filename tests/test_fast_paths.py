@@ -48,6 +48,14 @@ def test_sampling_precision_defaults_to_the_devices_fast_one() -> None:
         sampling_precision("fp8", CPU)
 
 
+def test_a_cpu_without_bf16_units_samples_in_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, probe, lambda: False, raising=False)
+    assert not has_bf16_matrix_units(CPU) and sampling_precision(None, CPU) == "fp32"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert sampling_precision("auto", CPU) == "bf16"
+
+
 def test_fp32_samples_are_the_decoded_latents_and_the_default_is_the_fast_precision() -> None:
     flow = _random_glow()
 
