@@ -74,6 +74,24 @@ def train_cli(run_dir, *extra):
     return main(["train", "--run-dir", str(run_dir), *RUN, *extra])
 
 
+def counted_train(argv):
+    """Run ``glowflow train`` with ``argv`` (its exit status must be 0) and count the files its
+    checkpoints write: a killed run's ``{"target": "checkpoint", "at": N}`` falls inside one
+    of them for ``N`` up to that count."""
+    real = pathlib.Path.write_bytes
+    files = []
+
+    def write_bytes(path, data):
+        if path.parent.name.startswith(".tmp-"):
+            files.append(path)
+        return real(path, data)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pathlib.Path, "write_bytes", write_bytes)
+        assert main(["train", *argv]) == 0
+    return len(files)
+
+
 def one_error_line(err, command="train"):
     """The single ``glowflow <command>: error:`` line of a failed command (no traceback)."""
     assert "Traceback" not in err

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import pathlib
 import random
 import signal
 import subprocess
@@ -32,6 +31,7 @@ from test_faults import (
     assert_finite_checkpoint,
     assert_same_run,
     checkpoint_folders,
+    counted_train,
     driver_stderr,
     one_error_line,
     start_driver,
@@ -47,18 +47,7 @@ pytestmark = pytest.mark.slow
 def counted_reference(tmp_path_factory):
     """The uninterrupted run of :data:`RUN`, and how many checkpoint files it writes."""
     folder = tmp_path_factory.mktemp("reference") / "run"
-    real = pathlib.Path.write_bytes
-    files = []
-
-    def write_bytes(path, data):
-        if path.parent.name.startswith(".tmp-"):
-            files.append(path)
-        return real(path, data)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pathlib.Path, "write_bytes", write_bytes)
-        assert train_cli(folder) == 0
-    return folder, len(files)
+    return folder, counted_train(["--run-dir", str(folder), *RUN])
 
 
 def run_children(root, specs, parallel=3):

@@ -169,6 +169,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run(args: argparse.Namespace) -> int:
     from ..training.checkpoint import start_checkpoint
+    from ..training.distributed import PeerLost
     from ..training.launch import LaunchFailed, is_worker, launch_local
     from ..training.trainer import run_dir_of, train
 
@@ -183,7 +184,11 @@ def run(args: argparse.Namespace) -> int:
         except LaunchFailed as error:
             print(f"glowflow train: error: {error}", file=sys.stderr)
             return 1
-    result = train(config, resume=getattr(args, "resume", None))
+    try:
+        result = train(config, resume=getattr(args, "resume", None))
+    except PeerLost as error:  # the launcher, or torchrun, names the process that died
+        print(f"glowflow train: {error}", file=sys.stderr)
+        return 1
     if os.environ.get("RANK", "0") == "0":
         noisy = (
             f" [a model of data + N(0, {config.noise_augment:g}^2) noise]"

@@ -3,12 +3,17 @@
 ``torchrun`` sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; with ``WORLD_SIZE > 1`` the
 process group is created (NCCL on CUDA, gloo on CPU) and each process uses
 ``cuda:LOCAL_RANK`` or the CPU. Without them everything here is a no-op.
+
+When a process dies (a SIGKILL, a crash), the others find out in their next collective: gloo's
+connection to it is reset at once, so they stop (:class:`PeerLost`, one line) rather than
+wait, and the elastic agent (``torchrun``, ``glowflow train --nproc-per-node``) stops the rest.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -87,3 +92,25 @@ def rank0_value(value: float, process: Process) -> float:
 def barrier(process: Process) -> None:
     if process.distributed:
         dist.barrier()
+
+
+class PeerLost(RuntimeError):
+    """Another process of a distributed run died (a collective found its connection gone):
+    this one stops with one line instead of the backend's traceback; the launcher names the
+    process that died."""
+
+
+def lost_peer(error: BaseException, process: Process) -> Optional[PeerLost]:
+    """``error`` as a :class:`PeerLost` when it is the process group's report of a lost peer
+    (torch's ``DistError``, or gloo's error re-raised by autograd as a plain ``RuntimeError``);
+    ``None`` otherwise."""
+    if not process.distributed or not isinstance(error, RuntimeError):
+        return None
+    text = str(error)
+    if not isinstance(error, dist.DistError) and "/gloo/" not in text:
+        return None
+    cause = text.split("] ", 1)[-1].split(". ", 1)[0]
+    return PeerLost(
+        f"process {process.rank} of {process.world_size} lost another process of the run "
+        f"({cause}); stopping"
+    )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import uuid
 from typing import Sequence
@@ -30,6 +31,21 @@ def is_worker() -> bool:
 class LaunchFailed(RuntimeError):
     """A worker of :func:`launch_local` failed with something other than a user mistake (its
     own output says what); the command line prints this one line and exits with status 1."""
+
+
+def ended(exitcode: int) -> str:
+    """How a worker ended, for :class:`LaunchFailed`'s line: a negative ``exitcode`` is the
+    signal that killed it (the elastic agent then stopped the others)."""
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return (
+            f"was killed by {name}; the other processes were stopped (resume the run "
+            f"folder with --resume auto)"
+        )
+    return f"failed with exit status {exitcode} (its output is above)"
 
 
 def launch_local(nproc: int, arguments: Sequence[str]) -> int:
@@ -56,13 +72,13 @@ def launch_local(nproc: int, arguments: Sequence[str]) -> int:
     try:
         elastic_launch(config, sys.executable)("-m", "glowflow", *arguments)
     except ChildFailedError as error:
-        rank, failure = error.get_first_failure()
+        # a process killed by a signal first: the others' failures follow from its death
+        rank, failure = min(
+            error.failures.items(), key=lambda item: (item[1].exitcode >= 0, item[1].timestamp)
+        )
         if failure.exitcode == USER_MISTAKE:
             return USER_MISTAKE
-        raise LaunchFailed(
-            f"process {rank} of {nproc} failed with exit status {failure.exitcode} (its "
-            f"output is above)"
-        ) from None
+        raise LaunchFailed(f"process {rank} of {nproc} {ended(failure.exitcode)}") from None
     finally:
         agent_log.setLevel(level)
     return 0

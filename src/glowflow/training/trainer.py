@@ -80,8 +80,11 @@ def train(config: TrainConfig, resume: Optional[str] = None) -> TrainResult:
     trainer = Trainer(config, resume)
     try:
         result = trainer.run()
-    except BaseException:
+    except BaseException as error:
         trainer.close()
+        lost = distributed.lost_peer(error, trainer.process)
+        if lost is not None:
+            raise lost from None
         raise
     trainer.close(finished=True)
     return result
