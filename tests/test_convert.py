@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -195,6 +196,46 @@ def test_tfp_checkpoint_reads_as_its_variables(folder: Path, precision: str) -> 
     assert from_checkpoint.tensors.keys() == from_npz.tensors.keys()
     for key, value in from_npz.tensors.items():
         assert torch.equal(from_checkpoint.tensors[key], value), key
+
+
+@pytest.mark.skipif(not HAS_TFP, reason="reading a tf.train.Checkpoint needs the tfp extra")
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("garbage index", "cannot be read: not an sstable"),
+        ("garbage data", "cannot be read: .*checksum"),
+        ("truncated data", "cannot be read: Read less bytes"),
+        ("other hparams", "does not hold a tfb.Glow with the --hparams' arguments"),
+    ],
+)
+def test_a_tfp_checkpoint_tensorflow_cannot_read_is_one_line(
+    case: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checkpoint whose ``.index`` or ``.data`` file is corrupt or cut short, or one of
+    another Glow than ``--hparams`` describes: one line naming the prefix, no output folder."""
+    import shutil
+
+    folder = tmp_path / "case"
+    shutil.copytree(TFP_CASES[0], folder)
+    prefix = folder / "checkpoint" / "glow-1"
+    index, data = prefix.with_name("glow-1.index"), prefix.with_name("glow-1.data-00000-of-00001")
+    if case == "garbage index":
+        index.write_bytes(bytes(range(256)) * 2)
+    elif case == "garbage data":
+        data.write_bytes(bytes(reversed(range(256))) * (data.stat().st_size // 256 + 1))
+    elif case == "truncated data":
+        data.write_bytes(data.read_bytes()[:100])
+    else:
+        hparams = json.loads((folder / "hparams.json").read_text())
+        hparams["num_steps_per_block"] += 1
+        (folder / "hparams.json").write_text(json.dumps(hparams))
+    out = tmp_path / "out"
+    argv = ["convert", "--from", "tfp", str(prefix), "--hparams", str(folder / "hparams.json")]
+    assert main([*argv, "--out", str(out)]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "glowflow convert" in line]
+    assert len(errors) == 1 and str(prefix) in errors[0], errors
+    assert re.search(message, errors[0]), errors[0]
+    assert not out.exists()
 
 
 @pytest.mark.skipif(HAS_TFP, reason="the tfp extra is installed")

@@ -88,7 +88,29 @@ def checkpoint_variables(prefix: str, arguments: Mapping[str, Any]) -> dict[str,
     ``num_steps_per_block``, ``grab_after_block``, ``num_hidden`` of the default coupling
     network) in the checkpoint's floating dtype (:func:`float_dtype`; Keras' ``floatx`` set to
     it while the Glow is built), the checkpoint restored into it (every variable must match),
-    and read."""
+    and read. A checkpoint TensorFlow cannot read, or one whose variables are not such a
+    Glow's, is a :class:`~glowflow.errors.ModelFileError` of one line naming the prefix."""
+    from tensorflow.errors import OpError
+
+    try:
+        return _restored_variables(prefix, arguments)
+    except (OpError, IndexError) as error:  # a bad .index, a corrupt or truncated .data file
+        raise ModelFileError(
+            f"{prefix}: the TensorFlow checkpoint cannot be read: {_first_line(error)}"
+        ) from None
+    except AssertionError as error:  # restored, but its variables are not this Glow's
+        raise ModelFileError(
+            f"{prefix}: the checkpoint does not hold a tfb.Glow with the --hparams' arguments: "
+            f"{_first_line(error)}"
+        ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = getattr(error, "message", None) or str(error) or type(error).__name__
+    return text.strip().splitlines()[0]
+
+
+def _restored_variables(prefix: str, arguments: Mapping[str, Any]) -> dict[str, np.ndarray]:
     import tensorflow_probability as tfp
     from tensorflow import train
     from tensorflow_probability.python.internal import tf_keras  # the Keras TFP's layers use
