@@ -239,10 +239,14 @@ def test_a_tfp_checkpoint_tensorflow_cannot_read_is_one_line(
 
 
 @pytest.mark.skipif(HAS_TFP, reason="the tfp extra is installed")
-def test_tfp_checkpoint_without_the_extra_names_it() -> None:
+def test_tfp_checkpoint_without_the_extra_names_it(capsys: pytest.CaptureFixture[str]) -> None:
     folder = TFP_CASES[0]
+    prefix, hparams = folder / "checkpoint64" / "glow-1", folder / "hparams.json"
     with pytest.raises(ModuleNotFoundError, match=r"glowflow\[tfp\]"):
-        convert("tfp", folder / "checkpoint64" / "glow-1", hparams=folder / "hparams.json")
+        convert("tfp", prefix, hparams=hparams)
+    out = ["--out", str(folder / "never-written")]
+    assert main(["convert", "--from", "tfp", str(prefix), "--hparams", str(hparams), *out]) == 2
+    assert "pip install 'glowflow[tfp]'" in capsys.readouterr().err.splitlines()[-1]
 
 
 def test_tfp_checkpoint_dtype_is_its_floating_variables_one() -> None:

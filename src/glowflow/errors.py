@@ -30,3 +30,8 @@ class ModelFileError(GlowflowError, RuntimeError):
 
 class MissingFileError(GlowflowError, FileNotFoundError):
     """A file or folder that should exist and does not."""
+
+
+class MissingExtraError(GlowflowError, ModuleNotFoundError):
+    """An optional dependency the feature needs is not installed; the message names the extra
+    that installs it (``pip install 'glowflow[tfp]'``)."""

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ..config import GlowConfig
-from ..errors import ConfigError, MissingFileError, ModelFileError
+from ..errors import ConfigError, MissingExtraError, MissingFileError, ModelFileError
 from ..store.data import DataSpec
 from .common import Converted, TensorMap, exit_network, layer
 from .ports import read_hparams
@@ -98,7 +98,7 @@ def _arrays(path: Path, hparams: Optional[Path]) -> dict[str, np.ndarray]:
 
         return checkpoint_variables(str(path), arguments)
     except ModuleNotFoundError as error:
-        raise ModuleNotFoundError(
+        raise MissingExtraError(
             f"reading the TensorFlow checkpoint {path} needs the tfp "
             f"extra (pip install 'glowflow[tfp]'): {error}"
         ) from None

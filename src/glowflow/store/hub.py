@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from ..errors import MissingFileError
+from ..errors import MissingExtraError, MissingFileError
 from .record import FILES, read_record
 
 PathLike = Union[str, Path]
@@ -21,7 +21,7 @@ def _hub() -> Any:
     try:
         import huggingface_hub
     except ModuleNotFoundError:
-        raise ModuleNotFoundError(
+        raise MissingExtraError(
             "Hugging Face repo ids need the hub extra: pip install 'glowflow[hub]'"
         ) from None
     return huggingface_hub
