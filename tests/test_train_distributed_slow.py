@@ -28,14 +28,25 @@ DDP_RUN = [*RUN, "--max-steps", "30", "--checkpoint-every", "10", "--nproc-per-n
 """:data:`test_faults.RUN` long enough to be killed between its checkpoints, in 2 processes."""
 
 
-def launch(run_dir: Path, *extra: str) -> subprocess.Popen:
-    """``python -m glowflow train`` of :data:`DDP_RUN` into ``run_dir``, stderr piped."""
+LAUNCHERS = ("glowflow", "torchrun")
+"""``glowflow train --nproc-per-node 2``, or torch's own ``torchrun --nproc_per_node=2``."""
+
+
+def launch(run_dir: Path, *extra: str, launcher: str = "glowflow") -> subprocess.Popen:
+    """``python -m glowflow train`` of :data:`DDP_RUN` into ``run_dir`` (under ``torchrun``
+    for ``launcher="torchrun"``), stderr piped."""
     env = {
         **os.environ,
         "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
         "OMP_NUM_THREADS": "1",
     }
-    command = [sys.executable, "-m", "glowflow", "train", "--run-dir", str(run_dir), *DDP_RUN]
+    train = ["-m", "glowflow", "train", "--run-dir", str(run_dir)]
+    if launcher == "glowflow":
+        command = [sys.executable, *train, *DDP_RUN]
+    else:
+        torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        own = DDP_RUN[: DDP_RUN.index("--nproc-per-node")]
+        command = [*torchrun, "--nproc_per_node=2", *train, *own]
     return subprocess.Popen(
         [*command, *extra], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
@@ -85,16 +96,19 @@ def reference(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("rank", [1, 0])
+@pytest.mark.parametrize(
+    "how, rank", [("glowflow", 1), ("glowflow", 0), ("torchrun", 1)], ids=lambda v: str(v)
+)
 def test_a_killed_rank_stops_the_other_in_bounded_time_and_the_run_resumes(
-    tmp_path, reference, rank
+    tmp_path, reference, how, rank
 ):
     """Rank 1, or rank 0 (the one that writes), SIGKILLed after the first checkpoint: the
     other stops within :data:`STOP_BOUND_S` with no traceback (its own line says it lost a
-    peer), the launcher's one error line names the killed process and its signal, and the
-    resumed run ends in the uninterrupted one's state."""
+    peer when it notices before the launcher stops it), glowflow's launcher's one error line names the killed process and its signal
+    (under ``torchrun``, torchrun's own report does), and the resumed run ends in the
+    uninterrupted one's state."""
     run = tmp_path / "run"
-    launcher = launch(run)
+    launcher = launch(run, launcher=how)
     victim = worker(launcher, rank)
     first = run / "checkpoints" / "step-00000010"
     deadline = time.monotonic() + 300
@@ -111,10 +125,13 @@ def test_a_killed_rank_stops_the_other_in_bounded_time_and_the_run_resumes(
         not Path(f"/proc/{survivor}").exists()
         or "zombie" in Path(f"/proc/{survivor}/status").read_text()
     )
-    assert launcher.returncode == 1
-    line = one_error_line(err)
-    assert f"process {rank} of 2 was killed by SIGKILL" in line, line
-    resumed = launch(run, "--resume", "auto")
+    if how == "glowflow":
+        assert launcher.returncode == 1
+        line = one_error_line(err)
+        assert f"process {rank} of 2 was killed by SIGKILL" in line, line
+    else:
+        assert launcher.returncode != 0 and "Signal 9 (SIGKILL)" in err, err[-3000:]
+    resumed = launch(run, "--resume", "auto", launcher=how)
     _, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err[-3000:]
     assert_same_run(run, reference)
