@@ -104,9 +104,9 @@ def test_a_killed_rank_stops_the_other_in_bounded_time_and_the_run_resumes(
 ):
     """Rank 1, or rank 0 (the one that writes), SIGKILLed after the first checkpoint: the
     other stops within :data:`STOP_BOUND_S` with no traceback (its own line says it lost a
-    peer when it notices before the launcher stops it), glowflow's launcher's one error line names the killed process and its signal
-    (under ``torchrun``, torchrun's own report does), and the resumed run ends in the
-    uninterrupted one's state."""
+    peer when it notices before the launcher stops it), glowflow's launcher's one error line
+    names the killed process and its signal (under ``torchrun``, torchrun's own report does),
+    and the resumed run ends in the uninterrupted one's state."""
     run = tmp_path / "run"
     launcher = launch(run, launcher=how)
     victim = worker(launcher, rank)
