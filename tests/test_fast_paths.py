@@ -44,6 +44,7 @@ def test_sampling_precision_defaults_to_the_devices_fast_one() -> None:
     assert sampling_precision(None, CPU) == sampling_precision("auto", CPU) == fast_precision(CPU)
     for name in SAMPLING_PRECISIONS[1:]:
         assert sampling_precision(name, CPU) == name
+    assert sampling_precision(None, CPU, torch.float64) == "fp32"  # a float64 model stays so
     with pytest.raises(ConfigError, match="sampling precision must be one of"):
         sampling_precision("fp8", CPU)
 

@@ -171,10 +171,11 @@ class Flow(nn.Module):
 
     def sampling_precision(self, precision: Optional[str]) -> ContextManager[object]:
         """The context sampling runs in: autocast to ``precision`` (``None`` or ``"auto"``: the
-        fastest the flow's device runs well, bf16 where it has bf16 matrix units, see
-        :func:`glowflow.precision.sampling_precision`), nothing for fp32."""
-        device = self._reference().device
-        return network_precision(sampling_precision(precision, device), device)
+        fastest the flow's device runs well, bf16 where it has bf16 matrix units, for a float32
+        flow; see :func:`glowflow.precision.sampling_precision`), nothing for fp32."""
+        reference = self._reference()
+        name = sampling_precision(precision, reference.device, reference.dtype)
+        return network_precision(name, reference.device)
 
     @torch.no_grad()
     def sample(

@@ -65,12 +65,16 @@ def fast_precision(device: torch.device) -> str:
     return "bf16" if has_bf16_matrix_units(device) else "fp32"
 
 
-def sampling_precision(name: Optional[str], device: torch.device) -> str:
+def sampling_precision(
+    name: Optional[str], device: torch.device, dtype: torch.dtype = torch.float32
+) -> str:
     """The precision sampling runs in: ``name``, or for ``None`` / ``"auto"`` the device's
-    :func:`fast_precision`. A sample need not round-trip bit for bit, so it may take bf16;
-    ``decode`` of given latents, ``encode`` and evaluation keep their fp32 default."""
+    :func:`fast_precision` for a float32 model (a float64 one, kept in float64 on purpose,
+    samples in its own dtype: ``"fp32"``, no autocast). A sample need not round-trip bit for
+    bit, so it may take bf16; ``decode`` of given latents, ``encode`` and evaluation keep their
+    fp32 default."""
     if name is None or name == AUTO:
-        return fast_precision(device)
+        return fast_precision(device) if dtype == torch.float32 else "fp32"
     if name not in SAMPLING_PRECISIONS:
         raise ConfigError(f"sampling precision must be one of {SAMPLING_PRECISIONS}, got {name!r}")
     return name
