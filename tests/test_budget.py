@@ -48,7 +48,18 @@ def test_a_time_budget_without_steps_lifts_the_step_limit():
         TrainConfig(max_steps=0)
 
 
-@pytest.mark.parametrize("preset", sorted(PRESETS))
+DEFAULT_RUN_PRESETS = ("digits", "cifar10", "tarflow")
+"""The presets the default test run budgets (a Glow on digits, a real dataset's Glow cadences,
+a transformer flow); the slow run takes every preset."""
+
+
+@pytest.mark.parametrize(
+    "preset",
+    [
+        preset if preset in DEFAULT_RUN_PRESETS else pytest.param(preset, marks=pytest.mark.slow)
+        for preset in sorted(PRESETS)
+    ],
+)
 def test_a_tiny_time_budget_validates_at_least_five_times(preset, tmp_path):
     """Every preset's run settings (its cadences: thousands of steps between validations for
     the real datasets) on the digits with the family's small model and a 5-second budget: the
