@@ -269,6 +269,26 @@ class _RunsCode:
         return (os.system, ("echo this must never run",))
 
 
+def write_foreign_file(path: Path, case: str) -> bool:
+    """Make ``path`` the hostile file ``case`` shared by every source: ``"empty"``,
+    ``"directory"``, ``"garbage"`` (random bytes) or ``"foreign zip"`` (a zip of a text
+    file); ``False`` (nothing written) for any other case."""
+    import zipfile
+
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case == "directory":
+        path.mkdir()
+    elif case == "garbage":
+        path.write_bytes(bytes(range(256)) * 4)
+    elif case == "foreign zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("notes.txt", "not a checkpoint")
+    else:
+        return False
+    return True
+
+
 @pytest.mark.parametrize("source", ["y0ast", "rosinality", "chaiyujin", "tarflow"])
 @pytest.mark.parametrize("case", ["empty", "directory", "foreign zip", "garbage", "code"])
 def test_every_torch_source_refuses_a_hostile_file_in_one_line(source, case, tmp_path, capsys):
@@ -276,21 +296,11 @@ def test_every_torch_source_refuses_a_hostile_file_in_one_line(source, case, tmp
     that runs code: one line naming the file and the cause, never torch's advice to retry
     with weights_only=False, and no output folder."""
     import pickle
-    import zipfile
 
     from glowflow.cli import main
 
     path = tmp_path / "model.pt"
-    if case == "empty":
-        path.write_bytes(b"")
-    elif case == "directory":
-        path.mkdir()
-    elif case == "foreign zip":
-        with zipfile.ZipFile(path, "w") as archive:
-            archive.writestr("notes.txt", "not a torch file")
-    elif case == "garbage":
-        path.write_bytes(bytes(range(256)) * 4)
-    else:
+    if not write_foreign_file(path, case):
         path.write_bytes(pickle.dumps(_RunsCode()))
     out = tmp_path / "out"
     assert main(["convert", "--from", source, str(path), "--out", str(out)]) == 2
@@ -388,24 +398,13 @@ def test_tfp_variables_file_that_is_not_one_is_refused_in_one_line(case, tmp_pat
     """An ``.npz`` that is empty, a directory, random bytes, a zip of something else, or holds
     a pickled object array or text (numbers only are read, never pickles): one line naming
     the file and the cause, never numpy's advice to allow pickles."""
-    import zipfile
-
     import numpy as np
 
     path = tmp_path / "variables.npz"
-    if case == "empty":
-        path.write_bytes(b"")
-    elif case == "directory":
-        path.mkdir()
-    elif case == "garbage":
-        path.write_bytes(bytes(range(256)) * 4)
-    elif case == "foreign zip":
-        with zipfile.ZipFile(path, "w") as archive:
-            archive.writestr("notes.txt", "not an npz")
-    elif case == "pickled array":
-        np.savez(path, output_shape=np.array([_RunsCode()], dtype=object))
-    else:
-        np.savez(path, output_shape=np.array(["eight", "eight", "three"]))
+    if not write_foreign_file(path, case):
+        pickled = np.array([_RunsCode()], dtype=object)
+        text = np.array(["eight", "eight", "three"])
+        np.savez(path, output_shape=pickled if case == "pickled array" else text)
     line = refusal("tfp", path)
     assert "allow_pickle" not in line and (case != "directory" or "is a directory" in line)
 

@@ -42,18 +42,24 @@ def _unreadable_because(error: Exception) -> str:
     return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
+def check_nonempty_file(path: Path, what: str, kind: str = "a file") -> Path:
+    """``path`` if it is a file with content; else a one-line error naming ``what`` it should
+    be: a directory (not ``kind``), missing, or empty."""
+    if path.is_dir():
+        raise ModelFileError(f"{what} {path} is a directory, not {kind}")
+    if not path.is_file():
+        raise MissingFileError(f"{what} {path} does not exist")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"{what} {path} is empty")
+    return path
+
+
 def read_torch_file(path: Path, what: str = "checkpoint") -> dict[str, Any]:
     """A ``torch.save``d dict read with the restricted unpickler (``weights_only=True``: tensors,
     numbers, strings and containers only, never code). Errors are one line naming the file
     (``what`` it should be) and the cause: missing, a directory, empty, not a torch file, or
     holding objects other than tensors."""
-    path = Path(path)
-    if path.is_dir():
-        raise ModelFileError(f"{what} {path} is a directory, not a file")
-    if not path.is_file():
-        raise MissingFileError(f"{what} {path} does not exist")
-    if path.stat().st_size == 0:
-        raise ModelFileError(f"{what} {path} is empty")
+    path = check_nonempty_file(Path(path), what)
     try:
         with warnings.catch_warnings():  # torch's legacy-format notes: the one line says it
             warnings.simplefilter("ignore")

@@ -37,19 +37,14 @@ import torch
 from ..config import GlowConfig
 from ..errors import ConfigError, MissingExtraError, MissingFileError, ModelFileError
 from ..store.data import DataSpec
-from .common import Converted, TensorMap, exit_network, layer
+from .common import Converted, TensorMap, check_nonempty_file, exit_network, layer
 from .ports import read_hparams
 
 
 def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
     """The numeric arrays of an ``.npz`` read without unpickling (``allow_pickle=False``);
     errors are one line naming the file and the cause, never numpy's advice to allow pickles."""
-    if path.is_dir():
-        raise ModelFileError(f"variables file {path} is a directory, not an .npz file")
-    if not path.is_file():
-        raise MissingFileError(f"variables file {path} does not exist")
-    if path.stat().st_size == 0:
-        raise ModelFileError(f"variables file {path} is empty")
+    check_nonempty_file(path, "variables file", kind="an .npz file")
     try:
         with np.load(path, allow_pickle=False) as arrays:
             loaded = {key: arrays[key] for key in arrays.files}
