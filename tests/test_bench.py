@@ -15,6 +15,7 @@ from glowflow.bench.machine_limit import count_flops, fraction_of_limit
 from glowflow.bench.peers import known_peers, parse_peer, peer_command, peer_ratios
 from glowflow.bijectors.invconv import _InvertibleChannelMap
 from glowflow.cli import build_parser, main
+from glowflow.cli.bench import format_table
 from glowflow.errors import ConfigError, MissingFileError
 from glowflow.training.config import resolve_config
 
@@ -197,8 +198,14 @@ def test_flops_are_counted_not_formulated() -> None:
 
 def test_peer_ratios_pair_processes_of_the_same_round() -> None:
     def entry(
-        implementation: str, round_index: int, train: float, sample: float, precision: str = "fp32"
+        implementation: str,
+        round_index: int,
+        train: float,
+        sample: float,
+        precision: str = "fp32",
+        convolution_share: float = 0.0,
     ) -> dict[str, object]:
+        profiled = {"train_breakdown": {"convolution": convolution_share, "other": 0.1}}
         return {
             "implementation": implementation,
             "round": round_index,
@@ -208,20 +215,26 @@ def test_peer_ratios_pair_processes_of_the_same_round() -> None:
             "precision": precision,
             "train_images_per_s": {"median": train},
             "sample_images_per_s": {"median": sample},
+            **(profiled if convolution_share else {}),
         }
 
     results = [
-        entry("glowflow", 0, 100, 60),
+        entry("glowflow", 0, 100, 60, convolution_share=0.5),
         entry("glowflow", 0, 300, 90, "bf16"),
-        entry("y0ast", 0, 50, 30),
-        entry("glowflow", 1, 120, 60),
+        entry("y0ast", 0, 50, 30, convolution_share=0.9),
+        entry("glowflow", 1, 120, 60, convolution_share=0.75),
         entry("glowflow", 1, 240, 90, "bf16"),
         entry("y0ast", 1, 40, 20),
     ]
     fp32, bf16 = peer_ratios(results)
     assert (fp32["peer"], fp32["precision"], bf16["precision"]) == ("y0ast", "fp32", "bf16")
-    assert fp32["train"] == {"per_round": [2.0, 3.0], "median": 2.5}
-    assert fp32["sample"]["per_round"] == [2.0, 3.0]
+    # the bound divides glowflow's ratio by glowflow's own convolution share, never the peer's
+    assert fp32["train"] == {
+        "per_round": [2.0, 3.0],
+        "median": 2.5,
+        "convolution_bound": {"per_round": [4.0, 4.0], "median": 4.0},
+    }
+    assert fp32["sample"] == {"per_round": [2.0, 3.0], "median": 2.5}  # not profiled: no bound
     assert bf16["train"] == {"per_round": [6.0, 6.0], "median": 6.0}
     assert "encode" not in fp32
 
@@ -316,3 +329,24 @@ def test_the_tarflow_runner_builds_ml_tarflows_model_for_the_config(tmp_path: Pa
     assert peer["parameters"] == config.head_dim * config.expansion + features**2
     (ratio,) = document["peer_ratios"]
     assert ratio["peer"] == "tarflow" and set(ratio) >= {"train", "sample", "encode"}
+
+
+def test_the_table_gives_each_ratio_its_rounds_and_its_convolution_bound() -> None:
+    ratio = {
+        "peer": "y0ast",
+        "config": "c",
+        "device": "cpu",
+        "mode": "none",
+        "precision": "fp32",
+        "train": {
+            "per_round": [2.0, 3.0],
+            "median": 2.5,
+            "convolution_bound": {"per_round": [4.0, 4.5], "median": 4.25},
+        },
+        "sample": {"per_round": [1.5], "median": 1.5},
+    }
+    table = format_table({"summary": [], "peer_ratios": [ratio]})
+    assert table.splitlines()[-1] == (
+        "glowflow fp32 none / y0ast (c, cpu): train 2.50x (rounds: 2.00, 3.00; convolutions "
+        "alone: 4.25x); sample 1.50x (rounds: 1.50)"
+    )

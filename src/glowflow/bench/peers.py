@@ -58,7 +58,12 @@ def peer_command(name: str, path: str) -> list[str]:
 def peer_ratios(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """glowflow's rate over each peer's, per round, for every glowflow process (mode and
     precision) and task the peer also measured in that round: ``per_round`` (the ratio of the
-    two processes' median rates) and their ``median``."""
+    two processes' median rates) and their ``median``.
+
+    Where glowflow's process profiled the task (``{task}_breakdown``), the entry also has
+    ``convolution_bound``: per round, ``ratio / c`` with ``c`` the convolutions' share of
+    glowflow's step -- the ratio glowflow would reach if everything but its convolutions took
+    no time, so a target above it needs faster convolutions, not less overhead."""
     own = [r for r in results if r["implementation"] == "glowflow"]
     others = [r for r in results if r["implementation"] != "glowflow"]
     groups: dict[tuple[str, ...], dict[str, list[float]]] = {}
@@ -83,6 +88,9 @@ def peer_ratios(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 if rate in entry and rate in peer:
                     ratio = entry[rate]["median"] / peer[rate]["median"]
                     ratios.setdefault(task, []).append(ratio)
+                    share = entry.get(f"{task}_breakdown", {}).get("convolution", 0.0)
+                    if share > 0:
+                        ratios.setdefault(f"{task} bound", []).append(ratio / share)
     return [
         {
             "peer": peer,
@@ -91,9 +99,22 @@ def peer_ratios(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "mode": mode,
             "precision": precision,
             **{
-                task: {"per_round": values, "median": statistics.median(values)}
-                for task, values in ratios.items()
+                task: {
+                    **_per_round(ratios[task]),
+                    **(
+                        {"convolution_bound": _per_round(ratios[f"{task} bound"])}
+                        if f"{task} bound" in ratios
+                        else {}
+                    ),
+                }
+                for task in TASKS
+                if task in ratios
             },
         }
         for (peer, config, device, mode, precision), ratios in groups.items()
     ]
+
+
+def _per_round(values: list[float]) -> dict[str, Any]:
+    """``{"per_round": values, "median": their median}``."""
+    return {"per_round": values, "median": statistics.median(values)}

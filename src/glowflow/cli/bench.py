@@ -129,9 +129,7 @@ def format_table(document: dict[str, Any]) -> str:
     lines += breakdown_lines(document["summary"])
     for ratio in document["peer_ratios"]:
         parts = [
-            f"{task} {ratio[task]['median']:.2f}x (rounds: "
-            + ", ".join(f"{value:.2f}" for value in ratio[task]["per_round"])
-            + ")"
+            f"{task} {_ratio_text(ratio[task])}"
             for task in ("train", "sample", "encode")
             if task in ratio
         ]
@@ -140,6 +138,16 @@ def format_table(document: dict[str, Any]) -> str:
             f"({ratio['config']}, {ratio['device']}): " + "; ".join(parts)
         )
     return "\n".join(lines)
+
+
+def _ratio_text(ratio: dict[str, Any]) -> str:
+    """``1.04x (rounds: 0.95, 1.07, 1.04; convolutions alone: 1.40x)``: one task's ratio to a
+    peer, and the ratio with everything but glowflow's convolutions free
+    (:func:`glowflow.bench.peers.peer_ratios`) where the task was profiled."""
+    rounds = ", ".join(f"{value:.2f}" for value in ratio["per_round"])
+    bound = ratio.get("convolution_bound")
+    alone = f"; convolutions alone: {bound['median']:.2f}x" if bound else ""
+    return f"{ratio['median']:.2f}x (rounds: {rounds}{alone})"
 
 
 def breakdown_lines(summary: list[dict[str, Any]]) -> list[str]:
