@@ -6,7 +6,8 @@ and decoding, CPU-fused Adam and the benchmark's time breakdown.
 * a compiled Glow ``decode`` and ``encode`` are one graph each (``fullgraph=True``), equal
   the eager ones to 1e-5 (latents: relative to their size), round-trip to 1e-5 in fp32,
   recover every integer level with bf16 networks, and follow a change of the weights
-  without recompiling from a stale cache;
+  without recompiling from a stale cache; with gradients disabled a compiled call reads the
+  1x1 convolutions' caches, checked on entry (no triangular solve in the graph);
 * a fused CPU Adam step told that the gradients are not finite changes nothing;
 * the breakdown's classes add up to the wall time and put a convolution's time under
   ``convolution`` and a pointwise chain's under ``elementwise``.
@@ -14,11 +15,14 @@ and decoding, CPU-fused Adam and the benchmark's time breakdown.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import pytest
 import torch
 
 from glowflow import Flow
 from glowflow.bench.breakdown import CLASSES, OUTSIDE, operator_class, time_breakdown
+from glowflow.bijectors.invconv import cached_matrices_in_graphs
 from glowflow.compiled import compiled_call
 from glowflow.errors import ConfigError
 from glowflow.precision import (
@@ -93,6 +97,40 @@ def test_compiled_decode_and_encode_are_one_graph_each_and_equal_eager() -> None
         lu.log_s.add_(0.1)
         assert (decode(flow, latents) - flow.decode(latents)).abs().max() < 1e-5
         assert (decode(flow, latents) - x).abs().max() > 1e-3
+
+
+def test_compiled_calls_read_the_checked_cache_and_follow_weight_changes() -> None:
+    """With gradients disabled a compiled graph reads the 1x1 convolutions' caches (no
+    triangular solve runs), checked on entry: a changed weight is seen without recompiling."""
+    flow = _random_glow()
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1)) - 0.5
+    decode = torch.compile(type(flow).decode, fullgraph=True)
+
+    def solves(fn: Callable[[], object]) -> int:
+        with torch.profiler.profile() as profile:
+            fn()
+        return sum(e.name == "aten::linalg_solve_triangular" for e in profile.events())
+
+    with torch.no_grad():
+        latents = flow.encode(x)
+        assert solves(lambda: decode(flow, latents)) > 0  # outside the context: computed
+        with cached_matrices_in_graphs(flow):
+            assert (decode(flow, latents) - flow.decode(latents)).abs().max() < 1e-5
+            assert solves(lambda: decode(flow, latents)) == 0
+        with cached_matrices_in_graphs(flow):
+            reference = decode(flow, latents)
+        assert torch.equal(compiled_call(flow, "decode", latents, None), reference)
+        lu = next(m for m in flow.modules() if type(m).__name__ == "InvertibleConv1x1LU")
+        lu.log_s.add_(0.1)
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            changed = compiled_call(flow, "decode", latents, None)
+            with cached_matrices_in_graphs(flow):
+                assert torch.equal(decode(flow, latents), changed)
+        assert (changed - flow.decode(latents)).abs().max() < 1e-5
+        assert (changed - x).abs().max() > 1e-3
+    with pytest.raises(RuntimeError, match="gradients disabled"):
+        with cached_matrices_in_graphs(flow):
+            pass
 
 
 @pytest.mark.slow

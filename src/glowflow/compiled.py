@@ -6,8 +6,11 @@ dynamo for each flow instance and input shape it meets. Glow's ``encode`` and ``
 one graph each, with no graph break (tested with ``fullgraph=True``): inside a graph the 1x1
 convolutions compute ``W``, ``W^{-1}`` and ``log|det W|`` from their parameters (``O(C^3)`` for
 ``C`` channels, next to the convolutions' ``O(B C^2 H W)``) rather than read their host-side
-cache, and ActNorm's initialization flag is a constant. The graph reads the parameters on
-every call, so an optimizer step or a ``load_state_dict`` is seen without recompiling.
+cache, and ActNorm's initialization flag is a constant. :func:`compiled_call` with gradients
+disabled (sampling, encoding) checks each cache eagerly first and lets the graph read it
+(:func:`glowflow.bijectors.invconv.cached_matrices_in_graphs`), so no call computes an
+inverse for weights it has seen. Either way an optimizer step or a ``load_state_dict`` is
+seen without recompiling.
 Inductor fuses each step's elementwise work (the coupling's update, ActNorm's affine map, the
 priors' scaling) around the convolutions, which is where the eager path loses its time at
 small batches on a CPU (see the README's "Compiled sampling").
@@ -25,6 +28,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .bijectors.invconv import cached_matrices_in_graphs
+
 COMPILED_METHODS = ("encode", "decode")
 """The flow methods :func:`compiled_call` compiles."""
 
@@ -35,7 +40,12 @@ def _compiled(cls: type, method: str) -> Callable[..., Any]:
 
 
 def compiled_call(flow: nn.Module, method: str, *args: Any) -> Any:
-    """``getattr(flow, method)(*args)``, compiled; ``method`` one of :data:`COMPILED_METHODS`."""
+    """``getattr(flow, method)(*args)``, compiled; ``method`` one of :data:`COMPILED_METHODS`.
+    With gradients disabled the graph reads the 1x1 convolutions' checked caches."""
     if method not in COMPILED_METHODS:
         raise ValueError(f"compiled_call: method must be one of {COMPILED_METHODS}, got {method!r}")
-    return _compiled(type(flow), method)(flow, *args)
+    function = _compiled(type(flow), method)
+    if torch.is_grad_enabled():
+        return function(flow, *args)
+    with cached_matrices_in_graphs(flow):
+        return function(flow, *args)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+import contextlib
+from typing import Iterator, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -70,7 +71,8 @@ class _InvertibleChannelMap(Bijector):
     under ``no_grad``, a reassigned parameter -- recomputes them, and cached results are
     identical to uncached ones. ``train()`` and device or dtype moves (``_apply``) drop the
     cache outright. Inside ``torch.compile`` the matrices are computed from the parameters in
-    the graph (the cache's host-side comparison would break it; see :mod:`glowflow.compiled`).
+    the graph (the cache's host-side comparison would break it; see :mod:`glowflow.compiled`),
+    unless :func:`cached_matrices_in_graphs` has checked the cache eagerly for the call.
     """
 
     def __init__(self, num_channels: int) -> None:
@@ -79,6 +81,7 @@ class _InvertibleChannelMap(Bijector):
             raise ConfigError(f"{type(self).__name__} needs num_channels >= 1, got {num_channels}")
         self.num_channels = num_channels
         self._cache: Optional[_CachedMatrices] = None
+        self._graphs_read_cache = False  # set by cached_matrices_in_graphs only
 
     def _matrices(self, need_inverse: bool) -> tuple[Tensor, Optional[Tensor], Tensor]:
         """``(W, W^{-1} or None, log|det W|)`` computed from the current parameters and buffers.
@@ -108,6 +111,8 @@ class _InvertibleChannelMap(Bijector):
 
     def _weights(self, need_inverse: bool) -> tuple[Tensor, Optional[Tensor], Tensor]:
         if torch.compiler.is_compiling():
+            if self._graphs_read_cache and self._cache is not None:
+                return self._cache.weight, self._cache.inverse, self._cache.logabsdet
             return self._matrices(need_inverse)  # the cache is host state: no graph break
         state = self._state()
         if torch.is_grad_enabled() and any(t.requires_grad for t in state):
@@ -150,6 +155,31 @@ class _InvertibleChannelMap(Bijector):
 
     def extra_repr(self) -> str:
         return f"num_channels={self.num_channels}"
+
+
+@contextlib.contextmanager
+def cached_matrices_in_graphs(module: nn.Module) -> Iterator[None]:
+    """Within: compiled graphs read the cached ``W``, ``W^{-1}``, ``log|det W|`` of every 1x1
+    convolution in ``module`` instead of computing them (``O(C^3)`` float64 work per layer
+    per call, 5% of a compiled ``cifar10-small`` sampling call on a 2-core CPU).
+
+    On entry each cache is checked against the current weights, bit for bit, and recomputed
+    if stale (eagerly, under ``no_grad``), so a graph reads exactly the matrices an eager
+    call would. Gradients cannot flow through a cache, so entering with gradients enabled is
+    a ``RuntimeError``. Dynamo guards on the flag this sets, so graphs compiled outside the
+    context (training's) keep computing the matrices from the parameters.
+    """
+    if torch.is_grad_enabled():
+        raise RuntimeError("cached_matrices_in_graphs needs gradients disabled (torch.no_grad())")
+    maps = [m for m in module.modules() if isinstance(m, _InvertibleChannelMap)]
+    for channel_map in maps:
+        channel_map._weights(need_inverse=True)  # checks, and refreshes, the cache
+        channel_map._graphs_read_cache = True
+    try:
+        yield
+    finally:
+        for channel_map in maps:
+            channel_map._graphs_read_cache = False
 
 
 class InvertibleConv1x1(_InvertibleChannelMap):
