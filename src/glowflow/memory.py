@@ -32,7 +32,7 @@ the input or some step parameter requires grad) and every :class:`ActNorm` in th
 initialized; otherwise the steps run plainly, so the data-dependent initialization (and
 encoding under ``no_grad``) never goes through a recomputing path.
 
-On CPU, :func:`glowflow.bench.allocator.retain_freed_memory` keeps the recomputing modes (and
+On CPU, :func:`glowflow.allocator.retain_freed_memory` keeps the recomputing modes (and
 sampling) from paying for page faults on every freed-and-reallocated activation.
 """
 

@@ -14,13 +14,13 @@ concern:
 * :mod:`~glowflow.bench.run`: a fresh process per measurement, rounds, the summary;
 * :mod:`~glowflow.bench.peers` and :mod:`~glowflow.bench.runners`: other implementations in
   alternating processes, and glowflow's rate over theirs;
-* :mod:`~glowflow.bench.machine_limit`: the matmul rate per precision and counted FLOPs;
-* :mod:`~glowflow.bench.allocator`: the CPU ``malloc`` tuning a measuring process runs with.
+* :mod:`~glowflow.bench.machine_limit`: the matmul rate per precision and counted FLOPs.
+
+Each measuring process tunes the CPU ``malloc`` as its spec says (:mod:`glowflow.allocator`).
 """
 
 from __future__ import annotations
 
-from .allocator import ALLOCATORS, retain_freed_memory
 from .configs import CONFIGS, build_model, get_config, spec_config
 from .machine_limit import count_flops, fraction_of_limit, matmul_rate
 from .measure import Result, Tasks, measure_tasks, setup_process
@@ -30,7 +30,6 @@ from .run import run_benchmark, run_in_subprocess, summarize
 from .settings import BenchSettings
 
 __all__ = [
-    "ALLOCATORS",
     "CONFIGS",
     "BenchSettings",
     "Result",
@@ -47,7 +46,6 @@ __all__ = [
     "parse_peer",
     "peer_command",
     "peer_ratios",
-    "retain_freed_memory",
     "run_benchmark",
     "run_in_subprocess",
     "setup_process",

@@ -29,9 +29,9 @@ from typing import Any, Callable, ContextManager, Optional
 import torch
 from torch import nn
 
+from ..allocator import tune_allocator
 from ..config_base import FlowConfig
 from ..precision import DTYPES
-from .allocator import retain_freed_memory
 from .breakdown import time_breakdown
 from .configs import event_shape, spec_config
 from .machine_limit import count_flops, fraction_of_limit, matmul_rate
@@ -91,8 +91,7 @@ def setup_process(
     """A measuring process's set-up from its spec: the allocator, the threads, the config (in
     the spec's memory mode), the device, a fixed uniform batch ``x`` in ``[-1/2, 1/2)`` and the
     device sync."""
-    if spec["allocator"] == "retain":
-        retain_freed_memory()
+    tune_allocator(spec["allocator"])
     torch.set_num_threads(spec["threads"])
     config = spec_config(spec)
     device = torch.device(spec["device"])

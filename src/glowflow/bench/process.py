@@ -3,7 +3,7 @@
 
 The spec's options: ``precision`` runs the networks in bf16 or fp16 (:mod:`glowflow.precision`;
 the flow's own arithmetic stays fp32, fp16 training scales its loss); ``allocator="retain"``
-calls :func:`glowflow.bench.allocator.retain_freed_memory` in the process (the CPU heap is kept
+calls :func:`glowflow.allocator.retain_freed_memory` in the process (the CPU heap is kept
 for reuse; ``"default"`` leaves glibc's malloc alone); ``channels_last`` stores the model's conv
 weights and the batch channels-last; ``compile`` wraps the training objective (forward and
 backward) in ``torch.compile`` and samples and encodes through :mod:`glowflow.compiled`

@@ -13,8 +13,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ..allocator import ALLOCATORS, check_allocator
 from ..errors import ConfigError
-from .allocator import ALLOCATORS
 
 
 def option(help: str, flag: Optional[str] = None, **settings: Any) -> dict[str, Any]:
@@ -49,7 +49,7 @@ class BenchSettings:
         default="retain",
         metadata=option(
             "CPU malloc: retain freed memory for reuse "
-            "(glowflow.bench.allocator.retain_freed_memory) or leave glibc's default",
+            "(glowflow.allocator.retain_freed_memory) or leave glibc's default",
             choices=ALLOCATORS,
         ),
     )
@@ -77,8 +77,7 @@ class BenchSettings:
             raise ConfigError(
                 "batch, threads, repeats, iterations and rounds must be >= 1, warmup >= 0"
             )
-        if self.allocator not in ALLOCATORS:
-            raise ConfigError(f"allocator must be one of {ALLOCATORS}, got {self.allocator!r}")
+        check_allocator(self.allocator, "allocator")
 
     @staticmethod
     def _flag(setting: dataclasses.Field[Any]) -> str:
