@@ -47,9 +47,10 @@ COMMANDS = (
     "bench",
 )
 
-BATCH_INFERENCE_COMMANDS = ("eval", "sample", "interpolate", "manipulate", "reconstruct", "ood")
-"""The commands that run a trained model on large batches: their process keeps freed memory
-for reuse (:func:`glowflow.allocator.retain_freed_memory`) unless the environment says
+BATCH_INFERENCE_COMMANDS = ("eval", "sample", "ood", "manipulate")
+"""The commands that run a trained model on large batches (a test split, a grid of samples, the
+images of an attribute; ``interpolate`` and ``reconstruct`` take a few): their process keeps
+freed memory for reuse (:func:`glowflow.allocator.retain_freed_memory`) unless the environment says
 otherwise (:func:`glowflow.allocator.allocator_from_environment`)."""
 
 
