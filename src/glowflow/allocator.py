@@ -7,13 +7,12 @@ page-faults them in again on every call. Who tunes it:
 
 * the ``glowflow`` commands that run a trained model on large batches
   (:data:`glowflow.cli.BATCH_INFERENCE_COMMANDS`: ``eval``, ``sample``, ...), through
-  :func:`allocator_from_environment` and :func:`tune_allocator`: ``glowflow eval`` of 500
-  3x32x32 images in batches of 512 takes 0.81x the wall time, ``glowflow sample -n 512`` 0.82x,
-  for 13-21% more peak memory (README, "The CPU allocator");
+  :func:`allocator_from_environment` and :func:`tune_allocator` (faster, for more peak memory:
+  the README's "The CPU allocator" has the figures);
 * each benchmark process, as its spec says (``glowflow bench --allocator``, default ``retain``).
 
-``glowflow train`` leaves ``malloc`` as it is: at batch 16 its steps were no faster with it
-(0.89x the images/s) and its peak memory 18% higher. ``GLOWFLOW_ALLOCATOR=default`` leaves
+``glowflow train`` leaves ``malloc`` as it is: measured, its steps were no faster with it and
+its peak memory higher. ``GLOWFLOW_ALLOCATOR=default`` leaves
 ``malloc`` alone for every command, and so does any of glibc's own threshold settings in the
 environment (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``, or ``GLIBC_TUNABLES``
 naming either): a user's choice stands. Importing glowflow changes nothing; a Python program
@@ -59,8 +58,8 @@ def retain_freed_memory() -> bool:
     time). This sets ``M_MMAP_THRESHOLD`` to 1 GiB and ``M_TRIM_THRESHOLD`` to 2 GiB (the
     ``MALLOC_*_`` environment variables do the same): blocks come from the heap and freed ones
     are reused. The heap grows to the peak working set and the process keeps it until it exits;
-    freed blocks that do not fit the next request add to it (13-21% more peak memory for the
-    commands the README measures). Process-wide; returns ``False`` (nothing changed) where the C
+    freed blocks that do not fit the next request add to it (the README's "The CPU allocator"
+    measures how much). Process-wide; returns ``False`` (nothing changed) where the C
     library is not glibc.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
